@@ -1,0 +1,330 @@
+//! Tenant-scoped cache on Redis (or Dragonfly): get, set with TTL and tags,
+//! delete, batch get, invalidation by key prefix or by tag. Every Redis key
+//! carries the tenant, so one tenant's keys are invisible to another.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::platform::extract::{Json, Path};
+use crate::platform::{ApiError, ApiResult, AppState, Principal};
+
+const MAX_KEY: usize = 512;
+const MAX_TAGS: usize = 32;
+const MAX_BATCH: usize = 1000;
+const MAX_TTL: u64 = 30 * 86_400;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/cache/items/{*key}",
+            get(get_item).put(put_item).delete(delete_item),
+        )
+        .route("/v1/cache/batch-get", post(batch_get))
+        .route("/v1/cache/invalidate", post(invalidate))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(get_item, put_item, delete_item, batch_get, invalidate),
+    components(schemas(PutItem, Item, BatchGet, BatchResult, Invalidate, Invalidated, crate::platform::error::Problem)),
+    tags((name = "cache", description = "Tenant-scoped key/value cache"))
+)]
+struct Doc;
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    Doc::openapi()
+}
+
+fn default_ttl(state: &AppState) -> u64 {
+    state
+        .config
+        .extra
+        .get("FAAS_CACHE_DEFAULT_TTL_SECS")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3600)
+}
+
+fn check_text(what: &str, s: &str, max: usize) -> ApiResult<()> {
+    if s.is_empty() || s.len() > max || s.chars().any(char::is_control) {
+        return Err(ApiError::Validation(format!(
+            "{what}: 1 to {max} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn item_key(state: &AppState, tenant: &str, key: &str) -> String {
+    state.redis_key(&["cache", tenant, "k", key])
+}
+
+fn tag_key(state: &AppState, tenant: &str, tag: &str) -> String {
+    state.redis_key(&["cache", tenant, "t", tag])
+}
+
+/// Escapes the glob characters of a Redis MATCH pattern.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutItem {
+    /// Any JSON value.
+    #[schema(value_type = Object)]
+    pub value: Value,
+    /// Seconds to keep the item, 1 to 2592000; the service default when absent.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// Tags for invalidation, up to 32.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Item {
+    pub key: String,
+    #[schema(value_type = Object)]
+    pub value: Value,
+    /// Seconds left.
+    pub ttl_seconds: Option<i64>,
+}
+
+#[utoipa::path(put, path = "/v1/cache/items/{key}", tag = "cache", request_body = PutItem,
+    responses((status = 200, body = Item), (status = 422, body = crate::platform::error::Problem)))]
+async fn put_item(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(key): Path<String>,
+    Json(input): Json<PutItem>,
+) -> ApiResult<Json<Item>> {
+    check_text("key", &key, MAX_KEY)?;
+    let ttl = input.ttl_seconds.unwrap_or_else(|| default_ttl(&state));
+    if ttl == 0 || ttl > MAX_TTL {
+        return Err(ApiError::Validation(format!(
+            "ttl_seconds: must be between 1 and {MAX_TTL}"
+        )));
+    }
+    if input.tags.len() > MAX_TAGS {
+        return Err(ApiError::Validation(format!("tags: at most {MAX_TAGS}")));
+    }
+    for t in &input.tags {
+        check_text("tags[]", t, 128)?;
+    }
+    let bytes = serde_json::to_vec(&input.value).map_err(ApiError::internal)?;
+    let mut conn = state.redis()?;
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .set_ex(item_key(&state, &p.tenant_id, &key), bytes, ttl)
+        .ignore();
+    for t in &input.tags {
+        let tk = tag_key(&state, &p.tenant_id, t);
+        pipe.sadd(&tk, &key).ignore();
+        // The tag set lives at least as long as its longest-lived item.
+        pipe.cmd("EXPIRE").arg(&tk).arg(ttl).arg("GT").ignore();
+        pipe.cmd("EXPIRE").arg(&tk).arg(ttl).arg("NX").ignore();
+    }
+    pipe.query_async::<()>(&mut conn).await?;
+    Ok(Json(Item {
+        key,
+        value: input.value,
+        ttl_seconds: Some(ttl as i64),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/cache/items/{key}", tag = "cache",
+    responses((status = 200, body = Item), (status = 404, body = crate::platform::error::Problem)))]
+async fn get_item(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Item>> {
+    check_text("key", &key, MAX_KEY)?;
+    let mut conn = state.redis()?;
+    let k = item_key(&state, &p.tenant_id, &key);
+    let (raw, ttl): (Option<Vec<u8>>, i64) =
+        redis::pipe().get(&k).ttl(&k).query_async(&mut conn).await?;
+    let raw = raw.ok_or_else(|| ApiError::NotFound("no such key".into()))?;
+    let value = serde_json::from_slice(&raw).map_err(ApiError::internal)?;
+    Ok(Json(Item {
+        key,
+        value,
+        ttl_seconds: (ttl >= 0).then_some(ttl),
+    }))
+}
+
+#[utoipa::path(delete, path = "/v1/cache/items/{key}", tag = "cache",
+    responses((status = 204), (status = 404, body = crate::platform::error::Problem)))]
+async fn delete_item(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(key): Path<String>,
+) -> ApiResult<StatusCode> {
+    check_text("key", &key, MAX_KEY)?;
+    let mut conn = state.redis()?;
+    let n: i64 = conn.del(item_key(&state, &p.tenant_id, &key)).await?;
+    if n == 0 {
+        return Err(ApiError::NotFound("no such key".into()));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchGet {
+    /// 1 to 1000 keys.
+    pub keys: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchResult {
+    /// Every asked key, with null for a missing one.
+    #[schema(value_type = Object)]
+    pub items: BTreeMap<String, Value>,
+    pub found: usize,
+}
+
+#[utoipa::path(post, path = "/v1/cache/batch-get", tag = "cache", request_body = BatchGet,
+    responses((status = 200, body = BatchResult), (status = 422, body = crate::platform::error::Problem)))]
+async fn batch_get(
+    State(state): State<AppState>,
+    p: Principal,
+    Json(input): Json<BatchGet>,
+) -> ApiResult<Json<BatchResult>> {
+    if input.keys.is_empty() || input.keys.len() > MAX_BATCH {
+        return Err(ApiError::Validation(format!("keys: 1 to {MAX_BATCH} keys")));
+    }
+    for k in &input.keys {
+        check_text("keys[]", k, MAX_KEY)?;
+    }
+    let full: Vec<String> = input
+        .keys
+        .iter()
+        .map(|k| item_key(&state, &p.tenant_id, k))
+        .collect();
+    let mut conn = state.redis()?;
+    let raws: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&full).query_async(&mut conn).await?;
+    let mut items = BTreeMap::new();
+    let mut found = 0;
+    for (k, raw) in input.keys.into_iter().zip(raws) {
+        let v = match raw {
+            Some(r) => {
+                found += 1;
+                serde_json::from_slice(&r).map_err(ApiError::internal)?
+            }
+            None => Value::Null,
+        };
+        items.insert(k, v);
+    }
+    Ok(Json(BatchResult { items, found }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Invalidate {
+    /// Delete every key starting with this.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Delete every key set with this tag.
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Invalidated {
+    pub deleted: u64,
+}
+
+#[utoipa::path(post, path = "/v1/cache/invalidate", tag = "cache", request_body = Invalidate,
+    responses((status = 200, body = Invalidated), (status = 422, body = crate::platform::error::Problem)))]
+async fn invalidate(
+    State(state): State<AppState>,
+    p: Principal,
+    Json(input): Json<Invalidate>,
+) -> ApiResult<Json<Invalidated>> {
+    let mut conn = state.redis()?;
+    let deleted = match (input.prefix, input.tag) {
+        (Some(prefix), None) => {
+            // An empty prefix clears the tenant's whole cache.
+            if prefix.len() > MAX_KEY || prefix.chars().any(char::is_control) {
+                return Err(ApiError::Validation(
+                    "prefix: at most 512 bytes without control characters".into(),
+                ));
+            }
+            let pattern = format!("{}*", glob_escape(&item_key(&state, &p.tenant_id, &prefix)));
+            let mut deleted = 0u64;
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await?;
+                if !keys.is_empty() {
+                    let n: u64 = redis::cmd("UNLINK")
+                        .arg(&keys)
+                        .query_async(&mut conn)
+                        .await?;
+                    deleted += n;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            deleted
+        }
+        (None, Some(tag)) => {
+            check_text("tag", &tag, 128)?;
+            let tk = tag_key(&state, &p.tenant_id, &tag);
+            let members: Vec<String> = conn.smembers(&tk).await?;
+            let mut deleted = 0u64;
+            for chunk in members.chunks(500) {
+                let keys: Vec<String> = chunk
+                    .iter()
+                    .map(|k| item_key(&state, &p.tenant_id, k))
+                    .collect();
+                let n: u64 = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await?;
+                deleted += n;
+            }
+            let _: i64 = conn.del(&tk).await?;
+            deleted
+        }
+        _ => {
+            return Err(ApiError::Validation(
+                "give exactly one of prefix, tag".into(),
+            ));
+        }
+    };
+    Ok(Json(Invalidated { deleted }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_escape;
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+}

@@ -1,0 +1,694 @@
+//! LLM operations: events from NATS and HTTP batches stored in Postgres, a
+//! query API with filters and cursor pagination, metrics and cost analysis,
+//! and the per-model pricing table.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use uuid::Uuid;
+
+use crate::platform::auth::valid_tenant_id;
+use crate::platform::events::{Envelope, HandlerError};
+use crate::platform::extract::{Json, Path, Query};
+use crate::platform::{ApiError, ApiResult, AppState, Principal};
+
+/// The event kind (subject suffix) of LLM operations on the bus.
+pub const EVENT_KIND: &str = "llmop";
+pub const EVENT_TYPE: &str = "llmop.v1";
+const MAX_BATCH: usize = 1000;
+
+/// One LLM operation (a chat or embeddings call).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LlmOpEvent {
+    /// Unique id; re-sending the same id is ignored. Generated when absent.
+    #[serde(default)]
+    pub id: Option<Uuid>,
+    /// When the operation happened; now when absent.
+    #[serde(default)]
+    pub occurred_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    pub model: String,
+    #[serde(default)]
+    pub provider: String,
+    /// chat, embeddings, …
+    #[serde(default = "chat")]
+    pub operation: String,
+    #[serde(default)]
+    pub tokens_in: i64,
+    #[serde(default)]
+    pub tokens_out: i64,
+    #[serde(default)]
+    pub latency_ms: f64,
+    /// Computed from the pricing table when absent.
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    /// ok or error.
+    pub status: String,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub cached: bool,
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+fn chat() -> String {
+    "chat".into()
+}
+
+fn short(name: &str, v: &Option<String>, max: usize) -> ApiResult<()> {
+    if v.as_ref().is_some_and(|s| s.len() > max) {
+        return Err(ApiError::Validation(format!(
+            "{name}: at most {max} characters"
+        )));
+    }
+    Ok(())
+}
+
+impl LlmOpEvent {
+    pub fn validate(&self) -> ApiResult<()> {
+        if self.model.is_empty() || self.model.len() > 200 {
+            return Err(ApiError::Validation("model: 1 to 200 characters".into()));
+        }
+        if self.provider.len() > 200 || self.operation.is_empty() || self.operation.len() > 50 {
+            return Err(ApiError::Validation(
+                "provider/operation: too long or empty".into(),
+            ));
+        }
+        if !matches!(self.status.as_str(), "ok" | "error") {
+            return Err(ApiError::Validation(format!(
+                "status: {:?} is not one of ok, error",
+                self.status
+            )));
+        }
+        if self.tokens_in < 0 || self.tokens_out < 0 {
+            return Err(ApiError::Validation(
+                "tokens_in/tokens_out: must not be negative".into(),
+            ));
+        }
+        if !self.latency_ms.is_finite() || self.latency_ms < 0.0 {
+            return Err(ApiError::Validation(
+                "latency_ms: must be a non-negative number".into(),
+            ));
+        }
+        if self.cost_usd.is_some_and(|c| !c.is_finite() || c < 0.0) {
+            return Err(ApiError::Validation(
+                "cost_usd: must be a non-negative number".into(),
+            ));
+        }
+        short("user_id", &self.user_id, 256)?;
+        short("agent_id", &self.agent_id, 256)?;
+        short("error", &self.error, 2000)?;
+        short("correlation_id", &self.correlation_id, 128)?;
+        short("request_id", &self.request_id, 128)?;
+        Ok(())
+    }
+}
+
+/// Price per million tokens for a model: the tenant's own row, else the default.
+pub async fn price(state: &AppState, tenant: &str, model: &str) -> ApiResult<Option<(f64, f64)>> {
+    let row: Option<(f64, f64)> = sqlx::query_as(
+        "SELECT input_per_million, output_per_million FROM model_pricing WHERE model = $1 AND tenant_id IN ($2, '') \
+         ORDER BY tenant_id DESC LIMIT 1",
+    )
+    .bind(model)
+    .bind(tenant)
+    .fetch_optional(state.db()?)
+    .await?;
+    Ok(row)
+}
+
+pub async fn cost_for(
+    state: &AppState,
+    tenant: &str,
+    model: &str,
+    tokens_in: u64,
+    tokens_out: u64,
+) -> ApiResult<f64> {
+    Ok(price(state, tenant, model)
+        .await?
+        .map(|(i, o)| (tokens_in as f64 * i + tokens_out as f64 * o) / 1e6)
+        .unwrap_or(0.0))
+}
+
+/// Stores events of one tenant; ids already stored are skipped.
+pub async fn store(state: &AppState, tenant: &str, events: Vec<LlmOpEvent>) -> ApiResult<u64> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let mut rows = Vec::with_capacity(events.len());
+    for e in events {
+        let cost = match e.cost_usd {
+            Some(c) => c,
+            None => {
+                cost_for(
+                    state,
+                    tenant,
+                    &e.model,
+                    e.tokens_in as u64,
+                    e.tokens_out as u64,
+                )
+                .await?
+            }
+        };
+        rows.push((e, cost));
+    }
+    let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+        "INSERT INTO llm_operations (id, tenant_id, occurred_at, user_id, agent_id, model, provider, operation, \
+         tokens_in, tokens_out, latency_ms, cost_usd, status, error, cached, correlation_id, request_id) ",
+    );
+    let now = Utc::now();
+    qb.push_values(rows, |mut b, (e, cost)| {
+        b.push_bind(e.id.unwrap_or_else(Uuid::now_v7))
+            .push_bind(tenant.to_string())
+            .push_bind(e.occurred_at.unwrap_or(now))
+            .push_bind(e.user_id)
+            .push_bind(e.agent_id)
+            .push_bind(e.model)
+            .push_bind(e.provider)
+            .push_bind(e.operation)
+            .push_bind(e.tokens_in)
+            .push_bind(e.tokens_out)
+            .push_bind(e.latency_ms)
+            .push_bind(cost)
+            .push_bind(e.status)
+            .push_bind(e.error)
+            .push_bind(e.cached)
+            .push_bind(e.correlation_id)
+            .push_bind(e.request_id);
+    });
+    qb.push(" ON CONFLICT (id) DO NOTHING");
+    let done = qb.build().execute(state.db()?).await?;
+    Ok(done.rows_affected())
+}
+
+/// Starts the durable consumer of LLM-operation events.
+pub async fn start_consumer(state: &AppState) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let bus = state.events().map_err(|e| anyhow::anyhow!("{e}"))?.clone();
+    let st = state.clone();
+    let handler: crate::platform::events::Handler = std::sync::Arc::new(move |env: Envelope| {
+        let st = st.clone();
+        Box::pin(async move {
+            if !valid_tenant_id(&env.tenant_id) {
+                return Err(HandlerError::Permanent(
+                    "the envelope has no valid tenant id".into(),
+                ));
+            }
+            let mut ev: LlmOpEvent = env.json()?;
+            ev.validate()
+                .map_err(|e| HandlerError::Permanent(e.to_string()))?;
+            if ev.correlation_id.is_none() && !env.correlation_id.is_empty() {
+                ev.correlation_id = Some(env.correlation_id.clone());
+            }
+            store(&st, &env.tenant_id, vec![ev])
+                .await
+                .map_err(|e| match e {
+                    ApiError::Validation(m) => HandlerError::Permanent(m),
+                    other => HandlerError::Retry(format!("{other:?}")),
+                })?;
+            Ok(())
+        })
+    });
+    bus.consume(
+        EVENT_KIND,
+        "llmops",
+        state.config.nats_max_deliver,
+        handler,
+        state.shutdown.clone(),
+    )
+    .await
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/llmops/events", post(ingest).get(query_events))
+        .route("/v1/llmops/metrics", get(metrics))
+        .route("/v1/llmops/pricing", get(list_pricing))
+        .route(
+            "/v1/llmops/pricing/{model}",
+            put(put_pricing).delete(delete_pricing),
+        )
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(ingest, query_events, metrics, list_pricing, put_pricing, delete_pricing),
+    components(schemas(LlmOpEvent, IngestBatch, IngestResult, EventPage, StoredEvent, MetricsReport, MetricsGroup,
+                       Pricing, PricingInput, crate::platform::error::Problem)),
+    tags((name = "llmops", description = "LLM-operation history, metrics and costs"))
+)]
+struct Doc;
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    Doc::openapi()
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IngestBatch {
+    /// 1 to 1000 events; the tenant is the caller's.
+    pub events: Vec<LlmOpEvent>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IngestResult {
+    pub received: usize,
+    /// New events stored (repeated ids are skipped).
+    pub stored: u64,
+}
+
+#[utoipa::path(post, path = "/v1/llmops/events", tag = "llmops", request_body = IngestBatch,
+    responses((status = 202, body = IngestResult), (status = 422, body = crate::platform::error::Problem)))]
+async fn ingest(
+    State(state): State<AppState>,
+    p: Principal,
+    Json(batch): Json<IngestBatch>,
+) -> ApiResult<(StatusCode, Json<IngestResult>)> {
+    if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
+        return Err(ApiError::Validation(format!(
+            "events: send 1 to {MAX_BATCH} events"
+        )));
+    }
+    for (i, e) in batch.events.iter().enumerate() {
+        e.validate()
+            .map_err(|err| ApiError::Validation(format!("events[{i}].{err}")))?;
+    }
+    let received = batch.events.len();
+    let stored = store(&state, &p.tenant_id, batch.events).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(IngestResult { received, stored }),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventFilter {
+    /// RFC 3339; default: 30 days ago.
+    pub from: Option<DateTime<Utc>>,
+    /// RFC 3339; default: now.
+    pub to: Option<DateTime<Utc>>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub agent_id: Option<String>,
+    pub user_id: Option<String>,
+    pub status: Option<String>,
+    /// 1 to 500, default 100.
+    pub limit: Option<i64>,
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StoredEvent {
+    pub id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub user_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub model: String,
+    pub provider: String,
+    pub operation: String,
+    pub tokens_in: i64,
+    pub tokens_out: i64,
+    pub latency_ms: f64,
+    pub cost_usd: f64,
+    pub status: String,
+    pub error: Option<String>,
+    pub cached: bool,
+    pub correlation_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventPage {
+    pub items: Vec<StoredEvent>,
+    pub next_cursor: Option<String>,
+}
+
+fn encode_cursor(t: DateTime<Utc>, id: Uuid) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}|{id}", t.to_rfc3339()))
+}
+
+fn decode_cursor(c: &str) -> ApiResult<(DateTime<Utc>, Uuid)> {
+    let bad = || ApiError::BadRequest("cursor: not a cursor from a previous page".into());
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .map_err(|_| bad())?;
+    let s = String::from_utf8(raw).map_err(|_| bad())?;
+    let (t, id) = s.split_once('|').ok_or_else(bad)?;
+    Ok((
+        DateTime::parse_from_rfc3339(t)
+            .map_err(|_| bad())?
+            .with_timezone(&Utc),
+        Uuid::parse_str(id).map_err(|_| bad())?,
+    ))
+}
+
+fn range(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> ApiResult<(DateTime<Utc>, DateTime<Utc>)> {
+    let to = to.unwrap_or_else(|| Utc::now() + Duration::seconds(1));
+    let from = from.unwrap_or(to - Duration::days(30));
+    if from > to {
+        return Err(ApiError::BadRequest("from: must not be after to".into()));
+    }
+    Ok((from, to))
+}
+
+type EventRow = (
+    Uuid,
+    DateTime<Utc>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    f64,
+    f64,
+    String,
+    Option<String>,
+    bool,
+    Option<String>,
+);
+
+#[utoipa::path(get, path = "/v1/llmops/events", tag = "llmops", params(EventFilter),
+    responses((status = 200, body = EventPage), (status = 400, body = crate::platform::error::Problem)))]
+async fn query_events(
+    State(state): State<AppState>,
+    p: Principal,
+    Query(f): Query<EventFilter>,
+) -> ApiResult<Json<EventPage>> {
+    let limit = f.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "limit: must be between 1 and 500".into(),
+        ));
+    }
+    if let Some(s) = &f.status
+        && !matches!(s.as_str(), "ok" | "error")
+    {
+        return Err(ApiError::BadRequest("status: must be ok or error".into()));
+    }
+    let (from, to) = range(f.from, f.to)?;
+    let cursor = f.cursor.as_deref().map(decode_cursor).transpose()?;
+    let rows: Vec<EventRow> = sqlx::query_as(
+        "SELECT id, occurred_at, user_id, agent_id, model, provider, operation, tokens_in, tokens_out, latency_ms, \
+         cost_usd, status, error, cached, correlation_id FROM llm_operations \
+         WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3 \
+         AND ($4::text IS NULL OR model = $4) AND ($5::text IS NULL OR provider = $5) \
+         AND ($6::text IS NULL OR agent_id = $6) AND ($7::text IS NULL OR user_id = $7) \
+         AND ($8::text IS NULL OR status = $8) \
+         AND ($9::timestamptz IS NULL OR (occurred_at, id) < ($9, $10)) \
+         ORDER BY occurred_at DESC, id DESC LIMIT $11",
+    )
+    .bind(&p.tenant_id)
+    .bind(from)
+    .bind(to)
+    .bind(&f.model)
+    .bind(&f.provider)
+    .bind(&f.agent_id)
+    .bind(&f.user_id)
+    .bind(&f.status)
+    .bind(cursor.map(|c| c.0))
+    .bind(cursor.map(|c| c.1))
+    .bind(limit + 1)
+    .fetch_all(state.db()?)
+    .await?;
+    let more = rows.len() as i64 > limit;
+    let items: Vec<StoredEvent> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(|r| StoredEvent {
+            id: r.0,
+            occurred_at: r.1,
+            user_id: r.2,
+            agent_id: r.3,
+            model: r.4,
+            provider: r.5,
+            operation: r.6,
+            tokens_in: r.7,
+            tokens_out: r.8,
+            latency_ms: r.9,
+            cost_usd: r.10,
+            status: r.11,
+            error: r.12,
+            cached: r.13,
+            correlation_id: r.14,
+        })
+        .collect();
+    let next_cursor = if more {
+        items.last().map(|e| encode_cursor(e.occurred_at, e.id))
+    } else {
+        None
+    };
+    Ok(Json(EventPage { items, next_cursor }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsQuery {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// model, provider, agent, user, day or none (default).
+    pub group_by: Option<String>,
+    pub model: Option<String>,
+    pub agent_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MetricsGroup {
+    pub key: String,
+    pub requests: i64,
+    pub errors: i64,
+    pub error_rate: f64,
+    pub tokens_in: i64,
+    pub tokens_out: i64,
+    pub cost_usd: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
+    pub latency_p99_ms: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MetricsReport {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub group_by: String,
+    pub groups: Vec<MetricsGroup>,
+    pub total_cost_usd: f64,
+}
+
+type MetricsRow = (
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    f64,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+);
+
+#[utoipa::path(get, path = "/v1/llmops/metrics", tag = "llmops", params(MetricsQuery),
+    responses((status = 200, body = MetricsReport), (status = 400, body = crate::platform::error::Problem)))]
+async fn metrics(
+    State(state): State<AppState>,
+    p: Principal,
+    Query(q): Query<MetricsQuery>,
+) -> ApiResult<Json<MetricsReport>> {
+    let group_by = q.group_by.unwrap_or_else(|| "none".into());
+    // Only fixed expressions reach the SQL text.
+    let key_sql = match group_by.as_str() {
+        "none" => "'all'",
+        "model" => "model",
+        "provider" => "provider",
+        "agent" => "coalesce(agent_id, '')",
+        "user" => "coalesce(user_id, '')",
+        "day" => "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "group_by: {other:?} is not one of model, provider, agent, user, day, none"
+            )));
+        }
+    };
+    let (from, to) = range(q.from, q.to)?;
+    let rows: Vec<MetricsRow> = sqlx::query_as(&format!(
+        "SELECT {key_sql} AS key, count(*), count(*) FILTER (WHERE status = 'error'), \
+         coalesce(sum(tokens_in), 0)::bigint, coalesce(sum(tokens_out), 0)::bigint, coalesce(sum(cost_usd), 0), \
+         percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms), \
+         percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms), \
+         percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) \
+         FROM llm_operations WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3 \
+         AND ($4::text IS NULL OR model = $4) AND ($5::text IS NULL OR agent_id = $5) \
+         GROUP BY 1 ORDER BY 1"
+    ))
+    .bind(&p.tenant_id)
+    .bind(from)
+    .bind(to)
+    .bind(&q.model)
+    .bind(&q.agent_id)
+    .fetch_all(state.db()?)
+    .await?;
+    let groups: Vec<MetricsGroup> = rows
+        .into_iter()
+        .map(|r| MetricsGroup {
+            key: r.0,
+            requests: r.1,
+            errors: r.2,
+            error_rate: if r.1 > 0 {
+                r.2 as f64 / r.1 as f64
+            } else {
+                0.0
+            },
+            tokens_in: r.3,
+            tokens_out: r.4,
+            cost_usd: r.5,
+            latency_p50_ms: r.6.unwrap_or(0.0),
+            latency_p95_ms: r.7.unwrap_or(0.0),
+            latency_p99_ms: r.8.unwrap_or(0.0),
+        })
+        .collect();
+    let total_cost_usd = groups.iter().map(|g| g.cost_usd).sum();
+    Ok(Json(MetricsReport {
+        from,
+        to,
+        group_by,
+        groups,
+        total_cost_usd,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Pricing {
+    pub model: String,
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+    /// `default` or `tenant` (the tenant's own override).
+    pub source: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PricingInput {
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+}
+
+#[utoipa::path(get, path = "/v1/llmops/pricing", tag = "llmops", responses((status = 200, body = Vec<Pricing>)))]
+async fn list_pricing(
+    State(state): State<AppState>,
+    p: Principal,
+) -> ApiResult<Json<Vec<Pricing>>> {
+    let rows: Vec<(String, f64, f64, String)> = sqlx::query_as(
+        "SELECT DISTINCT ON (model) model, input_per_million, output_per_million, tenant_id FROM model_pricing \
+         WHERE tenant_id IN ($1, '') ORDER BY model, tenant_id DESC",
+    )
+    .bind(&p.tenant_id)
+    .fetch_all(state.db()?)
+    .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|(model, i, o, t)| Pricing {
+                model,
+                input_per_million: i,
+                output_per_million: o,
+                source: if t.is_empty() {
+                    "default".into()
+                } else {
+                    "tenant".into()
+                },
+            })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(put, path = "/v1/llmops/pricing/{model}", tag = "llmops", request_body = PricingInput,
+    responses((status = 200, body = Pricing), (status = 403, body = crate::platform::error::Problem)))]
+async fn put_pricing(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(model): Path<String>,
+    Json(input): Json<PricingInput>,
+) -> ApiResult<Json<Pricing>> {
+    p.require_admin()?;
+    if model.is_empty() || model.len() > 200 {
+        return Err(ApiError::Validation("model: 1 to 200 characters".into()));
+    }
+    for (name, v) in [
+        ("input_per_million", input.input_per_million),
+        ("output_per_million", input.output_per_million),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(ApiError::Validation(format!(
+                "{name}: must be a non-negative number"
+            )));
+        }
+    }
+    sqlx::query(
+        "INSERT INTO model_pricing (tenant_id, model, input_per_million, output_per_million, updated_by) \
+         VALUES ($1,$2,$3,$4,$5) ON CONFLICT (tenant_id, model) DO UPDATE SET input_per_million=$3, \
+         output_per_million=$4, updated_by=$5, updated_at=now()",
+    )
+    .bind(&p.tenant_id)
+    .bind(&model)
+    .bind(input.input_per_million)
+    .bind(input.output_per_million)
+    .bind(&p.user_id)
+    .execute(state.db()?)
+    .await?;
+    Ok(Json(Pricing {
+        model,
+        input_per_million: input.input_per_million,
+        output_per_million: input.output_per_million,
+        source: "tenant".into(),
+    }))
+}
+
+#[utoipa::path(delete, path = "/v1/llmops/pricing/{model}", tag = "llmops",
+    responses((status = 204), (status = 404, body = crate::platform::error::Problem)))]
+async fn delete_pricing(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(model): Path<String>,
+) -> ApiResult<StatusCode> {
+    p.require_admin()?;
+    let done = sqlx::query("DELETE FROM model_pricing WHERE tenant_id = $1 AND model = $2")
+        .bind(&p.tenant_id)
+        .bind(&model)
+        .execute(state.db()?)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::NotFound(
+            "this tenant has no own price for the model".into(),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let t = Utc::now();
+        let id = Uuid::now_v7();
+        let (t2, id2) = decode_cursor(&encode_cursor(t, id)).unwrap();
+        assert_eq!((t2, id2), (t, id));
+        assert!(decode_cursor("not-a-cursor").is_err());
+    }
+}

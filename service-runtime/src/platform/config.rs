@@ -1,0 +1,398 @@
+//! Settings from the environment and an optional YAML/JSON file (the ConfigMap
+//! the operator mounts). The environment wins over the file. Every setting has
+//! one name, used both as environment variable and as file key.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("setting {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("setting {name} is required: {reason}")]
+    Missing { name: &'static str, reason: String },
+    #[error("config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+}
+
+/// How callers are authenticated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthMode {
+    /// Verify bearer JWTs.
+    Jwt(JwtSettings),
+    /// Development only: no token, tenant and user taken from headers.
+    Disabled,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JwtSettings {
+    pub hs256_secret: Option<String>,
+    pub rs256_public_key_file: Option<PathBuf>,
+    pub jwks_file: Option<PathBuf>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub tenant_claim: String,
+    pub role_claim: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: Option<String>,
+    pub db_max_connections: u32,
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub nats_url: Option<String>,
+    pub nats_prefix: String,
+    pub auth: AuthMode,
+    pub admin_role: String,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+    pub upstream_timeout: Duration,
+    pub upstream_max_retries: u32,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+    pub gateway_cache_ttl: Duration,
+    pub nats_max_deliver: i64,
+    /// Settings of a component that the platform does not interpret.
+    pub extra: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// The source of raw values: environment first, then file.
+pub struct Source {
+    env: HashMap<String, String>,
+    file: HashMap<String, String>,
+}
+
+impl Source {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::new(env)
+    }
+
+    /// Builds a source from explicit variables (tests) plus the file they name.
+    pub fn new(env: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let file = match env.get("FAAS_CONFIG_FILE").filter(|s| !s.is_empty()) {
+            Some(path) => read_file(Path::new(path))?,
+            None => HashMap::new(),
+        };
+        Ok(Self { env, file })
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        self.env
+            .get(name)
+            .or_else(|| self.file.get(name))
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                reason: format!("{v:?} is not valid: {e}"),
+            }),
+        }
+    }
+
+    fn secs(&self, name: &'static str, default: f64) -> Result<Duration, ConfigError> {
+        let v: f64 = self.parse(name, default)?;
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: "must be a non-negative number of seconds".into(),
+            });
+        }
+        Ok(Duration::from_secs_f64(v))
+    }
+}
+
+fn read_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    let value: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| ConfigError::File {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    let map = match value {
+        serde_yaml::Value::Mapping(m) => m,
+        serde_yaml::Value::Null => return Ok(HashMap::new()),
+        _ => {
+            return Err(ConfigError::File {
+                path: path.into(),
+                reason: "must be a mapping of setting names to values".into(),
+            });
+        }
+    };
+    let mut out = HashMap::new();
+    for (k, v) in map {
+        let key = k.as_str().ok_or_else(|| ConfigError::File {
+            path: path.into(),
+            reason: "keys must be strings".into(),
+        })?;
+        let val = match v {
+            serde_yaml::Value::String(s) => s,
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::Bool(b) => b.to_string(),
+            serde_yaml::Value::Null => String::new(),
+            _ => {
+                return Err(ConfigError::File {
+                    path: path.into(),
+                    reason: format!("{key}: value must be a string, number or boolean"),
+                });
+            }
+        };
+        out.insert(key.to_string(), val);
+    }
+    Ok(out)
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&Source::from_env()?)
+    }
+
+    pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
+        let auth = match src.get("FAAS_AUTH").as_deref() {
+            Some("jwt") | None => {
+                let jwt = JwtSettings {
+                    hs256_secret: src.get("FAAS_JWT_HS256_SECRET"),
+                    rs256_public_key_file: src
+                        .get("FAAS_JWT_RS256_PUBLIC_KEY_FILE")
+                        .map(PathBuf::from),
+                    jwks_file: src.get("FAAS_JWT_JWKS_FILE").map(PathBuf::from),
+                    issuer: src.get("FAAS_JWT_ISSUER"),
+                    audience: src.get("FAAS_JWT_AUDIENCE"),
+                    tenant_claim: src
+                        .get("FAAS_JWT_TENANT_CLAIM")
+                        .unwrap_or_else(|| "tenant_id".into()),
+                    role_claim: src
+                        .get("FAAS_JWT_ROLE_CLAIM")
+                        .unwrap_or_else(|| "roles".into()),
+                };
+                if jwt.hs256_secret.is_none()
+                    && jwt.rs256_public_key_file.is_none()
+                    && jwt.jwks_file.is_none()
+                {
+                    return Err(ConfigError::Missing {
+                        name: "FAAS_JWT_HS256_SECRET",
+                        reason: "JWT authentication needs FAAS_JWT_HS256_SECRET, FAAS_JWT_RS256_PUBLIC_KEY_FILE \
+                                 or FAAS_JWT_JWKS_FILE (or FAAS_AUTH=disabled for development)"
+                            .into(),
+                    });
+                }
+                if let Some(s) = &jwt.hs256_secret
+                    && s.len() < 16
+                {
+                    return Err(ConfigError::Invalid {
+                        name: "FAAS_JWT_HS256_SECRET",
+                        reason: "must be at least 16 bytes".into(),
+                    });
+                }
+                AuthMode::Jwt(jwt)
+            }
+            Some("disabled") => AuthMode::Disabled,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "FAAS_AUTH",
+                    reason: format!("{other:?}: expected \"jwt\" or \"disabled\""),
+                });
+            }
+        };
+        let log_format = match src.get("FAAS_LOG_FORMAT").as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "FAAS_LOG_FORMAT",
+                    reason: format!("{other:?}: expected \"json\" or \"text\""),
+                });
+            }
+        };
+        let prefix_ok = |name: &'static str, v: String| -> Result<String, ConfigError> {
+            if v.is_empty()
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: "must be letters, digits, '-' or '_'".into(),
+                });
+            }
+            Ok(v)
+        };
+        let known = [
+            "FAAS_LISTEN",
+            "DATABASE_URL",
+            "FAAS_DB_MAX_CONNECTIONS",
+            "REDIS_URL",
+            "FAAS_REDIS_PREFIX",
+            "NATS_URL",
+            "FAAS_NATS_PREFIX",
+        ];
+        let extra = src
+            .file
+            .iter()
+            .chain(src.env.iter())
+            .filter(|(k, _)| k.starts_with("FAAS_") && !known.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let max_body_bytes: usize = src.parse("FAAS_MAX_BODY_BYTES", 2 * 1024 * 1024)?;
+        if max_body_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                name: "FAAS_MAX_BODY_BYTES",
+                reason: "must be greater than zero".into(),
+            });
+        }
+        Ok(Config {
+            listen: src.parse("FAAS_LISTEN", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
+            database_url: src.get("DATABASE_URL"),
+            db_max_connections: src.parse("FAAS_DB_MAX_CONNECTIONS", 10)?,
+            redis_url: src.get("REDIS_URL"),
+            redis_prefix: prefix_ok(
+                "FAAS_REDIS_PREFIX",
+                src.get("FAAS_REDIS_PREFIX")
+                    .unwrap_or_else(|| "faas".into()),
+            )?,
+            nats_url: src.get("NATS_URL"),
+            nats_prefix: prefix_ok(
+                "FAAS_NATS_PREFIX",
+                src.get("FAAS_NATS_PREFIX").unwrap_or_else(|| "faas".into()),
+            )?,
+            auth,
+            admin_role: src.get("FAAS_ADMIN_ROLE").unwrap_or_else(|| "admin".into()),
+            request_timeout: src.secs("FAAS_REQUEST_TIMEOUT_SECS", 120.0)?,
+            max_body_bytes,
+            shutdown_grace: src.secs("FAAS_SHUTDOWN_GRACE_SECS", 25.0)?,
+            log_format,
+            otlp_endpoint: src.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            service_name: src
+                .get("OTEL_SERVICE_NAME")
+                .unwrap_or_else(|| "faas-runtime".into()),
+            upstream_timeout: src.secs("FAAS_UPSTREAM_TIMEOUT_SECS", 60.0)?,
+            upstream_max_retries: src.parse("FAAS_UPSTREAM_MAX_RETRIES", 2)?,
+            breaker_failures: src.parse("FAAS_BREAKER_FAILURES", 5)?,
+            breaker_cooldown: src.secs("FAAS_BREAKER_COOLDOWN_SECS", 30.0)?,
+            gateway_cache_ttl: src.secs("FAAS_GATEWAY_CACHE_TTL_SECS", 300.0)?,
+            nats_max_deliver: src.parse("FAAS_NATS_MAX_DELIVER", 5)?,
+            extra,
+        })
+    }
+
+    /// A configuration for tests and tools: HS256 with the given secret.
+    pub fn for_tests(secret: &str) -> Self {
+        let mut env = HashMap::new();
+        env.insert("FAAS_JWT_HS256_SECRET".to_string(), secret.to_string());
+        env.insert("FAAS_LISTEN".to_string(), "127.0.0.1:0".to_string());
+        Self::from_source(&Source::new(env).expect("no file")).expect("valid test config")
+    }
+
+    pub fn require_database_url(&self) -> Result<&str, ConfigError> {
+        self.database_url.as_deref().ok_or(ConfigError::Missing {
+            name: "DATABASE_URL",
+            reason: "the selected components store state in Postgres".into(),
+        })
+    }
+
+    pub fn require_redis_url(&self) -> Result<&str, ConfigError> {
+        self.redis_url.as_deref().ok_or(ConfigError::Missing {
+            name: "REDIS_URL",
+            reason: "the selected components use Redis".into(),
+        })
+    }
+
+    pub fn require_nats_url(&self) -> Result<&str, ConfigError> {
+        self.nats_url.as_deref().ok_or(ConfigError::Missing {
+            name: "NATS_URL",
+            reason: "the selected components use NATS JetStream".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn missing_auth_is_an_error_naming_the_setting() {
+        let err = Config::from_source(&Source::new(env(&[])).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("FAAS_JWT_HS256_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn auth_disabled_only_when_asked() {
+        let c =
+            Config::from_source(&Source::new(env(&[("FAAS_AUTH", "disabled")])).unwrap()).unwrap();
+        assert_eq!(c.auth, AuthMode::Disabled);
+        let err =
+            Config::from_source(&Source::new(env(&[("FAAS_AUTH", "off")])).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("FAAS_AUTH"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting() {
+        let e = env(&[("FAAS_AUTH", "disabled"), ("FAAS_LISTEN", "nope")]);
+        let err = Config::from_source(&Source::new(e).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("FAAS_LISTEN"), "{err}");
+        let e = env(&[
+            ("FAAS_AUTH", "disabled"),
+            ("FAAS_REQUEST_TIMEOUT_SECS", "-1"),
+        ]);
+        let err = Config::from_source(&Source::new(e).unwrap()).unwrap_err();
+        assert!(
+            err.to_string().contains("FAAS_REQUEST_TIMEOUT_SECS"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn file_values_apply_and_env_wins() {
+        let dir = std::env::temp_dir().join(format!("faas-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.yaml");
+        std::fs::write(
+            &path,
+            "FAAS_AUTH: disabled\nFAAS_LISTEN: 127.0.0.1:9000\nFAAS_MAX_BODY_BYTES: 1000\nFAAS_GATEWAY_X: 1\n",
+        )
+        .unwrap();
+        let e = env(&[
+            ("FAAS_CONFIG_FILE", path.to_str().unwrap()),
+            ("FAAS_MAX_BODY_BYTES", "2000"),
+        ]);
+        let c = Config::from_source(&Source::new(e).unwrap()).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.max_body_bytes, 2000);
+        assert_eq!(c.extra.get("FAAS_GATEWAY_X").map(String::as_str), Some("1"));
+        std::fs::write(&path, "- a list\n").unwrap();
+        let e = env(&[("FAAS_CONFIG_FILE", path.to_str().unwrap())]);
+        assert!(matches!(Source::new(e), Err(ConfigError::File { .. })));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

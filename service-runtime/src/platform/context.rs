@@ -1,0 +1,314 @@
+//! The per-request middleware: standard headers (generated when missing,
+//! echoed on responses), authentication, MessagePack negotiation, time limit,
+//! tracing span and HTTP metrics.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use super::AppState;
+use super::auth::AuthOutcome;
+use super::error::ApiError;
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+pub const X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
+pub const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+pub const MSGPACK: &str = "application/msgpack";
+
+/// Identifiers of the request being served, passed on to outgoing calls and
+/// events.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub correlation_id: String,
+    pub tenant_id: Option<String>,
+    pub user_id: Option<String>,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+}
+
+impl RequestContext {
+    /// A context for work that does not start from a request (consumers).
+    pub fn background() -> Self {
+        let id = uuid::Uuid::now_v7().to_string();
+        Self {
+            request_id: id.clone(),
+            correlation_id: id,
+            ..Default::default()
+        }
+    }
+
+    /// The standard headers to put on an outgoing call.
+    pub fn outgoing_headers(&self) -> Vec<(HeaderName, String)> {
+        let mut h = vec![
+            (X_REQUEST_ID, uuid::Uuid::now_v7().to_string()),
+            (X_CORRELATION_ID, self.correlation_id.clone()),
+        ];
+        if let Some(t) = &self.tenant_id {
+            h.push((X_TENANT_ID, t.clone()));
+        }
+        if let Some(u) = &self.user_id {
+            h.push((X_USER_ID, u.clone()));
+        }
+        if let Some(tp) =
+            super::telemetry::current_traceparent().or_else(|| self.traceparent.clone())
+        {
+            h.push((TRACEPARENT, tp));
+            if let Some(ts) = &self.tracestate {
+                h.push((TRACESTATE, ts.clone()));
+            }
+        }
+        h
+    }
+}
+
+fn id_header(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic()))
+        .map(String::from)
+}
+
+fn wants_msgpack(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut best: Option<(f32, bool)> = None;
+    for part in accept.split(',') {
+        let mut it = part.split(';');
+        let media = it.next().unwrap_or("").trim();
+        let q = it
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+            })
+            .unwrap_or(1.0);
+        let is_msgpack = matches!(
+            media,
+            "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack"
+        );
+        let is_json = matches!(
+            media,
+            "application/json" | "application/*" | "*/*" | "application/problem+json"
+        );
+        if (is_msgpack || is_json) && best.is_none_or(|(bq, _)| q > bq) {
+            best = Some((q, is_msgpack));
+        }
+    }
+    best.is_some_and(|(q, m)| m && q > 0.0)
+}
+
+fn is_msgpack_content(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            matches!(
+                m.trim(),
+                "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack"
+            )
+        })
+}
+
+/// Paths served without authentication.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
+}
+
+pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let (mut parts, body) = req.into_parts();
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = parts.method.clone();
+
+    let request_id = id_header(&parts.headers, &X_REQUEST_ID)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let correlation_id =
+        id_header(&parts.headers, &X_CORRELATION_ID).unwrap_or_else(|| request_id.clone());
+    let traceparent = id_header(&parts.headers, &TRACEPARENT);
+    let tracestate = parts
+        .headers
+        .get(&TRACESTATE)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+
+    let public = is_public(parts.uri.path());
+    let auth = if public {
+        None
+    } else {
+        Some(state.auth.authenticate(&parts.headers))
+    };
+    let principal = auth.as_ref().and_then(|a| a.as_ref().ok()).cloned();
+    let ctx = RequestContext {
+        request_id: request_id.clone(),
+        correlation_id: correlation_id.clone(),
+        tenant_id: principal.as_ref().map(|p| p.tenant_id.clone()),
+        user_id: principal.as_ref().map(|p| p.user_id.clone()),
+        traceparent,
+        tracestate,
+    };
+    if let Some(a) = auth {
+        parts.extensions.insert(AuthOutcome(a));
+    }
+    parts.extensions.insert(ctx.clone());
+
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        route = %route,
+        request_id = %request_id,
+        correlation_id = %correlation_id,
+        tenant_id = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    if let Some(p) = &principal {
+        span.record("tenant_id", p.tenant_id.as_str());
+    }
+    super::telemetry::set_parent_from_headers(&span, &parts.headers);
+
+    let msgpack_out = wants_msgpack(&parts.headers);
+    let limit = super::body_limit();
+    let timeout = state.config.request_timeout;
+
+    let fut = async move {
+        // MessagePack bodies are turned into JSON once, so every handler reads JSON.
+        let body = if is_msgpack_content(&parts.headers) {
+            match msgpack_to_json(body, limit).await {
+                Ok(b) => {
+                    parts.headers.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                    b
+                }
+                Err(e) => return e.into_response(),
+            }
+        } else {
+            body
+        };
+        let req = Request::from_parts(parts, body);
+        let resp = match tokio::time::timeout(timeout, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => ApiError::Unavailable(format!(
+                "the request did not finish within the limit of {} s",
+                timeout.as_secs_f64()
+            ))
+            .into_response(),
+        };
+        if msgpack_out {
+            json_to_msgpack(resp).await
+        } else {
+            resp
+        }
+    };
+    let mut resp = fut.instrument(span.clone()).await;
+    let status = resp.status();
+    span.record("status", status.as_u16());
+
+    let h = resp.headers_mut();
+    for (name, value) in [
+        (X_REQUEST_ID, &request_id),
+        (X_CORRELATION_ID, &correlation_id),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    }
+    if let Some(p) = &principal {
+        if let Ok(v) = HeaderValue::from_str(&p.tenant_id) {
+            h.insert(X_TENANT_ID, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&p.user_id) {
+            h.insert(X_USER_ID, v);
+        }
+    }
+    state
+        .metrics
+        .observe_request(method.as_str(), &route, status.as_u16(), start.elapsed());
+    if status.is_server_error() {
+        tracing::warn!(parent: &span, status = status.as_u16(), "request failed");
+    }
+    resp
+}
+
+async fn msgpack_to_json(body: Body, limit: usize) -> Result<Body, ApiError> {
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(limit))?;
+    let value: serde_json::Value = rmp_serde::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("malformed MessagePack body: {e}")))?;
+    Ok(Body::from(
+        serde_json::to_vec(&value).map_err(ApiError::internal)?,
+    ))
+}
+
+async fn json_to_msgpack(resp: Response) -> Response {
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| {
+            c.starts_with("application/json") || c.starts_with("application/problem+json")
+        });
+    if !is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError::internal(anyhow::anyhow!("reading response body")).into_response();
+    };
+    let packed = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .map_err(anyhow::Error::from)
+        .and_then(|v| rmp_serde::to_vec_named(&v).map_err(anyhow::Error::from));
+    match packed {
+        Ok(out) => {
+            parts
+                .headers
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(MSGPACK));
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(out))
+        }
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn negotiation_prefers_the_higher_quality() {
+        assert!(wants_msgpack(&accept("application/msgpack")));
+        assert!(!wants_msgpack(&accept("application/json")));
+        assert!(!wants_msgpack(&accept(
+            "application/json, application/msgpack;q=0.5"
+        )));
+        assert!(wants_msgpack(&accept(
+            "application/json;q=0.4, application/msgpack"
+        )));
+        assert!(!wants_msgpack(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,234 @@
+//! Test support: state wired to the real Postgres/Redis/NATS started by
+//! `scripts/services.sh up`, tokens, request helpers, and a local server
+//! speaking the OpenAI and Anthropic protocols.
+#![allow(dead_code)]
+
+pub mod mock;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use faas_runtime::Component;
+use faas_runtime::platform::config::Config;
+use faas_runtime::platform::events::EventBus;
+use faas_runtime::platform::metrics::Metrics;
+use faas_runtime::platform::{AppState, StateParts};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const SECRET: &str = "a-test-secret-of-enough-length";
+
+/// The value of a variable the backing services provide; a test that needs
+/// them fails (never skips) when they are not there.
+pub fn require_env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{name} is not set: this test needs the real backing services. Run \
+             `scripts/services.sh install && scripts/services.sh up` and then \
+             `. \"$(scripts/services.sh env)\"` before `cargo test -p faas-runtime`"
+        ),
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+pub struct TestApp {
+    pub state: AppState,
+    pub router: Router,
+}
+
+pub fn test_config() -> Config {
+    let mut config = Config::for_tests(SECRET);
+    config.redis_prefix = unique("t");
+    config.nats_prefix = unique("t");
+    config.nats_max_deliver = 3;
+    config
+}
+
+pub async fn build_state(
+    pool: Option<sqlx::PgPool>,
+    components: &[Component],
+    mut config: Config,
+) -> AppState {
+    let need = faas_runtime::platform::needs(components);
+    let metrics = Arc::new(Metrics::new());
+    let redis = if need.redis {
+        config.redis_url = Some(require_env("REDIS_URL"));
+        Some(
+            faas_runtime::platform::connect_redis(&config)
+                .await
+                .expect("redis"),
+        )
+    } else {
+        None
+    };
+    let events = if need.nats {
+        let url = require_env("NATS_URL");
+        config.nats_url = Some(url.clone());
+        Some(
+            EventBus::connect(&url, &config.nats_prefix, metrics.clone())
+                .await
+                .expect("nats"),
+        )
+    } else {
+        None
+    };
+    if need.db && pool.is_none() {
+        require_env("DATABASE_URL");
+    }
+    AppState::new(StateParts {
+        config,
+        components: components.to_vec(),
+        db: pool,
+        redis,
+        events,
+        metrics,
+    })
+    .expect("state")
+}
+
+pub async fn app(pool: Option<sqlx::PgPool>, components: &[Component]) -> TestApp {
+    app_with(pool, components, test_config()).await
+}
+
+pub async fn app_with(
+    pool: Option<sqlx::PgPool>,
+    components: &[Component],
+    config: Config,
+) -> TestApp {
+    let state = build_state(pool, components, config).await;
+    let router = faas_runtime::app(state.clone());
+    TestApp { state, router }
+}
+
+pub fn token(tenant: &str, user: &str, roles: &[&str]) -> String {
+    let claims = json!({
+        "sub": user,
+        "tenant_id": tenant,
+        "roles": roles,
+        "exp": chrono::Utc::now().timestamp() + 3600,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn admin(tenant: &str) -> String {
+    token(tenant, "alice", &["admin"])
+}
+
+pub fn user(tenant: &str) -> String {
+    token(tenant, "bob", &[])
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub raw: bytes::Bytes,
+}
+
+impl Resp {
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts a problem+json answer with the status and a non-empty reason.
+    pub fn assert_problem(&self, status: u16) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(
+            self.content_type(),
+            "application/problem+json",
+            "body: {}",
+            self.body
+        );
+        assert_eq!(self.body["status"], status);
+        assert!(
+            self.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{}",
+            self.body
+        );
+    }
+
+    /// Asserts an OpenAI-shaped error with the status.
+    pub fn assert_openai_error(&self, status: u16) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        let e = &self.body["error"];
+        assert!(
+            e["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.body
+        );
+        assert!(e["type"].is_string(), "{}", self.body);
+    }
+}
+
+pub async fn send(router: &Router, req: Request<Body>) -> Resp {
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let raw = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    Resp {
+        status,
+        headers,
+        body,
+        raw,
+    }
+}
+
+pub async fn call(
+    router: &Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Resp {
+    let mut b = Request::builder()
+        .method(Method::from_bytes(method.as_bytes()).unwrap())
+        .uri(uri);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some(v) => b
+            .header("content-type", "application/json")
+            .body(Body::from(serde_json::to_vec(&v).unwrap()))
+            .unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    };
+    send(router, req).await
+}
+
+pub async fn raw_call(
+    router: &Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    ctype: &str,
+    body: &'static [u8],
+) -> Resp {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    if !ctype.is_empty() {
+        b = b.header("content-type", ctype);
+    }
+    send(router, b.body(Body::from(body)).unwrap()).await
+}
