@@ -105,11 +105,11 @@ pub struct Provider {
 }
 
 impl Provider {
-    pub fn api_key(&self) -> Option<String> {
+    pub fn api_key<'a>(&self, state: &'a AppState) -> Option<&'a str> {
         self.api_key_env
             .as_ref()
-            .and_then(|n| std::env::var(n).ok())
-            .filter(|k| !k.is_empty())
+            .and_then(|n| state.config.provider_keys.0.get(n))
+            .map(String::as_str)
     }
 }
 
@@ -130,10 +130,10 @@ type Row = (
 
 const COLUMNS: &str = "id, name, kind, base_url, api_key_env, models, priority, timeout_ms, max_retries, enabled, created_at, updated_at";
 
-fn from_row(r: Row) -> ApiResult<Provider> {
+fn from_row(state: &AppState, r: Row) -> ApiResult<Provider> {
     let api_key_present =
         r.4.as_ref()
-            .is_some_and(|n| std::env::var(n).is_ok_and(|v| !v.is_empty()));
+            .is_some_and(|n| state.config.provider_keys.0.contains_key(n));
     Ok(Provider {
         id: r.0,
         name: r.1,
@@ -246,7 +246,7 @@ pub async fn create(
         ApiError::Conflict(_) => ApiError::Conflict(format!("a provider named {:?} already exists", input.name)),
         other => other,
     })?;
-    Ok((StatusCode::CREATED, Json(from_row(row)?)))
+    Ok((StatusCode::CREATED, Json(from_row(&state, row)?)))
 }
 
 #[utoipa::path(get, path = "/v1/gateway/providers", tag = "gateway",
@@ -259,7 +259,9 @@ pub async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json
     .fetch_all(state.db()?)
     .await?;
     Ok(Json(
-        rows.into_iter().map(from_row).collect::<ApiResult<_>>()?,
+        rows.into_iter()
+            .map(|r| from_row(&state, r))
+            .collect::<ApiResult<_>>()?,
     ))
 }
 
@@ -281,9 +283,10 @@ pub async fn get_one(
     .bind(parse_id(&id)?)
     .fetch_optional(state.db()?)
     .await?;
-    Ok(Json(from_row(row.ok_or_else(|| {
-        ApiError::NotFound("no such provider".into())
-    })?)?))
+    Ok(Json(from_row(
+        &state,
+        row.ok_or_else(|| ApiError::NotFound("no such provider".into()))?,
+    )?))
 }
 
 #[utoipa::path(put, path = "/v1/gateway/providers/{id}", tag = "gateway", request_body = ProviderInput,
@@ -313,9 +316,10 @@ pub async fn update(
     .bind(input.enabled)
     .fetch_optional(state.db()?)
     .await?;
-    Ok(Json(from_row(row.ok_or_else(|| {
-        ApiError::NotFound("no such provider".into())
-    })?)?))
+    Ok(Json(from_row(
+        &state,
+        row.ok_or_else(|| ApiError::NotFound("no such provider".into()))?,
+    )?))
 }
 
 #[utoipa::path(delete, path = "/v1/gateway/providers/{id}", tag = "gateway",
@@ -358,7 +362,7 @@ pub async fn route(
     .fetch_all(state.db()?)
     .await?;
     rows.into_iter()
-        .map(|r| from_row(r).map(|p| (p, name.to_string())))
+        .map(|r| from_row(state, r).map(|p| (p, name.to_string())))
         .collect()
 }
 
@@ -369,5 +373,5 @@ pub async fn all_enabled(state: &AppState, tenant: &str) -> ApiResult<Vec<Provid
     .bind(tenant)
     .fetch_all(state.db()?)
     .await?;
-    rows.into_iter().map(from_row).collect()
+    rows.into_iter().map(|r| from_row(state, r)).collect()
 }

@@ -48,12 +48,12 @@ fn build(
     let mut rb = state.http.inner().post(url).json(body);
     match p.kind {
         ProviderKind::Openai => {
-            if let Some(k) = p.api_key() {
+            if let Some(k) = p.api_key(state) {
                 rb = rb.bearer_auth(k);
             }
         }
         ProviderKind::Anthropic => {
-            if let Some(k) = p.api_key() {
+            if let Some(k) = p.api_key(state) {
                 rb = rb.header("x-api-key", k);
             }
             rb = rb.header("anthropic-version", ANTHROPIC_VERSION);

@@ -62,6 +62,19 @@ pub struct Config {
     pub nats_max_deliver: i64,
     /// Settings of a component that the platform does not interpret.
     pub extra: HashMap<String, String>,
+    /// Provider API keys: environment variables named `LLM_API_KEY_*`
+    /// (filled from Secrets). Never taken from the config file.
+    pub provider_keys: Secrets,
+}
+
+/// Secret values by name; `Debug` shows the names only.
+#[derive(Clone, Default)]
+pub struct Secrets(pub HashMap<String, String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -296,6 +309,13 @@ impl Config {
             gateway_cache_ttl: src.secs("FAAS_GATEWAY_CACHE_TTL_SECS", 300.0)?,
             nats_max_deliver: src.parse("FAAS_NATS_MAX_DELIVER", 5)?,
             extra,
+            provider_keys: Secrets(
+                src.env
+                    .iter()
+                    .filter(|(k, v)| k.starts_with("LLM_API_KEY_") && !v.is_empty())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
         })
     }
 
