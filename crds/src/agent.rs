@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::common::{SecretKeyRef, conditions_schema, free_form_object};
 
 /// Desired state of an Agent: its model, instructions, tools, memory and limits.
+// Several printer columns share attribute values, which clippy mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "faas.motadata.io",

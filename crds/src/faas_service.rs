@@ -17,6 +17,8 @@ use crate::common::{SecretKeyRef, conditions_schema, free_form_object};
 
 /// Desired state of a FaasService: which component of the platform to run, how many
 /// replicas, how it scales, what it connects to and how it is exposed.
+// Several printer columns share attribute values, which clippy mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "faas.motadata.io",

@@ -9,6 +9,8 @@ use crate::common::{any_value, conditions_schema};
 
 /// Desired state of a PromptTemplate: a single template or a list of chat messages, and the
 /// variables they use.
+// Several printer columns share attribute values, which clippy mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "faas.motadata.io",

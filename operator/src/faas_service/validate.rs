@@ -1,0 +1,146 @@
+//! Pure validation of what the schema cannot check: references to other objects.
+
+use std::collections::BTreeMap;
+
+use faas_crds::SecretKeyRef;
+use faas_crds::faas_service::{Backend, Component, FaasService};
+use kube::ResourceExt;
+
+use super::Defaults;
+
+/// What the controller found about the objects a FaasService references.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resolved {
+    /// Secrets by name: `Some(keys)` when the Secret exists, `None` when it does not.
+    pub secrets: BTreeMap<String, Option<Vec<String>>>,
+    /// FaasServices named in dependsOn: `Some(component)` when found, `None` when not.
+    pub dependencies: BTreeMap<String, Option<Component>>,
+}
+
+/// A FaasService whose references all resolve, with the defaults filled in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Validated {
+    /// The backing services the pods are wired to, with the Secret key that holds each URL.
+    pub backends: Vec<(Backend, SecretKeyRef)>,
+    /// The services named in dependsOn, with their components.
+    pub dependencies: Vec<Dependency>,
+}
+
+/// A resolved dependency.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dependency {
+    pub name: String,
+    pub component: Component,
+}
+
+/// Why a FaasService cannot be built; the user has to change something.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    /// CamelCase reason, used in conditions and events.
+    pub reason: &'static str,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// The Secrets a FaasService needs: the ones it names, plus the operator's defaults for the
+/// backends its component cannot run without.
+pub fn secret_refs(fs: &FaasService, defaults: &Defaults) -> Vec<(Backend, SecretKeyRef)> {
+    let mut out = Vec::new();
+    for backend in [Backend::Database, Backend::Cache, Backend::Nats] {
+        if let Some(explicit) = fs.spec.backend_ref(backend) {
+            out.push((backend, explicit.clone()));
+        } else if fs.spec.component.backends().contains(&backend) {
+            out.push((
+                backend,
+                SecretKeyRef::new(defaults.secret_for(backend), "url"),
+            ));
+        }
+    }
+    out
+}
+
+/// Names of the FaasServices a FaasService depends on.
+pub fn dependency_names(fs: &FaasService) -> Vec<String> {
+    fs.spec
+        .depends_on
+        .iter()
+        .flatten()
+        .map(|d| d.name.clone())
+        .collect()
+}
+
+/// Checks the references of a FaasService against what was found.
+pub fn validate(
+    fs: &FaasService,
+    defaults: &Defaults,
+    resolved: &Resolved,
+) -> Result<Validated, Invalid> {
+    let namespace = fs.namespace().unwrap_or_default();
+    let backends = secret_refs(fs, defaults);
+    for (backend, secret) in &backends {
+        let origin = if fs.spec.backend_ref(*backend).is_some() {
+            backend.field().to_string()
+        } else {
+            format!(
+                "the operator's default for {} (set {} to use another)",
+                backend.env_name(),
+                backend.field()
+            )
+        };
+        match resolved.secrets.get(&secret.name) {
+            Some(Some(keys)) if keys.iter().any(|k| k == &secret.key) => {}
+            Some(Some(_)) => {
+                return Err(Invalid {
+                    reason: "SecretKeyNotFound",
+                    message: format!(
+                        "Secret {namespace}/{} has no key '{}', needed for {} by {origin}",
+                        secret.name,
+                        secret.key,
+                        backend.env_name()
+                    ),
+                });
+            }
+            _ => {
+                return Err(Invalid {
+                    reason: "SecretNotFound",
+                    message: format!(
+                        "Secret {namespace}/{} does not exist; it must hold key '{}' with the {} URL, referenced by {origin}",
+                        secret.name,
+                        secret.key,
+                        backend.env_name()
+                    ),
+                });
+            }
+        }
+    }
+
+    let mut dependencies = Vec::new();
+    for name in dependency_names(fs) {
+        if name == fs.name_any() {
+            return Err(Invalid {
+                reason: "InvalidDependency",
+                message: format!(
+                    "spec.dependsOn names this FaasService itself ({name}); remove it"
+                ),
+            });
+        }
+        match resolved.dependencies.get(&name) {
+            Some(Some(component)) => dependencies.push(Dependency {
+                name,
+                component: *component,
+            }),
+            _ => {
+                return Err(Invalid {
+                    reason: "DependencyNotFound",
+                    message: format!(
+                        "spec.dependsOn names FaasService {namespace}/{name}, which does not exist; create it or remove it from dependsOn"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(Validated {
+        backends,
+        dependencies,
+    })
+}

@@ -1,0 +1,10 @@
+//! The Motadata FaaS operator: controllers, pure builders, status computation and the process
+//! that runs them under leader election.
+
+pub mod config;
+pub mod error;
+pub mod faas_service;
+pub mod metrics;
+pub mod run;
+pub mod server;
+pub mod telemetry;

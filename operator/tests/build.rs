@@ -1,0 +1,435 @@
+//! Validate and build are pure: these tests feed them small YAML fixtures and check that every
+//! field of the spec reaches the objects it should, and that every pod is restricted.
+
+use std::collections::BTreeMap;
+
+use faas_crds::FaasService;
+use faas_crds::faas_service::{Backend, Component};
+use faas_operator::faas_service::Defaults;
+use faas_operator::faas_service::build::{self, Children};
+use faas_operator::faas_service::validate::{self, Resolved};
+use k8s_openapi::api::core::v1::PodSpec;
+use serde_json::json;
+
+fn fixture(spec: &str) -> FaasService {
+    let yaml = format!(
+        "apiVersion: faas.motadata.io/v1alpha1\nkind: FaasService\nmetadata: {{name: rag, namespace: team-a, uid: 7d3f, generation: 3}}\nspec:\n{}",
+        spec.lines().map(|l| format!("  {l}\n")).collect::<String>()
+    );
+    serde_yaml::from_str(&yaml).expect("fixture parses")
+}
+
+fn all_found(fs: &FaasService, defaults: &Defaults) -> Resolved {
+    let mut r = Resolved::default();
+    for (_, s) in validate::secret_refs(fs, defaults) {
+        r.secrets.insert(s.name.clone(), Some(vec![s.key.clone()]));
+    }
+    for d in validate::dependency_names(fs) {
+        r.dependencies.insert(d, Some(Component::Gateway));
+    }
+    r
+}
+
+fn build(fs: &FaasService) -> Children {
+    let d = Defaults::default();
+    let valid = validate::validate(fs, &d, &all_found(fs, &d)).expect("valid");
+    build::children(fs, &valid, &d)
+}
+
+const FULL: &str = r#"
+component: rag
+image: registry.local/faas-runtime:1.4.0
+imagePullPolicy: Always
+imagePullSecrets: [{name: regcred}]
+autoscaling:
+  minReplicas: 2
+  maxReplicas: 8
+  targetCPUUtilizationPercentage: 65
+  targetMemoryUtilizationPercentage: 75
+  behavior: {scaleDown: {stabilizationWindowSeconds: 120}}
+resources: {requests: {cpu: 250m, memory: 256Mi}, limits: {memory: 1Gi}}
+env: [{name: LOG_LEVEL, value: debug}]
+envFrom: [{configMapRef: {name: rag-extra}}]
+config: {chunkSize: 800, embeddings: {model: local}}
+database: {name: rag-pg, key: dsn}
+nats: {name: shared-nats}
+ingress:
+  host: rag.example.com
+  path: /v1
+  pathType: Exact
+  className: nginx
+  tls: {secretName: rag-tls}
+  annotations: {cert-manager.io/cluster-issuer: letsencrypt}
+dependsOn: [{name: llm-gateway}]
+podAnnotations: {sidecar.istio.io/inject: "false"}
+nodeSelector: {pool: ai}
+tolerations: [{key: gpu, operator: Exists, effect: NoSchedule}]
+affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: zone, operator: In, values: [a]}]}]}}}
+topologySpreadConstraints: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: ScheduleAnyway}]
+priorityClassName: high
+"#;
+
+#[test]
+fn every_spec_field_reaches_its_object() {
+    let fs = fixture(FULL);
+    let c = build(&fs);
+    let pod = c.deployment.spec.template.spec.clone().unwrap();
+    let container = &pod.containers[0];
+
+    assert_eq!(
+        container.image.as_deref(),
+        Some("registry.local/faas-runtime:1.4.0")
+    );
+    assert_eq!(container.image_pull_policy.as_deref(), Some("Always"));
+    assert_eq!(
+        container.args,
+        Some(vec!["serve".into(), "--service".into(), "rag".into()])
+    );
+    assert_eq!(pod.image_pull_secrets.as_ref().unwrap()[0].name, "regcred");
+    assert_eq!(c.deployment.spec.replicas, None, "the HPA owns replicas");
+    let res = container.resources.as_ref().unwrap();
+    assert_eq!(res.requests.as_ref().unwrap()["cpu"].0, "250m");
+    assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "1Gi");
+
+    let env: BTreeMap<_, _> = container
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| (e.name.clone(), e.clone()))
+        .collect();
+    assert_eq!(env["LOG_LEVEL"].value.as_deref(), Some("debug"));
+    assert_eq!(
+        container.env.as_ref().unwrap().last().unwrap().name,
+        "LOG_LEVEL",
+        "user env comes last and wins"
+    );
+    assert_eq!(
+        build::secret_for(&c.deployment, Backend::Database),
+        Some(("rag-pg".into(), "dsn".into()))
+    );
+    assert_eq!(
+        build::secret_for(&c.deployment, Backend::Nats),
+        Some(("shared-nats".into(), "url".into()))
+    );
+    assert_eq!(
+        build::secret_for(&c.deployment, Backend::Cache),
+        None,
+        "rag needs no cache unless asked"
+    );
+    assert_eq!(
+        env["FAAS_GATEWAY_URL"].value.as_deref(),
+        Some("http://llm-gateway.team-a.svc.cluster.local")
+    );
+    assert_eq!(
+        env["FAAS_SERVICE_LLM_GATEWAY_URL"].value.as_deref(),
+        Some("http://llm-gateway.team-a.svc.cluster.local")
+    );
+    assert_eq!(
+        env["FAAS_CONFIG_FILE"].value.as_deref(),
+        Some("/etc/faas/config.json")
+    );
+    assert_eq!(
+        container.env_from.as_ref().unwrap()[0]
+            .config_map_ref
+            .as_ref()
+            .unwrap()
+            .name,
+        "rag-extra"
+    );
+
+    let annotations = c
+        .deployment
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .clone()
+        .unwrap();
+    assert_eq!(annotations["sidecar.istio.io/inject"], "false");
+    assert!(annotations.contains_key(build::CONFIG_HASH_ANNOTATION));
+    assert_eq!(pod.node_selector.as_ref().unwrap()["pool"], "ai");
+    assert_eq!(
+        pod.tolerations.as_ref().unwrap()[0].key.as_deref(),
+        Some("gpu")
+    );
+    assert!(pod.affinity.as_ref().unwrap().node_affinity.is_some());
+    assert_eq!(
+        pod.topology_spread_constraints.as_ref().unwrap()[0].topology_key,
+        "zone"
+    );
+    assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
+    assert_eq!(pod.service_account_name.as_deref(), Some("rag"));
+
+    let config: serde_json::Value =
+        serde_json::from_str(&c.config_map.data.as_ref().unwrap()["config.json"]).unwrap();
+    assert_eq!(
+        config,
+        json!({"chunkSize": 800, "embeddings": {"model": "local"}})
+    );
+
+    let hpa = c.hpa.as_ref().unwrap();
+    assert_eq!(hpa.spec.min_replicas, Some(2));
+    assert_eq!(hpa.spec.max_replicas, 8);
+    assert_eq!(hpa.spec.scale_target_ref.name, "rag");
+    let metrics = hpa.spec.metrics.as_ref().unwrap();
+    assert_eq!(metrics.len(), 2);
+    assert_eq!(
+        metrics[0]
+            .resource
+            .as_ref()
+            .unwrap()
+            .target
+            .average_utilization,
+        Some(65)
+    );
+    assert_eq!(metrics[1].resource.as_ref().unwrap().name, "memory");
+    assert_eq!(
+        hpa.spec
+            .behavior
+            .as_ref()
+            .unwrap()
+            .scale_down
+            .as_ref()
+            .unwrap()
+            .stabilization_window_seconds,
+        Some(120)
+    );
+
+    let ing = c.ingress.as_ref().unwrap();
+    let ing_spec = ing.spec.as_ref().unwrap();
+    assert_eq!(ing_spec.ingress_class_name.as_deref(), Some("nginx"));
+    let rule = &ing_spec.rules.as_ref().unwrap()[0];
+    assert_eq!(rule.host.as_deref(), Some("rag.example.com"));
+    let path = &rule.http.as_ref().unwrap().paths[0];
+    assert_eq!(
+        (path.path.as_deref(), path.path_type.as_str()),
+        (Some("/v1"), "Exact")
+    );
+    assert_eq!(
+        ing_spec.tls.as_ref().unwrap()[0].secret_name.as_deref(),
+        Some("rag-tls")
+    );
+    assert_eq!(
+        ing.metadata.annotations.as_ref().unwrap()["cert-manager.io/cluster-issuer"],
+        "letsencrypt"
+    );
+
+    assert!(c.pdb.is_some());
+    let svc = c.service.spec.as_ref().unwrap();
+    assert_eq!(svc.ports.as_ref().unwrap()[0].port, 80);
+    assert_eq!(svc.selector.as_ref().unwrap(), &build::selector_labels(&fs));
+    assert_eq!(
+        c.service_account.automount_service_account_token,
+        Some(false)
+    );
+
+    for meta in [
+        &c.deployment.metadata,
+        &c.service.metadata,
+        &c.config_map.metadata,
+        &c.service_account.metadata,
+        &hpa.metadata,
+        &ing.metadata,
+        &c.pdb.as_ref().unwrap().metadata,
+    ] {
+        let owner = &meta.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("FaasService", "7d3f", Some(true))
+        );
+        let labels = meta.labels.as_ref().unwrap();
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "faas-operator");
+        assert_eq!(labels["app.kubernetes.io/component"], "rag");
+        assert!(
+            meta.annotations
+                .as_ref()
+                .unwrap()
+                .contains_key(build::APPLIED_HASH_ANNOTATION)
+        );
+    }
+}
+
+fn assert_restricted(pod: &PodSpec) {
+    let psc = pod.security_context.as_ref().unwrap();
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(
+        psc.seccomp_profile.as_ref().unwrap().type_,
+        "RuntimeDefault"
+    );
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert!(pod.host_network.is_none() && pod.host_pid.is_none() && pod.host_ipc.is_none());
+    for c in pod
+        .containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten())
+    {
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "{}", c.name);
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.privileged, None);
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_string()][..])
+        );
+        assert!(sc.capabilities.as_ref().unwrap().add.is_none());
+        let tmp = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == "/tmp")
+            .expect("writable /tmp");
+        let vol = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == tmp.name)
+            .unwrap();
+        assert!(vol.empty_dir.is_some());
+    }
+    for v in pod.volumes.iter().flatten() {
+        assert!(v.host_path.is_none(), "no hostPath volumes");
+    }
+}
+
+#[test]
+fn every_generated_pod_is_restricted() {
+    for component in Component::ALL {
+        let full = FULL.replace("component: rag\n", "");
+        for extra in [
+            "replicas: 3",
+            "autoscaling: {maxReplicas: 4}",
+            full.trim_start(),
+        ] {
+            let spec = format!("component: {component}\n{extra}");
+            let fs = fixture(&spec);
+            let c = build(&fs);
+            assert_restricted(c.deployment.spec.template.spec.as_ref().unwrap());
+        }
+    }
+}
+
+#[test]
+fn defaults_fill_what_the_spec_leaves_out() {
+    let fs = fixture("component: gateway");
+    let c = build(&fs);
+    let container = &c.deployment.spec.template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(
+        container.image.as_deref(),
+        Some("motadata/faas-runtime:0.1.0")
+    );
+    assert_eq!(c.deployment.spec.replicas, Some(1));
+    assert_eq!(
+        container
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap()["memory"]
+            .0,
+        "128Mi"
+    );
+    for backend in [Backend::Database, Backend::Cache, Backend::Nats] {
+        let (secret, key) = build::secret_for(&c.deployment, backend).unwrap();
+        assert_eq!(key, "url");
+        assert!(secret.starts_with("faas-"));
+    }
+    assert!(c.hpa.is_none() && c.ingress.is_none() && c.pdb.is_none());
+    let probes = [
+        &container.startup_probe,
+        &container.liveness_probe,
+        &container.readiness_probe,
+    ];
+    let paths: Vec<_> = probes
+        .iter()
+        .map(|p| {
+            p.as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap()
+                .path
+                .clone()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(paths, ["/healthz", "/healthz", "/readyz"]);
+
+    let autoscaled = build(&fixture(
+        "component: gateway\nautoscaling: {maxReplicas: 3}",
+    ));
+    let m = &autoscaled.hpa.unwrap().spec.metrics.unwrap()[0];
+    assert_eq!(
+        m.resource.as_ref().unwrap().target.average_utilization,
+        Some(build::DEFAULT_CPU_TARGET)
+    );
+}
+
+#[test]
+fn only_a_config_change_changes_the_config_hash() {
+    let hash = |spec: &str| {
+        let c = build(&fixture(spec));
+        c.deployment
+            .spec
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap()[build::CONFIG_HASH_ANNOTATION]
+            .clone()
+    };
+    let base = hash("component: prompt\nconfig: {maxTokens: 100}");
+    assert_eq!(
+        base,
+        hash("component: prompt\nreplicas: 4\nconfig: {maxTokens: 100}")
+    );
+    assert_ne!(base, hash("component: prompt\nconfig: {maxTokens: 200}"));
+}
+
+#[test]
+fn validation_names_what_is_missing() {
+    let d = Defaults::default();
+    let fs =
+        fixture("component: gateway\ndatabase: {name: pg, key: dsn}\ndependsOn: [{name: cache}]");
+    let mut r = all_found(&fs, &d);
+
+    r.secrets.insert("pg".into(), None);
+    let e = validate::validate(&fs, &d, &r).unwrap_err();
+    assert_eq!(e.reason, "SecretNotFound");
+    assert!(
+        e.message.contains("team-a/pg") && e.message.contains("spec.database"),
+        "{}",
+        e.message
+    );
+
+    r.secrets.insert("pg".into(), Some(vec!["url".into()]));
+    let e = validate::validate(&fs, &d, &r).unwrap_err();
+    assert_eq!(e.reason, "SecretKeyNotFound");
+    assert!(e.message.contains("no key 'dsn'"), "{}", e.message);
+
+    r.secrets.insert("pg".into(), Some(vec!["dsn".into()]));
+    r.dependencies.insert("cache".into(), None);
+    let e = validate::validate(&fs, &d, &r).unwrap_err();
+    assert_eq!(e.reason, "DependencyNotFound");
+
+    let selfish = fixture("component: gateway\ndependsOn: [{name: rag}]");
+    let e = validate::validate(&selfish, &d, &all_found(&selfish, &d)).unwrap_err();
+    assert_eq!(e.reason, "InvalidDependency");
+
+    let default_missing = fixture("component: cache");
+    let e = validate::validate(&default_missing, &d, &Resolved::default()).unwrap_err();
+    assert!(
+        e.message.contains("faas-cache") && e.message.contains("operator's default"),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        validate::secret_refs(&default_missing, &d).len(),
+        1,
+        "the cache component needs only Redis"
+    );
+}
