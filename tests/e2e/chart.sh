@@ -65,7 +65,13 @@ check() {
 render() {
   local name=$1
   shift
-  "$HELM" template faas-operator "$chart" --namespace faas-system --kube-version "$kube_version" "$@" >"$work/$name.yaml"
+  "$HELM" template faas-operator "$chart" --namespace faas-system --kube-version "$kube_version" "$@" \
+    >"$work/$name.yaml" 2>"$work/$name.err"
+}
+# render_failed NAME: a failed render, counted as one failure with helm's message.
+render_failed() {
+  cat "$work/$1.err"
+  return 1
 }
 
 # rejects ARGS...: helm template must fail because of values.schema.json.
@@ -459,6 +465,10 @@ def cmd_samples(sample_dir, crd_dir):
         http = [t for t in a["spec"]["tools"] if t["type"] == "http"][0]
         if not any("secretKeyRef" in h for h in http["http"].get("headers", [])):
             fail("the http tool should take its credential from a Secret")
+    for d in services.values():
+        for k, v in (d["spec"].get("config") or {}).items():
+            if isinstance(v, (dict, list)) or v is None:
+                fail(f"FaasService {d['metadata']['name']}: config.{k} must be a string, number or boolean (the runtime reads a flat map)")
     for d in templates.values():
         if not d["spec"].get("variables"):
             fail(f"PromptTemplate {d['metadata']['name']} declares no variables")
@@ -607,7 +617,7 @@ if render default; then
   check "default: PodDisruptionBudget" py pdb "$work/default.yaml"
   check "default: CRDs kept on uninstall" py crds-keep "$work/default.yaml"
 else
-  check "helm template with default values" false
+  check "helm template with default values" render_failed default
 fi
 
 # --- other value sets --------------------------------------------------------------------------
@@ -618,7 +628,7 @@ if render watch --set 'watchNamespaces={team-a,team-b}' --set crds.install=false
   check "watchNamespaces: FAAS_WATCH_NAMESPACES" py env "$work/watch.yaml" FAAS_WATCH_NAMESPACES=team-a,team-b
   check "crds.install=false: no CRDs" py kinds "$work/watch.yaml" CustomResourceDefinition=0
 else
-  check "helm template with watchNamespaces" false
+  check "helm template with watchNamespaces" render_failed watch
 fi
 
 if render single --set replicaCount=1 --set leaderElection.enabled=false; then
@@ -627,7 +637,7 @@ if render single --set replicaCount=1 --set leaderElection.enabled=false; then
   check "1 replica without leader election: FAAS_LEADER_ELECTION=false" py env "$work/single.yaml" FAAS_LEADER_ELECTION=false
   check "1 replica: Deployment" py deployment "$work/single.yaml" 1
 else
-  check "helm template with replicaCount=1" false
+  check "helm template with replicaCount=1" render_failed single
 fi
 check "2 replicas without leader election are refused" \
   fails_with "requires leaderElection.enabled" --set leaderElection.enabled=false
@@ -637,7 +647,7 @@ if render monitored --set metrics.serviceMonitor.enabled=true --set metrics.serv
   check "serviceMonitor.enabled: ServiceMonitor for the metrics Service" py servicemonitor "$work/monitored.yaml" release=prometheus
   check "networkPolicy.enabled=false: no NetworkPolicy" py kinds "$work/monitored.yaml" NetworkPolicy=0 ServiceMonitor=1
 else
-  check "helm template with a ServiceMonitor" false
+  check "helm template with a ServiceMonitor" render_failed monitored
 fi
 
 if render custom --set runtime.image.repository=registry.example.com/faas-runtime --set runtime.image.tag=1.2.3 \
@@ -656,14 +666,14 @@ if render custom --set runtime.image.repository=registry.example.com/faas-runtim
     motadata/faas-operator@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
   check "custom values: API server egress narrowed to its CIDRs" py netpol "$work/custom.yaml" 10.0.0.10/32 10.0.0.11/32
 else
-  check "helm template with custom values" false
+  check "helm template with custom values" render_failed custom
 fi
 
 if render external --set rbac.create=false --set serviceAccount.create=false --set serviceAccount.name=faas-ops; then
   check "rbac.create=false, existing ServiceAccount: no RBAC, no ServiceAccount" py kinds "$work/external.yaml" \
     ClusterRole=0 ClusterRoleBinding=0 Role=0 RoleBinding=0 ServiceAccount=0 Deployment=1
 else
-  check "helm template with rbac.create=false" false
+  check "helm template with rbac.create=false" render_failed external
 fi
 check "serviceAccount.create=false needs a name" fails_with "serviceAccount.name is required" --set serviceAccount.create=false
 
