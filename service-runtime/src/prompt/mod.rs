@@ -1,18 +1,830 @@
-//! Prompt templates.
+//! Prompt templates: versioned CRUD, rendering with strict variables
+//! (minijinja), and context building under a token budget. Templates synced
+//! from PromptTemplate resources (source `resource`) are read-only here.
+
+use std::collections::{BTreeMap, HashSet};
 
 use axum::Router;
-use utoipa::OpenApi;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::platform::AppState;
+use crate::platform::extract::{Json, Path, Query};
+use crate::platform::{ApiError, ApiResult, AppState, Principal};
+
+/// Work a single render may do (minijinja fuel), so a template cannot spin.
+const RENDER_FUEL: u64 = 200_000;
+const MAX_TEMPLATE: usize = 256 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/v1/prompts", post(create).get(list))
+        .route("/v1/prompts/context", post(build_context))
+        .route(
+            "/v1/prompts/{name}",
+            get(get_one).put(update).delete(delete),
+        )
+        .route("/v1/prompts/{name}/versions", get(versions))
+        .route("/v1/prompts/{name}/render", post(render))
 }
 
 #[derive(OpenApi)]
-#[openapi(tags((name = "prompt", description = "Versioned prompt templates")))]
+#[openapi(
+    paths(create, list, get_one, update, delete, versions, render, build_context),
+    components(schemas(TemplateInput, UpdateInput, Variable, MessageTemplate, PromptTemplate, Summary, VersionInfo,
+                       RenderInput, Rendered, RenderedMessage, ContextInput, ContextMessage, ContextResult,
+                       crate::platform::error::Problem)),
+    tags((name = "prompt", description = "Versioned prompt templates"))
+)]
 struct Doc;
 
 pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Variable {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Required unless a default is given; default true.
+    #[serde(default = "yes")]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub default: Option<Value>,
+    /// string, number, integer, boolean, array or object; any when absent.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MessageTemplate {
+    /// system, developer, user, assistant or tool.
+    pub role: String,
+    pub template: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateInput {
+    /// Lower-case letters, digits, '-', '_' or '.', 1 to 128 characters.
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A single template; give this or `messages`.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Chat messages, each a template; give this or `template`.
+    #[serde(default)]
+    pub messages: Option<Vec<MessageTemplate>>,
+    #[serde(default)]
+    pub variables: Vec<Variable>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub model_defaults: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateInput {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub messages: Option<Vec<MessageTemplate>>,
+    #[serde(default)]
+    pub variables: Vec<Variable>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub model_defaults: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PromptTemplate {
+    pub name: String,
+    pub version: i32,
+    pub description: Option<String>,
+    pub template: Option<String>,
+    pub messages: Option<Vec<MessageTemplate>>,
+    pub variables: Vec<Variable>,
+    #[schema(value_type = Object)]
+    pub model_defaults: Option<Value>,
+    /// `api`, or `resource` for templates from PromptTemplate resources (read-only).
+    pub source: String,
+    pub content_hash: String,
+    pub created_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
+
+fn environment() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_fuel(Some(RENDER_FUEL));
+    env
+}
+
+fn template_error(what: &str, e: &minijinja::Error) -> ApiError {
+    let at = e
+        .line()
+        .map(|l| format!(" at line {l}"))
+        .unwrap_or_default();
+    let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
+    ApiError::Validation(format!("{what}: {}{at}{detail}", e.kind()))
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 128
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+        && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+fn valid_var(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !n.starts_with(|c: char| c.is_ascii_digit())
+}
+
+fn type_matches(kind: &str, v: &Value) -> bool {
+    match kind {
+        "string" => v.is_string(),
+        "number" => v.is_number(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "boolean" => v.is_boolean(),
+        "array" => v.is_array(),
+        "object" => v.is_object(),
+        _ => false,
+    }
+}
+
+/// The validated content of a template version.
+struct Content {
+    description: Option<String>,
+    template: Option<String>,
+    messages: Option<Vec<MessageTemplate>>,
+    variables: Vec<Variable>,
+    model_defaults: Option<Value>,
+}
+
+impl Content {
+    fn validate(&self) -> ApiResult<()> {
+        if self.description.as_ref().is_some_and(|d| d.len() > 2000) {
+            return Err(ApiError::Validation(
+                "description: at most 2000 characters".into(),
+            ));
+        }
+        let sources: Vec<(String, &str)> = match (&self.template, &self.messages) {
+            (Some(t), None) => vec![("template".into(), t.as_str())],
+            (None, Some(ms)) if !ms.is_empty() => {
+                let mut v = Vec::new();
+                for (i, m) in ms.iter().enumerate() {
+                    if !ROLES.contains(&m.role.as_str()) {
+                        return Err(ApiError::Validation(format!(
+                            "messages[{i}].role: {:?} is not one of {}",
+                            m.role,
+                            ROLES.join(", ")
+                        )));
+                    }
+                    v.push((format!("messages[{i}].template"), m.template.as_str()));
+                }
+                v
+            }
+            _ => {
+                return Err(ApiError::Validation(
+                    "give exactly one of template, messages (a non-empty list)".into(),
+                ));
+            }
+        };
+        let mut declared = HashSet::new();
+        for (i, var) in self.variables.iter().enumerate() {
+            if !valid_var(&var.name) {
+                return Err(ApiError::Validation(format!(
+                    "variables[{i}].name: {:?} is not an identifier",
+                    var.name
+                )));
+            }
+            if !declared.insert(var.name.as_str()) {
+                return Err(ApiError::Validation(format!(
+                    "variables[{i}].name: {} is declared twice",
+                    var.name
+                )));
+            }
+            if let Some(k) = &var.kind
+                && !matches!(
+                    k.as_str(),
+                    "string" | "number" | "integer" | "boolean" | "array" | "object"
+                )
+            {
+                return Err(ApiError::Validation(format!(
+                    "variables[{i}].type: {k:?} is not one of string, number, integer, boolean, array, object"
+                )));
+            }
+            if let (Some(k), Some(d)) = (&var.kind, &var.default)
+                && !type_matches(k, d)
+            {
+                return Err(ApiError::Validation(format!(
+                    "variables[{i}].default: is not of type {k}"
+                )));
+            }
+        }
+        let env = environment();
+        let mut undeclared = std::collections::BTreeSet::new();
+        for (what, src) in &sources {
+            if src.len() > MAX_TEMPLATE {
+                return Err(ApiError::Validation(format!(
+                    "{what}: longer than {MAX_TEMPLATE} bytes"
+                )));
+            }
+            let tmpl = env
+                .template_from_str(src)
+                .map_err(|e| template_error(what, &e))?;
+            for v in tmpl.undeclared_variables(false) {
+                if !declared.contains(v.as_str()) {
+                    undeclared.insert(v);
+                }
+            }
+        }
+        if !undeclared.is_empty() {
+            return Err(ApiError::Validation(format!(
+                "the template uses undeclared variables: {}",
+                undeclared.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    fn hash(&self) -> String {
+        let canonical = serde_json::json!({
+            "template": self.template,
+            "messages": self.messages,
+            "variables": self.variables,
+            "model_defaults": self.model_defaults,
+            "description": self.description,
+        });
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+type Row = (
+    String,
+    i32,
+    Option<String>,
+    Option<String>,
+    Option<Value>,
+    Value,
+    Option<Value>,
+    String,
+    String,
+    Option<String>,
+    DateTime<Utc>,
+);
+
+const COLUMNS: &str = "name, version, description, template, messages, variables, model_defaults, source, content_hash, created_by, created_at";
+
+fn from_row(r: Row) -> ApiResult<PromptTemplate> {
+    let messages =
+        r.4.map(serde_json::from_value)
+            .transpose()
+            .map_err(ApiError::internal)?;
+    let variables = serde_json::from_value(r.5).map_err(ApiError::internal)?;
+    Ok(PromptTemplate {
+        name: r.0,
+        version: r.1,
+        description: r.2,
+        template: r.3,
+        messages,
+        variables,
+        model_defaults: r.6,
+        source: r.7,
+        content_hash: r.8,
+        created_by: r.9,
+        created_at: r.10,
+    })
+}
+
+async fn insert(
+    state: &AppState,
+    p: &Principal,
+    name: &str,
+    version: i32,
+    c: &Content,
+) -> ApiResult<PromptTemplate> {
+    let row: Row = sqlx::query_as(&format!(
+        "INSERT INTO prompt_templates (tenant_id, name, version, description, template, messages, variables, \
+         model_defaults, source, content_hash, created_by) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'api',$9,$10) \
+         RETURNING {COLUMNS}"
+    ))
+    .bind(&p.tenant_id)
+    .bind(name)
+    .bind(version)
+    .bind(&c.description)
+    .bind(&c.template)
+    .bind(c.messages.as_ref().map(|m| serde_json::to_value(m).unwrap_or(Value::Null)))
+    .bind(serde_json::to_value(&c.variables).map_err(ApiError::internal)?)
+    .bind(&c.model_defaults)
+    .bind(c.hash())
+    .bind(&p.user_id)
+    .fetch_one(state.db()?)
+    .await?;
+    from_row(row)
+}
+
+async fn latest(
+    state: &AppState,
+    tenant: &str,
+    name: &str,
+    version: Option<i32>,
+) -> ApiResult<PromptTemplate> {
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM prompt_templates WHERE tenant_id = $1 AND name = $2 \
+         AND ($3::int IS NULL OR version = $3) ORDER BY version DESC LIMIT 1"
+    ))
+    .bind(tenant)
+    .bind(name)
+    .bind(version)
+    .fetch_optional(state.db()?)
+    .await?;
+    match row {
+        Some(r) => from_row(r),
+        None if version.is_some() => Err(ApiError::NotFound(format!(
+            "template {name} has no version {}",
+            version.unwrap_or(0)
+        ))),
+        None => Err(ApiError::NotFound(format!("no template named {name}"))),
+    }
+}
+
+fn read_only(t: &PromptTemplate) -> ApiResult<()> {
+    if t.source == "resource" {
+        return Err(ApiError::Forbidden(format!(
+            "template {} comes from a PromptTemplate resource; change the resource instead",
+            t.name
+        )));
+    }
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/v1/prompts", tag = "prompt", request_body = TemplateInput,
+    responses((status = 201, body = PromptTemplate), (status = 409, body = crate::platform::error::Problem),
+              (status = 422, body = crate::platform::error::Problem)))]
+async fn create(
+    State(state): State<AppState>,
+    p: Principal,
+    Json(input): Json<TemplateInput>,
+) -> ApiResult<(StatusCode, Json<PromptTemplate>)> {
+    if !valid_name(&input.name) {
+        return Err(ApiError::Validation(
+            "name: 1 to 128 lower-case letters, digits, '-', '_' or '.'".into(),
+        ));
+    }
+    let c = Content {
+        description: input.description,
+        template: input.template,
+        messages: input.messages,
+        variables: input.variables,
+        model_defaults: input.model_defaults,
+    };
+    c.validate()?;
+    let exists: Option<i32> = sqlx::query_scalar(
+        "SELECT version FROM prompt_templates WHERE tenant_id = $1 AND name = $2 LIMIT 1",
+    )
+    .bind(&p.tenant_id)
+    .bind(&input.name)
+    .fetch_optional(state.db()?)
+    .await?;
+    if exists.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "a template named {} exists; PUT a new version instead",
+            input.name
+        )));
+    }
+    let t = insert(&state, &p, &input.name, 1, &c)
+        .await
+        .map_err(|e| match e {
+            ApiError::Conflict(_) => {
+                ApiError::Conflict(format!("a template named {} exists", input.name))
+            }
+            other => other,
+        })?;
+    Ok((StatusCode::CREATED, Json(t)))
+}
+
+type SummaryRow = (String, i32, Option<String>, String, DateTime<Utc>);
+
+#[derive(Serialize, ToSchema)]
+pub struct Summary {
+    pub name: String,
+    pub version: i32,
+    pub description: Option<String>,
+    pub source: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[utoipa::path(get, path = "/v1/prompts", tag = "prompt", responses((status = 200, body = Vec<Summary>)))]
+async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec<Summary>>> {
+    let rows: Vec<SummaryRow> = sqlx::query_as(
+        "SELECT DISTINCT ON (name) name, version, description, source, created_at FROM prompt_templates \
+         WHERE tenant_id = $1 ORDER BY name, version DESC",
+    )
+    .bind(&p.tenant_id)
+    .fetch_all(state.db()?)
+    .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|(name, version, description, source, updated_at)| Summary {
+                name,
+                version,
+                description,
+                source,
+                updated_at,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct VersionQuery {
+    /// A specific version; the latest when absent.
+    pub version: Option<i32>,
+}
+
+#[utoipa::path(get, path = "/v1/prompts/{name}", tag = "prompt", params(VersionQuery),
+    responses((status = 200, body = PromptTemplate), (status = 404, body = crate::platform::error::Problem)))]
+async fn get_one(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(name): Path<String>,
+    Query(q): Query<VersionQuery>,
+) -> ApiResult<Json<PromptTemplate>> {
+    Ok(Json(latest(&state, &p.tenant_id, &name, q.version).await?))
+}
+
+#[utoipa::path(put, path = "/v1/prompts/{name}", tag = "prompt", request_body = UpdateInput,
+    responses((status = 200, body = PromptTemplate), (status = 403, body = crate::platform::error::Problem),
+              (status = 404, body = crate::platform::error::Problem)))]
+async fn update(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(name): Path<String>,
+    Json(input): Json<UpdateInput>,
+) -> ApiResult<Json<PromptTemplate>> {
+    let current = latest(&state, &p.tenant_id, &name, None).await?;
+    read_only(&current)?;
+    let c = Content {
+        description: input.description,
+        template: input.template,
+        messages: input.messages,
+        variables: input.variables,
+        model_defaults: input.model_defaults,
+    };
+    c.validate()?;
+    if c.hash() == current.content_hash {
+        // Nothing changed: no new version.
+        return Ok(Json(current));
+    }
+    let t = insert(&state, &p, &name, current.version + 1, &c)
+        .await
+        .map_err(|e| match e {
+            ApiError::Conflict(_) => {
+                ApiError::Conflict(format!("template {name} was changed concurrently; retry"))
+            }
+            other => other,
+        })?;
+    Ok(Json(t))
+}
+
+#[utoipa::path(delete, path = "/v1/prompts/{name}", tag = "prompt",
+    responses((status = 204), (status = 403, body = crate::platform::error::Problem),
+              (status = 404, body = crate::platform::error::Problem)))]
+async fn delete(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let current = latest(&state, &p.tenant_id, &name, None).await?;
+    read_only(&current)?;
+    sqlx::query(
+        "DELETE FROM prompt_templates WHERE tenant_id = $1 AND name = $2 AND source = 'api'",
+    )
+    .bind(&p.tenant_id)
+    .bind(&name)
+    .execute(state.db()?)
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VersionInfo {
+    pub version: i32,
+    pub content_hash: String,
+    pub created_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[utoipa::path(get, path = "/v1/prompts/{name}/versions", tag = "prompt",
+    responses((status = 200, body = Vec<VersionInfo>), (status = 404, body = crate::platform::error::Problem)))]
+async fn versions(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<VersionInfo>>> {
+    let rows: Vec<(i32, String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT version, content_hash, created_by, created_at FROM prompt_templates \
+         WHERE tenant_id = $1 AND name = $2 ORDER BY version DESC",
+    )
+    .bind(&p.tenant_id)
+    .bind(&name)
+    .fetch_all(state.db()?)
+    .await?;
+    if rows.is_empty() {
+        return Err(ApiError::NotFound(format!("no template named {name}")));
+    }
+    Ok(Json(
+        rows.into_iter()
+            .map(
+                |(version, content_hash, created_by, created_at)| VersionInfo {
+                    version,
+                    content_hash,
+                    created_by,
+                    created_at,
+                },
+            )
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenderInput {
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub variables: serde_json::Map<String, Value>,
+    #[serde(default)]
+    pub version: Option<i32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RenderedMessage {
+    pub role: String,
+    pub content: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Rendered {
+    pub name: String,
+    pub version: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<RenderedMessage>>,
+    #[schema(value_type = Object)]
+    pub model_defaults: Option<Value>,
+    /// Estimated tokens of the rendered prompt.
+    pub tokens: u64,
+}
+
+/// Renders a template with strict variables.
+pub fn render_template(
+    t: &PromptTemplate,
+    given: &serde_json::Map<String, Value>,
+) -> ApiResult<Rendered> {
+    let declared: HashSet<&str> = t.variables.iter().map(|v| v.name.as_str()).collect();
+    let mut unknown: Vec<&str> = given
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !declared.contains(k))
+        .collect();
+    unknown.sort_unstable();
+    if !unknown.is_empty() {
+        return Err(ApiError::Validation(format!(
+            "unknown variables: {}",
+            unknown.join(", ")
+        )));
+    }
+    let mut ctx = BTreeMap::new();
+    let mut missing = Vec::new();
+    for v in &t.variables {
+        match given.get(&v.name).or(v.default.as_ref()) {
+            Some(val) => {
+                if let Some(k) = &v.kind
+                    && !type_matches(k, val)
+                {
+                    return Err(ApiError::Validation(format!(
+                        "variable {}: must be of type {k}",
+                        v.name
+                    )));
+                }
+                ctx.insert(v.name.clone(), val.clone());
+            }
+            None if v.required => missing.push(v.name.as_str()),
+            None => {
+                ctx.insert(v.name.clone(), Value::Null);
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ApiError::Validation(format!(
+            "missing variables: {}",
+            missing.join(", ")
+        )));
+    }
+    let env = environment();
+    let ctx = minijinja::Value::from_serialize(&ctx);
+    let run = |what: &str, src: &str| -> ApiResult<String> {
+        let tmpl = env
+            .template_from_str(src)
+            .map_err(|e| template_error(what, &e))?;
+        tmpl.render(&ctx).map_err(|e| template_error(what, &e))
+    };
+    let (text, messages, tokens) = match (&t.template, &t.messages) {
+        (Some(src), _) => {
+            let text = run("template", src)?;
+            let tokens = estimate_tokens(&text);
+            (Some(text), None, tokens)
+        }
+        (None, Some(ms)) => {
+            let mut out = Vec::new();
+            for (i, m) in ms.iter().enumerate() {
+                out.push(RenderedMessage {
+                    role: m.role.clone(),
+                    content: run(&format!("messages[{i}]"), &m.template)?,
+                });
+            }
+            let tokens = out.iter().map(|m| estimate_tokens(&m.content) + 4).sum();
+            (None, Some(out), tokens)
+        }
+        (None, None) => {
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "template without content"
+            )));
+        }
+    };
+    Ok(Rendered {
+        name: t.name.clone(),
+        version: t.version,
+        text,
+        messages,
+        model_defaults: t.model_defaults.clone(),
+        tokens,
+    })
+}
+
+#[utoipa::path(post, path = "/v1/prompts/{name}/render", tag = "prompt", request_body = RenderInput,
+    responses((status = 200, body = Rendered), (status = 404, body = crate::platform::error::Problem),
+              (status = 422, body = crate::platform::error::Problem)))]
+async fn render(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(name): Path<String>,
+    Json(input): Json<RenderInput>,
+) -> ApiResult<Json<Rendered>> {
+    let t = latest(&state, &p.tenant_id, &name, input.version).await?;
+    Ok(Json(render_template(&t, &input.variables)?))
+}
+
+/// A rough token estimate: four characters a token.
+pub fn estimate_tokens(s: &str) -> u64 {
+    (s.chars().count() as u64).div_ceil(4)
+}
+
+#[derive(Deserialize, Serialize, ToSchema, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ContextMessage {
+    pub role: String,
+    pub content: String,
+    /// Kept whatever the budget (system messages always are).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContextInput {
+    /// Oldest first.
+    pub messages: Vec<ContextMessage>,
+    /// Tokens the result may use.
+    pub max_tokens: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ContextResult {
+    pub messages: Vec<ContextMessage>,
+    pub tokens: u64,
+    /// How many messages were left out (the oldest unpinned ones).
+    pub dropped: usize,
+}
+
+/// Keeps pinned and system messages, then the most recent others that fit.
+pub fn fit_context(messages: Vec<ContextMessage>, max_tokens: u64) -> ApiResult<ContextResult> {
+    let cost = |m: &ContextMessage| estimate_tokens(&m.content) + 4;
+    let keep_always = |m: &ContextMessage| m.pinned || m.role == "system";
+    let fixed: u64 = messages.iter().filter(|m| keep_always(m)).map(cost).sum();
+    if fixed > max_tokens {
+        return Err(ApiError::Validation(format!(
+            "pinned and system messages need {fixed} tokens, more than max_tokens {max_tokens}"
+        )));
+    }
+    let mut used = fixed;
+    let mut keep = vec![false; messages.len()];
+    for (i, m) in messages.iter().enumerate() {
+        keep[i] = keep_always(m);
+    }
+    for i in (0..messages.len()).rev() {
+        if keep[i] {
+            continue;
+        }
+        let c = cost(&messages[i]);
+        if used + c > max_tokens {
+            // Older messages are not considered once one does not fit, so
+            // the kept history stays contiguous.
+            break;
+        }
+        used += c;
+        keep[i] = true;
+    }
+    let total = messages.len();
+    let kept: Vec<ContextMessage> = messages
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(m, _)| m)
+        .collect();
+    Ok(ContextResult {
+        dropped: total - kept.len(),
+        messages: kept,
+        tokens: used,
+    })
+}
+
+#[utoipa::path(post, path = "/v1/prompts/context", tag = "prompt", request_body = ContextInput,
+    responses((status = 200, body = ContextResult), (status = 422, body = crate::platform::error::Problem)))]
+async fn build_context(
+    _p: Principal,
+    Json(input): Json<ContextInput>,
+) -> ApiResult<Json<ContextResult>> {
+    if input.max_tokens == 0 || input.max_tokens > 10_000_000 {
+        return Err(ApiError::Validation(
+            "max_tokens: must be between 1 and 10000000".into(),
+        ));
+    }
+    if input.messages.len() > 10_000 {
+        return Err(ApiError::Validation("messages: at most 10000".into()));
+    }
+    for (i, m) in input.messages.iter().enumerate() {
+        if !ROLES.contains(&m.role.as_str()) {
+            return Err(ApiError::Validation(format!(
+                "messages[{i}].role: {:?} is not a role",
+                m.role
+            )));
+        }
+    }
+    Ok(Json(fit_context(input.messages, input.max_tokens)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(role: &str, content: &str) -> ContextMessage {
+        ContextMessage {
+            role: role.into(),
+            content: content.into(),
+            pinned: false,
+        }
+    }
+
+    #[test]
+    fn context_keeps_system_and_the_most_recent() {
+        let msgs = vec![
+            m("system", "rules"),
+            m("user", &"a".repeat(40)),
+            m("assistant", &"b".repeat(40)),
+            m("user", "last"),
+        ];
+        // system 2+4, last 1+4, b 10+4 = 25; a would need 14 more.
+        let r = fit_context(msgs, 30).unwrap();
+        let roles: Vec<_> = r.messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, vec!["system", "assistant", "user"]);
+        assert_eq!(r.dropped, 1);
+        assert_eq!(r.tokens, 25);
+        assert!(fit_context(vec![m("system", &"x".repeat(400))], 10).is_err());
+    }
 }

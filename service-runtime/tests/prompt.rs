@@ -1,0 +1,469 @@
+//! The prompt component against the real Postgres.
+
+mod common;
+
+use common::*;
+use faas_runtime::Component;
+use serde_json::json;
+
+fn greeting() -> serde_json::Value {
+    json!({
+        "name": "greeting",
+        "description": "says hello",
+        "messages": [
+            {"role": "system", "template": "You help {{ company }} customers."},
+            {"role": "user", "template": "Hello, I am {{ name }}{% if vip %} (VIP){% endif %}."}
+        ],
+        "variables": [
+            {"name": "company", "default": "Motadata", "type": "string"},
+            {"name": "name", "type": "string"},
+            {"name": "vip", "type": "boolean", "required": false}
+        ],
+        "model_defaults": {"model": "gpt-4o", "temperature": 0.2}
+    })
+}
+
+#[sqlx::test]
+async fn versioned_crud(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Prompt]).await;
+    let t = user(&unique("p"));
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/prompts",
+        Some(&t),
+        Some(greeting()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["version"], 1);
+    assert_eq!(r.body["source"], "api");
+    call(
+        &app.router,
+        "POST",
+        "/v1/prompts",
+        Some(&t),
+        Some(greeting()),
+    )
+    .await
+    .assert_problem(409);
+
+    let mut upd = greeting();
+    upd.as_object_mut().unwrap().remove("name");
+    // Same content: no new version.
+    let r = call(
+        &app.router,
+        "PUT",
+        "/v1/prompts/greeting",
+        Some(&t),
+        Some(upd.clone()),
+    )
+    .await;
+    assert_eq!(r.body["version"], 1);
+    upd["description"] = json!("says hello politely");
+    let r = call(
+        &app.router,
+        "PUT",
+        "/v1/prompts/greeting",
+        Some(&t),
+        Some(upd),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["version"], 2);
+
+    let r = call(&app.router, "GET", "/v1/prompts/greeting", Some(&t), None).await;
+    assert_eq!(r.body["version"], 2);
+    let r = call(
+        &app.router,
+        "GET",
+        "/v1/prompts/greeting?version=1",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["description"], "says hello");
+    call(
+        &app.router,
+        "GET",
+        "/v1/prompts/greeting?version=9",
+        Some(&t),
+        None,
+    )
+    .await
+    .assert_problem(404);
+    call(
+        &app.router,
+        "GET",
+        "/v1/prompts/greeting?version=x",
+        Some(&t),
+        None,
+    )
+    .await
+    .assert_problem(400);
+    let r = call(
+        &app.router,
+        "GET",
+        "/v1/prompts/greeting/versions",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(r.body.as_array().unwrap().len(), 2);
+    let r = call(&app.router, "GET", "/v1/prompts", Some(&t), None).await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+    assert_eq!(r.body[0]["version"], 2);
+
+    let r = call(
+        &app.router,
+        "DELETE",
+        "/v1/prompts/greeting",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    call(&app.router, "GET", "/v1/prompts/greeting", Some(&t), None)
+        .await
+        .assert_problem(404);
+}
+
+#[sqlx::test]
+async fn rendering_is_strict_about_variables(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Prompt]).await;
+    let t = user(&unique("p"));
+    call(
+        &app.router,
+        "POST",
+        "/v1/prompts",
+        Some(&t),
+        Some(greeting()),
+    )
+    .await;
+    let render = |vars| {
+        call(
+            &app.router,
+            "POST",
+            "/v1/prompts/greeting/render",
+            Some(&t),
+            Some(json!({"variables": vars})),
+        )
+    };
+    let r = render(json!({"name": "Ada", "vip": true})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["messages"][0]["content"],
+        "You help Motadata customers."
+    );
+    assert_eq!(r.body["messages"][1]["content"], "Hello, I am Ada (VIP).");
+    assert_eq!(r.body["model_defaults"]["model"], "gpt-4o");
+    assert!(r.body["tokens"].as_u64().unwrap() > 0);
+
+    let r = render(json!({})).await;
+    r.assert_problem(422);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("missing variables: name")
+    );
+    let r = render(json!({"name": "Ada", "nmae": "typo", "zzz": 1})).await;
+    r.assert_problem(422);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("unknown variables: nmae, zzz")
+    );
+    let r = render(json!({"name": 42})).await;
+    r.assert_problem(422);
+    assert!(r.body["detail"].as_str().unwrap().contains("name"));
+
+    // A single-text template.
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/prompts",
+        Some(&t),
+        Some(
+            json!({"name": "list", "template": "{% for i in items %}- {{ i.title }}\n{% endfor %}",
+                    "variables": [{"name": "items", "type": "array"}]}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/prompts/list/render",
+        Some(&t),
+        Some(json!({"variables": {"items": [{"title": "a"}, {"title": "b"}]}})),
+    )
+    .await;
+    assert_eq!(r.body["text"], "- a\n- b\n");
+    // Strict undefined: a missing attribute is a 422, not an empty string.
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/prompts/list/render",
+        Some(&t),
+        Some(json!({"variables": {"items": [{"name": "a"}]}})),
+    )
+    .await;
+    r.assert_problem(422);
+    call(
+        &app.router,
+        "POST",
+        "/v1/prompts/nope/render",
+        Some(&t),
+        Some(json!({})),
+    )
+    .await
+    .assert_problem(404);
+}
+
+#[sqlx::test]
+async fn templates_are_checked_when_saved(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Prompt]).await;
+    let t = user(&unique("p"));
+    let post = |body| call(&app.router, "POST", "/v1/prompts", Some(&t), Some(body));
+    let r = post(json!({"name": "bad", "template": "Hello\n{{ name "})).await;
+    r.assert_problem(422);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("line 2"),
+        "{}",
+        r.body
+    );
+    let r = post(json!({"name": "undeclared", "template": "{{ who }} and {{ what }}", "variables": [{"name": "who"}]})).await;
+    r.assert_problem(422);
+    assert!(r.body["detail"].as_str().unwrap().contains("what"));
+    post(json!({"name": "both", "template": "x", "messages": [{"role": "user", "template": "y"}]}))
+        .await
+        .assert_problem(422);
+    post(json!({"name": "neither"})).await.assert_problem(422);
+    post(json!({"name": "Bad Name", "template": "x"}))
+        .await
+        .assert_problem(422);
+    post(json!({"name": "role", "messages": [{"role": "wizard", "template": "y"}]}))
+        .await
+        .assert_problem(422);
+    post(
+        json!({"name": "dup", "template": "{{ a }}", "variables": [{"name": "a"}, {"name": "a"}]}),
+    )
+    .await
+    .assert_problem(422);
+    post(json!({"name": "type", "template": "{{ a }}", "variables": [{"name": "a", "type": "date"}]})).await.assert_problem(422);
+    post(json!({"name": "default", "template": "{{ a }}", "variables": [{"name": "a", "type": "number", "default": "x"}]}))
+        .await
+        .assert_problem(422);
+    post(json!({"name": "x", "template": "x", "unknown": 1}))
+        .await
+        .assert_problem(422);
+    call(
+        &app.router,
+        "PUT",
+        "/v1/prompts/missing",
+        Some(&t),
+        Some(json!({"template": "x"})),
+    )
+    .await
+    .assert_problem(404);
+}
+
+#[sqlx::test]
+async fn resource_templates_are_read_only(pool: sqlx::PgPool) {
+    let app = app(Some(pool.clone()), &[Component::Prompt]).await;
+    let tenant = unique("p");
+    let t = user(&tenant);
+    // As the operator writes a PromptTemplate resource.
+    sqlx::query(
+        "INSERT INTO prompt_templates (tenant_id, name, version, template, variables, source, content_hash) \
+         VALUES ($1, 'from-crd', 3, 'Hi {{ who }}', '[{\"name\": \"who\", \"required\": true}]', 'resource', 'h')",
+    )
+    .bind(&tenant)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/prompts/from-crd/render",
+        Some(&t),
+        Some(json!({"variables": {"who": "you"}})),
+    )
+    .await;
+    assert_eq!(r.body["text"], "Hi you");
+    assert_eq!(r.body["version"], 3);
+    let r = call(
+        &app.router,
+        "PUT",
+        "/v1/prompts/from-crd",
+        Some(&t),
+        Some(json!({"template": "changed"})),
+    )
+    .await;
+    r.assert_problem(403);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("PromptTemplate")
+    );
+    call(
+        &app.router,
+        "DELETE",
+        "/v1/prompts/from-crd",
+        Some(&t),
+        None,
+    )
+    .await
+    .assert_problem(403);
+    call(
+        &app.router,
+        "POST",
+        "/v1/prompts",
+        Some(&t),
+        Some(json!({"name": "from-crd", "template": "x"})),
+    )
+    .await
+    .assert_problem(409);
+}
+
+#[sqlx::test]
+async fn tenants_cannot_read_or_change_each_others_templates(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Prompt]).await;
+    let a = user(&unique("pa"));
+    let b = user(&unique("pb"));
+    call(
+        &app.router,
+        "POST",
+        "/v1/prompts",
+        Some(&a),
+        Some(greeting()),
+    )
+    .await;
+    call(&app.router, "GET", "/v1/prompts/greeting", Some(&b), None)
+        .await
+        .assert_problem(404);
+    call(
+        &app.router,
+        "GET",
+        "/v1/prompts/greeting/versions",
+        Some(&b),
+        None,
+    )
+    .await
+    .assert_problem(404);
+    call(
+        &app.router,
+        "POST",
+        "/v1/prompts/greeting/render",
+        Some(&b),
+        Some(json!({"variables": {"name": "x"}})),
+    )
+    .await
+    .assert_problem(404);
+    call(
+        &app.router,
+        "PUT",
+        "/v1/prompts/greeting",
+        Some(&b),
+        Some(json!({"template": "x"})),
+    )
+    .await
+    .assert_problem(404);
+    call(
+        &app.router,
+        "DELETE",
+        "/v1/prompts/greeting",
+        Some(&b),
+        None,
+    )
+    .await
+    .assert_problem(404);
+    let r = call(&app.router, "GET", "/v1/prompts", Some(&b), None).await;
+    assert_eq!(r.body, json!([]));
+    // B may use the same name for its own template.
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/prompts",
+        Some(&b),
+        Some(greeting()),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let r = call(&app.router, "GET", "/v1/prompts/greeting", Some(&a), None).await;
+    assert_eq!(r.body["version"], 1);
+}
+
+#[sqlx::test]
+async fn context_building_fits_the_budget(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Prompt]).await;
+    let t = user(&unique("p"));
+    let long = "x".repeat(400);
+    let body = json!({
+        "max_tokens": 130,
+        "messages": [
+            {"role": "system", "content": "be helpful"},
+            {"role": "user", "content": long},
+            {"role": "assistant", "content": "pinned fact", "pinned": true},
+            {"role": "user", "content": long},
+            {"role": "user", "content": "latest question"}
+        ]
+    });
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/prompts/context",
+        Some(&t),
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body["tokens"].as_u64().unwrap() <= 130);
+    assert_eq!(r.body["dropped"], 1);
+    let contents: Vec<&str> = r.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contents,
+        vec![
+            "be helpful",
+            "pinned fact",
+            long.as_str(),
+            "latest question"
+        ]
+    );
+
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/prompts/context",
+        Some(&t),
+        Some(json!({"max_tokens": 3, "messages": [{"role": "system", "content": "too long for it"}]})),
+    )
+    .await;
+    r.assert_problem(422);
+    call(
+        &app.router,
+        "POST",
+        "/v1/prompts/context",
+        Some(&t),
+        Some(json!({"max_tokens": 0, "messages": []})),
+    )
+    .await
+    .assert_problem(422);
+    call(
+        &app.router,
+        "POST",
+        "/v1/prompts/context",
+        Some(&t),
+        Some(json!({"messages": []})),
+    )
+    .await
+    .assert_problem(422);
+}
