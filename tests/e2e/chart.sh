@@ -608,7 +608,7 @@ if render default; then
     py deployment "$work/default.yaml" 2
   check "default: operator environment" py env "$work/default.yaml" \
     FAAS_RUNTIME_IMAGE=motadata/faas-runtime:0.1.0 FAAS_DATABASE_SECRET=faas-database \
-    FAAS_CACHE_SECRET=faas-cache FAAS_NATS_SECRET=faas-nats FAAS_WATCH_NAMESPACES= \
+    FAAS_CACHE_SECRET=faas-cache FAAS_NATS_SECRET=faas-nats '!FAAS_WATCH_NAMESPACES' \
     FAAS_HTTP_ADDR=0.0.0.0:8080 FAAS_LOG_LEVEL=info FAAS_LOG_FORMAT=json \
     FAAS_LEADER_ELECTION=true FAAS_LEASE_NAME=faas-operator FAAS_LEASE_NAMESPACE=faas-system \
     FAAS_CLUSTER_DOMAIN=cluster.local '!OTEL_EXPORTER_OTLP_ENDPOINT'
