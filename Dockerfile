@@ -15,11 +15,9 @@ WORKDIR /src
 ENV CARGO_TERM_COLOR=never \
     CARGO_NET_RETRY=5 \
     RUSTFLAGS="-C target-feature=+crt-static"
-COPY Cargo.toml Cargo.lock ./
-COPY crds crds
-COPY operator operator
-COPY service-runtime service-runtime
-COPY tests tests
+# The whole workspace (every member must be present for cargo to resolve it); .dockerignore
+# keeps out build output, caches and everything that is not Rust.
+COPY . .
 # Registry and target directories are build caches, so a source change rebuilds only our
 # crates. The binaries are copied out because cache mounts are not part of the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
