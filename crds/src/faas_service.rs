@@ -127,6 +127,12 @@ pub struct FaasServiceSpec {
     #[x_kube(validation = Rule::new("self.all(d, self.exists_one(e, e.name == d.name))").message("spec.dependsOn must not name the same FaasService twice"))]
     pub depends_on: Option<Vec<DependsOn>>,
 
+    /// Labels added to every pod (for example for network policies or workload identity).
+    /// The labels that select the pods (`app.kubernetes.io/name`, `app.kubernetes.io/instance`)
+    /// cannot be overridden.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_labels: Option<BTreeMap<String, String>>,
+
     /// Annotations added to every pod (for example for a service mesh or log collector).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_annotations: Option<BTreeMap<String, String>>,

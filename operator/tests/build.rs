@@ -62,6 +62,7 @@ ingress:
   annotations: {cert-manager.io/cluster-issuer: letsencrypt}
 dependsOn: [{name: llm-gateway}]
 podAnnotations: {sidecar.istio.io/inject: "false"}
+podLabels: {team: search, app.kubernetes.io/name: spoofed}
 nodeSelector: {pool: ai}
 tolerations: [{key: gpu, operator: Exists, effect: NoSchedule}]
 affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: zone, operator: In, values: [a]}]}]}}}
@@ -149,6 +150,21 @@ fn every_spec_field_reaches_its_object() {
         .clone()
         .unwrap();
     assert_eq!(annotations["sidecar.istio.io/inject"], "false");
+    let pod_labels = c
+        .deployment
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone()
+        .unwrap();
+    assert_eq!(pod_labels["team"], "search");
+    assert_eq!(
+        pod_labels["app.kubernetes.io/name"], "faas-runtime",
+        "selector labels cannot be overridden"
+    );
     assert!(annotations.contains_key(build::CONFIG_HASH_ANNOTATION));
     assert_eq!(pod.node_selector.as_ref().unwrap()["pool"], "ai");
     assert_eq!(

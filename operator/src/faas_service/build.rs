@@ -383,8 +383,8 @@ fn deployment(
         ..Container::default()
     };
 
-    let mut template_labels = labels(fs);
-    template_labels.extend(selector_labels(fs));
+    let mut template_labels = spec.pod_labels.clone().unwrap_or_default();
+    template_labels.extend(labels(fs));
     Deployment {
         metadata: meta(fs, fs.name_any()),
         spec: DeploymentSpec {
