@@ -1,0 +1,590 @@
+//! The llmops component against the real Postgres and NATS.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use faas_runtime::Component;
+use faas_runtime::platform::RequestContext;
+use faas_runtime::platform::events::Envelope;
+use serde_json::{Value, json};
+
+fn event(model: &str, latency: f64, status: &str, minutes_ago: i64) -> Value {
+    json!({
+        "id": uuid::Uuid::new_v4(),
+        "occurred_at": (chrono::Utc::now() - chrono::Duration::minutes(minutes_ago)).to_rfc3339(),
+        "model": model, "provider": "p1", "agent_id": "agent-1", "user_id": "u1",
+        "tokens_in": 100, "tokens_out": 50, "latency_ms": latency, "status": status,
+    })
+}
+
+#[sqlx::test]
+async fn http_ingest_is_idempotent_and_prices_events(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Llmops]).await;
+    let t = user(&unique("o"));
+    let mut e1 = event("gpt-4o", 100.0, "ok", 1);
+    let e2 = event("unknown-model", 100.0, "ok", 1);
+    e1["cost_usd"] = Value::Null;
+    let batch = json!({"events": [e1.clone(), e2]});
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/llmops/events",
+        Some(&t),
+        Some(batch.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.body, json!({"received": 2, "stored": 2}));
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/llmops/events",
+        Some(&t),
+        Some(batch),
+    )
+    .await;
+    assert_eq!(r.body["stored"], 0, "the same ids are not stored twice");
+
+    let r = call(
+        &app.router,
+        "GET",
+        "/v1/llmops/events?model=gpt-4o",
+        Some(&t),
+        None,
+    )
+    .await;
+    let items = r.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    // 100 * 2.50 + 50 * 10.00 per million.
+    assert!((items[0]["cost_usd"].as_f64().unwrap() - 0.00075).abs() < 1e-12);
+    let r = call(
+        &app.router,
+        "GET",
+        "/v1/llmops/events?model=unknown-model",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["items"][0]["cost_usd"], 0.0);
+}
+
+#[sqlx::test]
+async fn queries_filter_and_paginate_with_cursors(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Llmops]).await;
+    let t = user(&unique("o"));
+    let mut events = Vec::new();
+    for i in 0..25 {
+        let status = if i % 5 == 0 { "error" } else { "ok" };
+        let model = if i % 2 == 0 { "m-even" } else { "m-odd" };
+        events.push(event(model, i as f64, status, i));
+    }
+    call(
+        &app.router,
+        "POST",
+        "/v1/llmops/events",
+        Some(&t),
+        Some(json!({"events": events})),
+    )
+    .await;
+    let mut seen = Vec::new();
+    let mut uri = "/v1/llmops/events?limit=10".to_string();
+    loop {
+        let r = call(&app.router, "GET", &uri, Some(&t), None).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        for it in r.body["items"].as_array().unwrap() {
+            seen.push((
+                it["occurred_at"].as_str().unwrap().to_string(),
+                it["id"].as_str().unwrap().to_string(),
+            ));
+        }
+        match r.body["next_cursor"].as_str() {
+            Some(c) => uri = format!("/v1/llmops/events?limit=10&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(seen, sorted, "newest first, no repeats");
+
+    let r = call(
+        &app.router,
+        "GET",
+        "/v1/llmops/events?status=error",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 5);
+    let r = call(
+        &app.router,
+        "GET",
+        "/v1/llmops/events?model=m-odd&status=ok",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 10);
+    let from = (chrono::Utc::now() - chrono::Duration::seconds(9 * 60 + 30)).to_rfc3339();
+    let r = call(
+        &app.router,
+        "GET",
+        &format!("/v1/llmops/events?from={}", urlencode(&from)),
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 10, "{}", r.body);
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
+
+#[sqlx::test]
+async fn metrics_give_percentiles_error_rates_tokens_and_costs(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Llmops]).await;
+    let t = user(&unique("o"));
+    let mut events = Vec::new();
+    for i in 1..=100 {
+        let mut e = event(
+            "gpt-4o-mini",
+            i as f64,
+            if i <= 10 { "error" } else { "ok" },
+            0,
+        );
+        e["cost_usd"] = json!(0.01);
+        events.push(e);
+    }
+    let mut other = event("claude-opus-4-0", 500.0, "ok", 0);
+    other["agent_id"] = json!("agent-2");
+    events.push(other);
+    call(
+        &app.router,
+        "POST",
+        "/v1/llmops/events",
+        Some(&t),
+        Some(json!({"events": events})),
+    )
+    .await;
+
+    let r = call(
+        &app.router,
+        "GET",
+        "/v1/llmops/metrics?group_by=model",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let groups = r.body["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    let mini = groups.iter().find(|g| g["key"] == "gpt-4o-mini").unwrap();
+    assert_eq!(mini["requests"], 100);
+    assert_eq!(mini["errors"], 10);
+    assert!((mini["error_rate"].as_f64().unwrap() - 0.1).abs() < 1e-9);
+    assert_eq!(mini["tokens_in"], 10_000);
+    assert_eq!(mini["tokens_out"], 5_000);
+    assert!((mini["cost_usd"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    assert!((mini["latency_p50_ms"].as_f64().unwrap() - 50.5).abs() < 1e-9);
+    assert!((mini["latency_p95_ms"].as_f64().unwrap() - 95.05).abs() < 1e-9);
+    assert!((mini["latency_p99_ms"].as_f64().unwrap() - 99.01).abs() < 1e-9);
+    // The opus event was priced from the default table: 100*15 + 50*75 per million.
+    let opus = groups
+        .iter()
+        .find(|g| g["key"] == "claude-opus-4-0")
+        .unwrap();
+    assert!((opus["cost_usd"].as_f64().unwrap() - 0.00525).abs() < 1e-12);
+
+    let r = call(
+        &app.router,
+        "GET",
+        "/v1/llmops/metrics?group_by=agent",
+        Some(&t),
+        None,
+    )
+    .await;
+    let keys: Vec<&str> = r.body["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, vec!["agent-1", "agent-2"]);
+    let r = call(
+        &app.router,
+        "GET",
+        "/v1/llmops/metrics?group_by=day",
+        Some(&t),
+        None,
+    )
+    .await;
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert!(
+        r.body["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["key"] == today.as_str())
+    );
+    let r = call(&app.router, "GET", "/v1/llmops/metrics", Some(&t), None).await;
+    assert_eq!(r.body["groups"][0]["requests"], 101);
+    assert!((r.body["total_cost_usd"].as_f64().unwrap() - 1.00525).abs() < 1e-9);
+}
+
+#[sqlx::test]
+async fn pricing_defaults_and_tenant_overrides(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Llmops]).await;
+    let a = unique("oa");
+    let b = unique("ob");
+    let r = call(
+        &app.router,
+        "GET",
+        "/v1/llmops/pricing",
+        Some(&user(&a)),
+        None,
+    )
+    .await;
+    let gpt = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["model"] == "gpt-4o")
+        .unwrap()
+        .clone();
+    assert_eq!(gpt["source"], "default");
+
+    let put = json!({"input_per_million": 1.0, "output_per_million": 2.0});
+    call(
+        &app.router,
+        "PUT",
+        "/v1/llmops/pricing/gpt-4o",
+        Some(&user(&a)),
+        Some(put.clone()),
+    )
+    .await
+    .assert_problem(403);
+    let r = call(
+        &app.router,
+        "PUT",
+        "/v1/llmops/pricing/gpt-4o",
+        Some(&admin(&a)),
+        Some(put),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    call(
+        &app.router,
+        "PUT",
+        "/v1/llmops/pricing/gpt-4o",
+        Some(&admin(&a)),
+        Some(json!({"input_per_million": -1.0, "output_per_million": 2.0})),
+    )
+    .await
+    .assert_problem(422);
+    call(
+        &app.router,
+        "PUT",
+        "/v1/llmops/pricing/gpt-4o",
+        Some(&admin(&a)),
+        Some(json!({"input_per_million": 1.0})),
+    )
+    .await
+    .assert_problem(422);
+
+    let ev = json!({"events": [event("gpt-4o", 1.0, "ok", 0)]});
+    call(
+        &app.router,
+        "POST",
+        "/v1/llmops/events",
+        Some(&user(&a)),
+        Some(ev.clone()),
+    )
+    .await;
+    let mut ev_b = ev.clone();
+    ev_b["events"][0]["id"] = json!(uuid::Uuid::new_v4());
+    call(
+        &app.router,
+        "POST",
+        "/v1/llmops/events",
+        Some(&user(&b)),
+        Some(ev_b),
+    )
+    .await;
+    let cost = |tenant: String| {
+        let router = app.router.clone();
+        async move {
+            let r = call(
+                &router,
+                "GET",
+                "/v1/llmops/events",
+                Some(&user(&tenant)),
+                None,
+            )
+            .await;
+            r.body["items"][0]["cost_usd"].as_f64().unwrap()
+        }
+    };
+    // A: 100*1 + 50*2 per million; B still pays the default.
+    assert!((cost(a.clone()).await - 0.0002).abs() < 1e-12);
+    assert!((cost(b.clone()).await - 0.00075).abs() < 1e-12);
+    let r = call(
+        &app.router,
+        "GET",
+        "/v1/llmops/pricing",
+        Some(&user(&b)),
+        None,
+    )
+    .await;
+    let gpt_b = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["model"] == "gpt-4o")
+        .unwrap()
+        .clone();
+    assert_eq!(gpt_b["source"], "default");
+
+    call(
+        &app.router,
+        "DELETE",
+        "/v1/llmops/pricing/gpt-4o",
+        Some(&admin(&b)),
+        None,
+    )
+    .await
+    .assert_problem(404);
+    let r = call(
+        &app.router,
+        "DELETE",
+        "/v1/llmops/pricing/gpt-4o",
+        Some(&admin(&a)),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+}
+
+#[sqlx::test]
+async fn bad_input_is_rejected_with_a_reason(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Llmops]).await;
+    let t = user(&unique("o"));
+    let post = |body| {
+        call(
+            &app.router,
+            "POST",
+            "/v1/llmops/events",
+            Some(&t),
+            Some(body),
+        )
+    };
+    post(json!({"events": []})).await.assert_problem(422);
+    let many: Vec<Value> = (0..1001).map(|_| event("m", 1.0, "ok", 0)).collect();
+    post(json!({"events": many})).await.assert_problem(422);
+    let mut e = event("m", 1.0, "maybe", 0);
+    let r = post(json!({"events": [event("m", 1.0, "ok", 0), e.clone()]})).await;
+    r.assert_problem(422);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("events[1]"),
+        "{}",
+        r.body
+    );
+    e["status"] = json!("ok");
+    e["tokens_in"] = json!(-5);
+    post(json!({"events": [e.clone()]}))
+        .await
+        .assert_problem(422);
+    e["tokens_in"] = json!("many");
+    post(json!({"events": [e]})).await.assert_problem(422);
+    post(json!({"events": [{"model": "m"}]}))
+        .await
+        .assert_problem(422);
+    post(json!({"events": [event("m", 1.0, "ok", 0)], "tenant_id": "other"}))
+        .await
+        .assert_problem(422);
+
+    for q in [
+        "limit=0",
+        "limit=100000",
+        "status=meh",
+        "cursor=garbage",
+        "from=yesterday",
+        "from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z",
+        "tenant_id=other",
+    ] {
+        let r = call(
+            &app.router,
+            "GET",
+            &format!("/v1/llmops/events?{q}"),
+            Some(&t),
+            None,
+        )
+        .await;
+        r.assert_problem(400);
+    }
+    call(
+        &app.router,
+        "GET",
+        "/v1/llmops/metrics?group_by=tenant",
+        Some(&t),
+        None,
+    )
+    .await
+    .assert_problem(400);
+    call(
+        &app.router,
+        "GET",
+        "/v1/llmops/metrics?group_by=model;drop",
+        Some(&t),
+        None,
+    )
+    .await
+    .assert_problem(400);
+}
+
+#[sqlx::test]
+async fn tenants_see_only_their_own_operations(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Llmops]).await;
+    let a = user(&unique("oa"));
+    let b = user(&unique("ob"));
+    let mut ev = event("m", 1.0, "ok", 0);
+    // A tenant named in the body is not a way into another tenant.
+    ev["user_id"] = json!("someone");
+    call(
+        &app.router,
+        "POST",
+        "/v1/llmops/events",
+        Some(&a),
+        Some(json!({"events": [ev]})),
+    )
+    .await;
+    let r = call(&app.router, "GET", "/v1/llmops/events", Some(&b), None).await;
+    assert_eq!(r.body["items"], json!([]));
+    let r = call(&app.router, "GET", "/v1/llmops/metrics", Some(&b), None).await;
+    assert_eq!(r.body["groups"], json!([]));
+    let r = call(&app.router, "GET", "/v1/llmops/events", Some(&a), None).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+}
+
+async fn wait_for_events(app: &TestApp, token: &str, n: usize) -> Vec<Value> {
+    for _ in 0..300 {
+        let r = call(&app.router, "GET", "/v1/llmops/events", Some(token), None).await;
+        let items = r.body["items"].as_array().cloned().unwrap_or_default();
+        if items.len() >= n {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {n} events arrived");
+}
+
+#[sqlx::test]
+async fn events_from_nats_are_stored_and_bad_ones_dead_lettered(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Llmops]).await;
+    let tasks = faas_runtime::start_background(&app.state).await.unwrap();
+    let tenant = unique("on");
+    let bus = app.state.events.clone().unwrap();
+    let ctx = RequestContext {
+        request_id: "r".into(),
+        correlation_id: "corr-nats".into(),
+        tenant_id: Some(tenant.clone()),
+        ..Default::default()
+    };
+    let ev: Value = event("gpt-4o", 12.5, "ok", 0);
+    let env = Envelope::new_json("llmop.v1", &ctx, &ev).unwrap();
+    bus.publish("llmop", &env).await.unwrap();
+    // Same envelope again: deduplicated by JetStream, and by id on insert.
+    bus.publish("llmop", &env).await.unwrap();
+    // Malformed payload, and an envelope without tenant.
+    let mut bad = Envelope::new_json("llmop.v1", &ctx, &json!({"model": 5})).unwrap();
+    bad.id = uuid::Uuid::new_v4().to_string();
+    bus.publish("llmop", &bad).await.unwrap();
+    let no_tenant = Envelope::new_json("llmop.v1", &RequestContext::background(), &ev).unwrap();
+    bus.publish("llmop", &no_tenant).await.unwrap();
+
+    let items = wait_for_events(&app, &user(&tenant), 1).await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["correlation_id"], "corr-nats");
+    assert_eq!(items[0]["latency_ms"], 12.5);
+
+    let info = bus
+        .jetstream()
+        .get_stream(bus.dlq_stream())
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages;
+    let mut dead = info;
+    for _ in 0..200 {
+        if dead >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        dead = bus
+            .jetstream()
+            .get_stream(bus.dlq_stream())
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .state
+            .messages;
+    }
+    assert_eq!(dead, 2);
+    app.state.shutdown.cancel();
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+#[sqlx::test]
+async fn gateway_calls_end_up_in_the_history(pool: sqlx::PgPool) {
+    let mock = common::mock::start().await;
+    let app = app(Some(pool), &[Component::Gateway, Component::Llmops]).await;
+    let tasks = faas_runtime::start_background(&app.state).await.unwrap();
+    let tenant = unique("e2e");
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/gateway/providers",
+        Some(&admin(&tenant)),
+        Some(json!({"name": "main", "kind": "openai", "base_url": mock.openai_url(), "models": ["gpt-4o-mini"]})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let t = user(&tenant);
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&t),
+        Some(json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": true})),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let items = wait_for_events(&app, &t, 1).await;
+    assert_eq!(items[0]["model"], "gpt-4o-mini");
+    assert_eq!(items[0]["provider"], "main");
+    assert_eq!(items[0]["tokens_in"], 11);
+    assert_eq!(items[0]["user_id"], "bob");
+    assert!(items[0]["cost_usd"].as_f64().unwrap() > 0.0);
+    app.state.shutdown.cancel();
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
