@@ -33,8 +33,44 @@ pub fn chart_yaml(crd: &CustomResourceDefinition) -> String {
         .annotations
         .get_or_insert_with(Default::default)
         .insert("helm.sh/resource-policy".into(), "keep".into());
-    let body = serde_yaml::to_string(&crd).expect("a CRD always serializes");
+    let body = escape_for_helm(&serde_yaml::to_string(&crd).expect("a CRD always serializes"));
     format!("{HEADER}{{{{- if .Values.crds.install }}}}\n{body}{{{{- end }}}}\n")
+}
+
+/// Makes template delimiters in descriptions (Jinja examples in prompt templates) literal
+/// text for Helm, which would otherwise try to evaluate them.
+fn escape_for_helm(yaml: &str) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    let mut rest = yaml;
+    while let Some(i) = rest.find(|c| c == '{' || c == '}') {
+        let (head, tail) = rest.split_at(i);
+        out.push_str(head);
+        if tail.starts_with("{{") {
+            out.push_str("{{ \"{{\" }}");
+            rest = &tail[2..];
+        } else if tail.starts_with("}}") {
+            out.push_str("{{ \"}}\" }}");
+            rest = &tail[2..];
+        } else {
+            out.push_str(&tail[..1]);
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_for_helm;
+
+    #[test]
+    fn template_delimiters_become_literal() {
+        assert_eq!(
+            escape_for_helm("a {{ x }} b {c}"),
+            r#"a {{ "{{" }} x {{ "}}" }} b {c}"#
+        );
+    }
 }
 
 /// Every generated file, relative to the repository root, with its content.

@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{any_value, conditions_schema};
+use crate::common::conditions_schema;
 
 /// Desired state of a PromptTemplate: a single template or a list of chat messages, and the
 /// variables they use.
@@ -114,6 +114,9 @@ pub enum Role {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
     validation = Rule::new("!(self.required && has(self.default))").message("a required variable cannot have a default: drop required or the default"),
+    validation = Rule::new("!has(self.default) || self.type != 'integer' || self.default.matches('^-?[0-9]+$')").message("the default of an integer variable must be a whole number"),
+    validation = Rule::new("!has(self.default) || self.type != 'number' || self.default.matches('^-?[0-9]+(\\\\.[0-9]+)?([eE][-+]?[0-9]+)?$')").message("the default of a number variable must be a number"),
+    validation = Rule::new("!has(self.default) || self.type != 'boolean' || self.default in ['true', 'false']").message("the default of a boolean variable must be true or false"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct Variable {
@@ -131,10 +134,11 @@ pub struct Variable {
     #[serde(default)]
     pub required: bool,
 
-    /// Value used when the variable is not given.
+    /// Value used when the variable is not given, written as text and read according to
+    /// `type`: `100` for an integer, `true` for a boolean, `["a", "b"]` for an array.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "any_value")]
-    pub default: Option<serde_json::Value>,
+    #[schemars(length(max = 65536))]
+    pub default: Option<String>,
 
     /// Type of the value: string (default), number, integer, boolean, array or object.
     #[serde(rename = "type", default = "default_variable_type")]

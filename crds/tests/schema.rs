@@ -203,7 +203,7 @@ spec:
   template: "Summarise {{ document }} in {{ words }} words."
   variables:
     - {name: document, required: true}
-    - {name: words, type: integer, default: 100}
+    - {name: words, type: integer, default: "100"}
 "#;
 
 #[test]
@@ -227,8 +227,24 @@ fn template_xor_messages_and_variable_rules() {
     assert!(errors(t.validate_cel()).contains("spec.variables names must be unique"));
 
     let mut t = template(TEMPLATE);
-    t.spec.variables[0].default = Some(serde_json::json!("x"));
+    t.spec.variables[0].default = Some("x".into());
     assert!(errors(t.validate_cel()).contains("a required variable cannot have a default"));
+
+    let mut t = template(TEMPLATE);
+    t.spec.variables[1].default = Some("many".into());
+    assert!(errors(t.validate_cel()).contains("must be a whole number"));
+
+    let mut t = template(TEMPLATE);
+    t.spec.variables[1].type_ = faas_crds::prompt_template::VariableType::Number;
+    t.spec.variables[1].default = Some("2.5e3".into());
+    assert_eq!(errors(t.validate_cel()), "");
+    t.spec.variables[1].default = Some("2,5".into());
+    assert!(errors(t.validate_cel()).contains("must be a number"));
+
+    let mut t = template(TEMPLATE);
+    t.spec.variables[1].type_ = faas_crds::prompt_template::VariableType::Boolean;
+    t.spec.variables[1].default = Some("yes".into());
+    assert!(errors(t.validate_cel()).contains("must be true or false"));
 
     let mut t = template(TEMPLATE);
     t.spec.variables[0].name = "1st".into();
