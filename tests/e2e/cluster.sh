@@ -51,6 +51,8 @@ pki="$state/pki"
 run="$state/run"
 nodes="${CLUSTER_NODES:-3}"
 timeout="${CLUSTER_UP_TIMEOUT:-120}"
+[[ "$nodes" =~ ^[1-9][0-9]?$ ]] || { echo "cluster.sh: CLUSTER_NODES must be 1..99, got '$nodes'" >&2; exit 2; }
+[[ "$timeout" =~ ^[1-9][0-9]*$ ]] || { echo "cluster.sh: CLUSTER_UP_TIMEOUT must be a number of seconds, got '$timeout'" >&2; exit 2; }
 admin_kubeconfig="$state/admin.kubeconfig"
 # Start order; `down` stops them in reverse.
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
@@ -66,11 +68,19 @@ die() {
 
 pid_of() { cat "$run/$1.pid" 2>/dev/null || true; }
 
+# Alive and not a zombie: stopped processes are reparented to PID 1, which may
+# reap them only after a while.
+alive() {
+  local st
+  st="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ -n "$st" && "${st:0:1}" != Z && "${st:0:1}" != X ]]
+}
+
 # A recorded pid counts only while it is still our process: alive and
 # started with this cluster's state directory on its command line.
 is_ours() {
   local pid=$1
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  [[ -n "$pid" ]] && alive "$pid" || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$state/"
 }
 
@@ -90,14 +100,14 @@ stop_all() {
     if is_ours "$pid"; then
       kill -TERM "$pid" 2>/dev/null || true
       local waited=0
-      while kill -0 "$pid" 2>/dev/null && ((waited < 150)); do
+      while alive "$pid" && ((waited < 150)); do
         sleep 0.1
         waited=$((waited + 1))
       done
-      if kill -0 "$pid" 2>/dev/null; then
+      if alive "$pid"; then
         say "$c (pid $pid) ignored SIGTERM for 15s; sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+        while alive "$pid"; do sleep 0.1; done
       fi
       say "stopped $c (pid $pid)"
     fi
@@ -337,6 +347,7 @@ cmd_up() {
   # The API server listens on loopback only, and the endpoint reconciler refuses
   # to publish a loopback address for the "kubernetes" Service; nothing in this
   # cluster reaches the API server through that Service, so it is turned off.
+  local t_api=$SECONDS
   start kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 \
@@ -363,8 +374,7 @@ cmd_up() {
     --endpoint-reconciler-type=none \
     --v=1
   wait_for "kube-apiserver /readyz" api_ready
-  local t_api=$((SECONDS - t0))
-  say "kube-apiserver ready ${t_api}s after start (https://127.0.0.1:$API_PORT)"
+  say "kube-apiserver ready $((SECONDS - t_api))s after its start (https://127.0.0.1:$API_PORT)"
 
   local kubectl=("$bin/kubectl" --kubeconfig="$admin_kubeconfig")
   "${kubectl[@]}" create clusterrolebinding faas-local-kwok --clusterrole=cluster-admin --user=faas-local-kwok \
