@@ -238,7 +238,7 @@ fn container_env(fs: &FaasService, valid: &Validated, defaults: &Defaults) -> Ve
         env_value("FAAS_SERVICE_NAME", fs.name_any()),
         env_field("FAAS_NAMESPACE", "metadata.namespace"),
         env_field("FAAS_POD_NAME", "metadata.name"),
-        env_value("FAAS_HTTP_ADDR", format!("0.0.0.0:{HTTP_PORT}")),
+        env_value("FAAS_LISTEN", format!("0.0.0.0:{HTTP_PORT}")),
         env_value("FAAS_CONFIG_FILE", format!("{CONFIG_DIR}/{CONFIG_FILE}")),
         env_value("OTEL_SERVICE_NAME", format!("faas-{}", fs.spec.component)),
     ];
