@@ -37,7 +37,7 @@ while [[ $# -gt 0 ]]; do
     --name) name="${2:?--name needs a value}"; shift 2 ;;
     --name=*) name="${1#--name=}"; shift ;;
     up | down | kubeconfig | status | env) cmd="$1"; shift ;;
-    -h | --help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cluster.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done

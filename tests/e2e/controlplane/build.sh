@@ -126,6 +126,16 @@ run_step() {
   echo "[controlplane] ($step/$total_steps) $name: done in $(fmt_secs $((SECONDS - t0)))" >&2
 }
 
+# Binaries are built into a staging dir and moved into place only once their
+# step succeeded, so an interrupted build never leaves a truncated binary behind.
+staging="$bin_dir/.staging"
+rm -rf "$staging"
+mkdir -p "$staging"
+publish() {
+  local f
+  for f in "$@"; do mv -f "$staging/$f" "$bin_dir/$f"; done
+}
+
 have_all() {
   local f
   for f in "$@"; do [[ -x "$bin_dir/$f" ]] || return 1; done
@@ -139,28 +149,32 @@ else
   pkgs=()
   for c in "${k8s_cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   run_step "kubernetes ${k8s_version} (${k8s_cmds[*]})" "$log_dir/kubernetes.log" \
-    "$GO" -C "$here/kubernetes" build -ldflags "$k8s_ldflags" -o "$bin_dir/" "${pkgs[@]}"
+    "$GO" -C "$here/kubernetes" build -ldflags "$k8s_ldflags" -o "$staging/" "${pkgs[@]}"
+  publish "${k8s_cmds[@]}"
 fi
 
 if have_all etcd; then
   step=$((step + 1))
 else
   run_step "etcd" "$log_dir/etcd.log" \
-    "$GO" -C "$here/etcd" build -o "$bin_dir/etcd" go.etcd.io/etcd/server/v3
+    "$GO" -C "$here/etcd" build -o "$staging/etcd" go.etcd.io/etcd/server/v3
+  publish etcd
 fi
 
 if have_all kwok; then
   step=$((step + 1))
 else
   run_step "kwok" "$log_dir/kwok.log" \
-    "$GO" -C "$here/kwok" build -o "$bin_dir/kwok" sigs.k8s.io/kwok/cmd/kwok
+    "$GO" -C "$here/kwok" build -o "$staging/kwok" sigs.k8s.io/kwok/cmd/kwok
+  publish kwok
 fi
 
 if have_all helm; then
   step=$((step + 1))
 else
   run_step "helm" "$log_dir/helm.log" \
-    "$GO" -C "$here/helm" build -ldflags "$helm_ldflags" -o "$bin_dir/helm" helm.sh/helm/v3/cmd/helm
+    "$GO" -C "$here/helm" build -ldflags "$helm_ldflags" -o "$staging/helm" helm.sh/helm/v3/cmd/helm
+  publish helm
 fi
 
 # kwok stages: the ones the kwok module ships, then ours.
@@ -185,6 +199,7 @@ mv "$stages_out" "$bin_dir/kwok-stages.yaml"
 "$bin_dir/etcd" --version >>"$log_dir/versions.txt" 2>&1
 "$bin_dir/kwok" --version >>"$log_dir/versions.txt" 2>&1 || true
 "$bin_dir/helm" version --short >>"$log_dir/versions.txt" 2>&1
+rmdir "$staging"
 touch "$bin_dir/.complete"
 ln -sfn "$(basename "$bin_dir")" "$cache/current"
 echo "[controlplane] all built in $(fmt_secs $((SECONDS - start_all))): $bin_dir" >&2
