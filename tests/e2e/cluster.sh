@@ -119,7 +119,15 @@ stop_all() {
 start() {
   local c=$1 bin=$2
   shift 2
-  setsid "$bin" "$@" >"$logs/$c.log" 2>&1 </dev/null &
+  (
+    # Close every descriptor inherited from the caller (pipes of a test runner,
+    # a make jobserver) so that the long-lived process holds none of them open.
+    for fd in /proc/self/fd/*; do
+      fd="${fd##*/}"
+      if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid "$bin" "$@" >"$logs/$c.log" 2>&1 </dev/null
+  ) &
   local pid=$!
   echo "$pid" >"$run/$c.pid"
   say "started $c (pid $pid, log $logs/$c.log)"
