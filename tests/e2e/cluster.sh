@@ -488,9 +488,16 @@ cmd_env() {
   printf 'export HELM=%q\n' "$bin/helm"
 }
 
+# up and down of one cluster never run at the same time; a second caller waits.
+lock() {
+  mkdir -p "$state_root"
+  exec 8>"$state_root/.$name.lock"
+  flock 8
+}
+
 case "$cmd" in
-  up) cmd_up ;;
-  down) cmd_down ;;
+  up) lock; cmd_up ;;
+  down) lock; cmd_down ;;
   kubeconfig) printf '%s\n' "$admin_kubeconfig"; [[ -f "$admin_kubeconfig" ]] ;;
   status) cmd_status ;;
   env) cmd_env ;;
