@@ -137,7 +137,7 @@ pub struct Variable {
     /// Value used when the variable is not given, written as text and read according to
     /// `type`: `100` for an integer, `true` for a boolean, `["a", "b"]` for an array.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 65536))]
+    #[schemars(length(max = 4096))]
     pub default: Option<String>,
 
     /// Type of the value: string (default), number, integer, boolean, array or object.
