@@ -1,0 +1,196 @@
+//! Invalid resources are refused by the API server (CEL rules of the CRDs), with the message a
+//! user sees from `kubectl apply`.
+
+use faas_crds::{Agent, FaasService, PromptTemplate};
+use faas_e2e::{TestNs, api_error};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+fn object(kind: &str, name: &str, spec: Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "faas.motadata.io/v1alpha1",
+        "kind": kind,
+        "metadata": { "name": name },
+        "spec": spec,
+    }))
+    .expect("a custom object")
+}
+
+fn api_for(ns: &TestNs, kind: &str) -> Api<DynamicObject> {
+    let ar = match kind {
+        "FaasService" => ApiResource::erase::<FaasService>(&()),
+        "Agent" => ApiResource::erase::<Agent>(&()),
+        "PromptTemplate" => ApiResource::erase::<PromptTemplate>(&()),
+        other => panic!("unknown kind {other}"),
+    };
+    Api::namespaced_with(ns.client.clone(), &ns.name, &ar)
+}
+
+/// Creating the object fails with 422 and a message containing `expected`.
+async fn refused(ns: &TestNs, kind: &str, name: &str, spec: Value, expected: &str) {
+    let err = api_for(ns, kind)
+        .create(&PostParams::default(), &object(kind, name, spec.clone()))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{kind} {name} with spec {spec} was accepted"));
+    let (code, message) = api_error(&err).unwrap_or_else(|| panic!("not an API error: {err}"));
+    assert_eq!(code, 422, "{kind} {name}: {message}");
+    assert!(
+        message.contains(expected),
+        "{kind} {name}: expected the message to contain {expected:?}, got: {message}"
+    );
+}
+
+async fn accepted(ns: &TestNs, kind: &str, name: &str, spec: Value) {
+    api_for(ns, kind)
+        .create(&PostParams::default(), &object(kind, name, spec))
+        .await
+        .unwrap_or_else(|e| panic!("valid {kind} {name} refused: {e}"));
+}
+
+#[tokio::test]
+async fn invalid_resources_are_refused_with_the_rule_message() {
+    let ns = TestNs::new("admission").await;
+
+    // FaasService
+    accepted(
+        &ns,
+        "FaasService",
+        "valid",
+        json!({ "component": "gateway", "replicas": 1 }),
+    )
+    .await;
+    refused(
+        &ns,
+        "FaasService",
+        "both-replicas-and-autoscaling",
+        json!({
+            "component": "gateway",
+            "replicas": 2,
+            "autoscaling": { "minReplicas": 1, "maxReplicas": 3 }
+        }),
+        "spec.replicas and spec.autoscaling are mutually exclusive",
+    )
+    .await;
+    refused(
+        &ns,
+        "FaasService",
+        "min-above-max",
+        json!({
+            "component": "gateway",
+            "autoscaling": { "minReplicas": 5, "maxReplicas": 2 }
+        }),
+        "spec.autoscaling.minReplicas must be less than or equal to maxReplicas",
+    )
+    .await;
+    for host in [
+        "https://api.example.com",
+        "API.example.com",
+        "api.example.com:443",
+    ] {
+        refused(
+            &ns,
+            "FaasService",
+            "bad-host",
+            json!({
+                "component": "gateway",
+                "ingress": { "host": host, "path": "/" }
+            }),
+            "spec.ingress.host must be a lowercase DNS name",
+        )
+        .await;
+    }
+
+    // Agent
+    let model = json!({ "provider": "openai", "name": "gpt-4o-mini" });
+    accepted(
+        &ns,
+        "Agent",
+        "valid",
+        json!({
+            "model": model,
+            "systemPrompt": "You answer questions about invoices.",
+            "serviceRef": { "name": "agents" }
+        }),
+    )
+    .await;
+    refused(
+        &ns,
+        "Agent",
+        "both-prompts",
+        json!({
+            "model": model,
+            "systemPrompt": "You answer questions about invoices.",
+            "promptTemplateRef": { "name": "support" },
+            "serviceRef": { "name": "agents" }
+        }),
+        "set exactly one of spec.systemPrompt and spec.promptTemplateRef",
+    )
+    .await;
+    refused(
+        &ns,
+        "Agent",
+        "no-prompt",
+        json!({ "model": model, "serviceRef": { "name": "agents" } }),
+        "set exactly one of spec.systemPrompt and spec.promptTemplateRef",
+    )
+    .await;
+
+    // PromptTemplate
+    accepted(
+        &ns,
+        "PromptTemplate",
+        "valid",
+        json!({
+            "template": "Hello {{ name }}",
+            "variables": [{ "name": "name", "required": true }]
+        }),
+    )
+    .await;
+    refused(
+        &ns,
+        "PromptTemplate",
+        "both-forms",
+        json!({
+            "template": "Hello",
+            "messages": [{ "role": "system", "template": "Hello" }]
+        }),
+        "set exactly one of spec.template and spec.messages",
+    )
+    .await;
+    refused(
+        &ns,
+        "PromptTemplate",
+        "neither-form",
+        json!({ "variables": [{ "name": "name" }] }),
+        "set exactly one of spec.template and spec.messages",
+    )
+    .await;
+    refused(
+        &ns,
+        "PromptTemplate",
+        "duplicate-variables",
+        json!({
+            "template": "Hello {{ name }}",
+            "variables": [{ "name": "name" }, { "name": "name" }]
+        }),
+        "spec.variables names must be unique",
+    )
+    .await;
+
+    // Immutability of spec.component, checked on update.
+    let err = api_for(&ns, "FaasService")
+        .patch(
+            "valid",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "component": "rag" } })),
+        )
+        .await
+        .expect_err("changing spec.component was accepted");
+    let (code, message) = api_error(&err).expect("an API error");
+    assert_eq!(code, 422, "{message}");
+    assert!(
+        message.contains("spec.component is immutable"),
+        "unexpected message: {message}"
+    );
+}

@@ -1,0 +1,9 @@
+//! End-to-end suite of the operator against a real API server. Needs FAAS_E2E_KUBECONFIG
+//! (see tests/e2e/run.sh); every test runs in a namespace of its own.
+
+mod admission;
+mod common;
+mod leader;
+mod lifecycle;
+mod rbac;
+mod steady;
