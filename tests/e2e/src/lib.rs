@@ -503,6 +503,7 @@ impl Operator {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", identity)
+            .env("NO_COLOR", "1")
             .env(
                 "FAAS_LEASE_DURATION_SECONDS",
                 lease_duration_seconds.unwrap_or(15).to_string(),

@@ -165,7 +165,6 @@ pub fn assert_owned<K: Resource>(obj: &K, fs: &FaasService) {
     assert_eq!(r.name, fs.name_any(), "{name}: {r:?}");
     assert_eq!(Some(&r.uid), fs.metadata.uid.as_ref(), "{name}: {r:?}");
     assert_eq!(r.controller, Some(true), "{name}: {r:?}");
-    assert_eq!(r.block_owner_deletion, Some(true), "{name}: {r:?}");
 }
 
 /// Image of the Deployment's first container.
