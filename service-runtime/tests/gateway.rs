@@ -108,6 +108,10 @@ async fn chat_completion_has_the_openai_shape_and_emits_an_event(pool: sqlx::PgP
         .header("content-type", "application/json")
         .header("x-correlation-id", "corr-chat-1")
         .header("x-agent-id", "agent-7")
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
         .body(axum::body::Body::from(body.to_string()))
         .unwrap();
     let r = send(&app.router, req).await;
@@ -129,6 +133,10 @@ async fn chat_completion_has_the_openai_shape_and_emits_an_event(pool: sqlx::PgP
     assert_eq!(s.headers["authorization"], format!("Bearer {KEY}"));
     assert_eq!(s.headers["x-correlation-id"], "corr-chat-1");
     assert_eq!(s.headers["x-tenant-id"], tenant.as_str());
+    assert_eq!(
+        s.headers["traceparent"],
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    );
     assert_eq!(s.body["response_format"], json!({"type": "text"}));
     assert_eq!(s.body["user"], "end-user-1");
 

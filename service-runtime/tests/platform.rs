@@ -370,6 +370,7 @@ async fn upstream(
                     "correlation": headers.get("x-correlation-id").and_then(|v| v.to_str().ok()),
                     "tenant": headers.get("x-tenant-id").and_then(|v| v.to_str().ok()),
                     "request": headers.get("x-request-id").and_then(|v| v.to_str().ok()),
+                    "traceparent": headers.get("traceparent").and_then(|v| v.to_str().ok()),
                 });
                 if n <= fail_first {
                     let mut resp =
@@ -399,9 +400,12 @@ fn ctx() -> RequestContext {
         correlation_id: "corr-out".into(),
         tenant_id: Some("tenant-out".into()),
         user_id: Some("u".into()),
+        traceparent: Some(TRACEPARENT.into()),
         ..Default::default()
     }
 }
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 #[tokio::test]
 async fn http_client_retries_honour_retry_after_and_inject_headers() {
@@ -426,7 +430,11 @@ async fn http_client_retries_honour_retry_after_and_inject_headers() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["correlation"], "corr-out");
     assert_eq!(body["tenant"], "tenant-out");
-    assert!(body["request"].is_string());
+    assert_eq!(body["request"], "r1");
+    assert_eq!(
+        body["traceparent"], TRACEPARENT,
+        "W3C trace context passed on"
+    );
 
     // A 500 is not retried for a non-idempotent call, but is for an idempotent one.
     let (url, count) = upstream(1, 500, None).await;

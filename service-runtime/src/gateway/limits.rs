@@ -200,6 +200,10 @@ pub async fn record_usage(
 ) {
     let result: ApiResult<()> = async {
         let limits = cache.get(state, tenant).await?;
+        // Counters are kept only while a limit needs them.
+        if limits.tokens_per_minute.is_none() && limits.budget_usd.is_none() {
+            return Ok(());
+        }
         let mut conn = state.redis()?;
         let (tok_key, _) = minute_key(state, tenant, "tok");
         let spend_key = period_key(state, tenant, &limits.budget_period);

@@ -2,6 +2,10 @@
 //! referenced by environment variable name (filled from a Secret) and never
 //! stored or returned.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
@@ -246,6 +250,7 @@ pub async fn create(
         ApiError::Conflict(_) => ApiError::Conflict(format!("a provider named {:?} already exists", input.name)),
         other => other,
     })?;
+    forget_routes(&p.tenant_id);
     Ok((StatusCode::CREATED, Json(from_row(&state, row)?)))
 }
 
@@ -316,6 +321,7 @@ pub async fn update(
     .bind(input.enabled)
     .fetch_optional(state.db()?)
     .await?;
+    forget_routes(&p.tenant_id);
     Ok(Json(from_row(
         &state,
         row.ok_or_else(|| ApiError::NotFound("no such provider".into()))?,
@@ -338,16 +344,45 @@ pub async fn delete(
     if done.rows_affected() == 0 {
         return Err(ApiError::NotFound("no such provider".into()));
     }
+    forget_routes(&p.tenant_id);
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The fallback chain for a model: `provider/model` pins one provider;
 /// otherwise every enabled provider listing the model, by priority.
-pub async fn route(
-    state: &AppState,
-    tenant: &str,
-    model: &str,
-) -> ApiResult<Vec<(Provider, String)>> {
+type Chain = Vec<(Provider, String)>;
+
+/// Routes resolved recently, so most requests cost no database round trip.
+/// Entries live a few seconds; changes made through this replica drop the
+/// tenant's entries at once, other replicas see them within that time.
+type RouteCache = Mutex<HashMap<(String, String), (Instant, Chain)>>;
+
+fn route_cache() -> &'static RouteCache {
+    static CACHE: OnceLock<RouteCache> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+const ROUTE_TTL: Duration = Duration::from_secs(5);
+
+fn forget_routes(tenant: &str) {
+    route_cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(t, _), _| t != tenant);
+}
+
+/// The fallback chain for a model: `provider/model` pins one provider;
+/// otherwise every enabled provider listing the model, by priority.
+pub async fn route(state: &AppState, tenant: &str, model: &str) -> ApiResult<Chain> {
+    let key = (tenant.to_string(), model.to_string());
+    if let Some((at, chain)) = route_cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        && at.elapsed() < ROUTE_TTL
+    {
+        return Ok(chain.clone());
+    }
     let (pinned, name) = match model.split_once('/') {
         Some((prov, m)) if !prov.is_empty() && !m.is_empty() => (Some(prov), m),
         _ => (None, model),
@@ -361,9 +396,16 @@ pub async fn route(
     .bind(pinned)
     .fetch_all(state.db()?)
     .await?;
-    rows.into_iter()
+    let chain: Chain = rows
+        .into_iter()
         .map(|r| from_row(state, r).map(|p| (p, name.to_string())))
-        .collect()
+        .collect::<ApiResult<_>>()?;
+    let mut cache = route_cache().lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() > 10_000 {
+        cache.retain(|_, (at, _)| at.elapsed() < ROUTE_TTL);
+    }
+    cache.insert(key, (Instant::now(), chain.clone()));
+    Ok(chain)
 }
 
 pub async fn all_enabled(state: &AppState, tenant: &str) -> ApiResult<Vec<Provider>> {

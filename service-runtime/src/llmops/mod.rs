@@ -117,7 +117,29 @@ impl LlmOpEvent {
 }
 
 /// Price per million tokens for a model: the tenant's own row, else the default.
+type PriceCache = std::sync::Mutex<
+    std::collections::HashMap<(String, String), (std::time::Instant, Option<(f64, f64)>)>,
+>;
+
+fn price_cache() -> &'static PriceCache {
+    static CACHE: std::sync::OnceLock<PriceCache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// Prices change rarely; a few seconds of staleness saves a query per event.
+const PRICE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Price per million tokens for a model: the tenant's own row, else the default.
 pub async fn price(state: &AppState, tenant: &str, model: &str) -> ApiResult<Option<(f64, f64)>> {
+    let key = (tenant.to_string(), model.to_string());
+    if let Some((at, p)) = price_cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        && at.elapsed() < PRICE_TTL
+    {
+        return Ok(*p);
+    }
     let row: Option<(f64, f64)> = sqlx::query_as(
         "SELECT input_per_million, output_per_million FROM model_pricing WHERE model = $1 AND tenant_id IN ($2, '') \
          ORDER BY tenant_id DESC LIMIT 1",
@@ -126,7 +148,19 @@ pub async fn price(state: &AppState, tenant: &str, model: &str) -> ApiResult<Opt
     .bind(tenant)
     .fetch_optional(state.db()?)
     .await?;
+    let mut cache = price_cache().lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() > 10_000 {
+        cache.retain(|_, (at, _)| at.elapsed() < PRICE_TTL);
+    }
+    cache.insert(key, (std::time::Instant::now(), row));
     Ok(row)
+}
+
+fn forget_price(tenant: &str, model: &str) {
+    price_cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&(tenant.to_string(), model.to_string()));
 }
 
 pub async fn cost_for(
@@ -650,6 +684,7 @@ async fn put_pricing(
     .bind(&p.user_id)
     .execute(state.db()?)
     .await?;
+    forget_price(&p.tenant_id, &model);
     Ok(Json(Pricing {
         model,
         input_per_million: input.input_per_million,
@@ -671,6 +706,7 @@ async fn delete_pricing(
         .bind(&model)
         .execute(state.db()?)
         .await?;
+    forget_price(&p.tenant_id, &model);
     if done.rows_affected() == 0 {
         return Err(ApiError::NotFound(
             "this tenant has no own price for the model".into(),

@@ -49,7 +49,7 @@ impl RequestContext {
     /// The standard headers to put on an outgoing call.
     pub fn outgoing_headers(&self) -> Vec<(HeaderName, String)> {
         let mut h = vec![
-            (X_REQUEST_ID, uuid::Uuid::now_v7().to_string()),
+            (X_REQUEST_ID, self.request_id.clone()),
             (X_CORRELATION_ID, self.correlation_id.clone()),
         ];
         if let Some(t) = &self.tenant_id {

@@ -232,10 +232,13 @@ impl EventBus {
             )
             .await
             .map_err(|e| anyhow::anyhow!("creating consumer {durable}: {e}"))?;
+        // Messages already waiting are handled together, concurrently; the
+        // stream yields them as soon as one is there, so nothing waits.
         let mut messages = consumer
             .messages()
             .await
-            .map_err(|e| anyhow::anyhow!("consuming {durable}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("consuming {durable}: {e}"))?
+            .ready_chunks(64);
         let bus = self.clone();
         let kind = kind.to_string();
         Ok(tokio::spawn(async move {
@@ -244,16 +247,18 @@ impl EventBus {
                     _ = shutdown.cancelled() => break,
                     m = messages.next() => m,
                 };
-                let msg = match next {
-                    None => break,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "receiving events");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
+                let Some(batch) = next else { break };
+                let mut work = Vec::with_capacity(batch.len());
+                for item in batch {
+                    match item {
+                        Ok(msg) => work.push(bus.handle(&kind, msg, max_deliver, &handler)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "receiving events");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
                     }
-                    Some(Ok(m)) => m,
-                };
-                bus.handle(&kind, msg, max_deliver, &handler).await;
+                }
+                futures::future::join_all(work).await;
             }
             tracing::info!(kind, "event consumer stopped");
         }))
