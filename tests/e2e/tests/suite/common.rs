@@ -201,10 +201,20 @@ pub async fn replica_sets(ns: &TestNs, name: &str) -> Vec<ReplicaSet> {
         .items
 }
 
-/// Every child kind of a FaasService named `name`, as (kind, name, resourceVersion) of those
-/// that exist.
-pub async fn children_versions(ns: &TestNs, name: &str) -> Vec<(String, String, String)> {
-    async fn rv<K>(ns: &TestNs, name: &str, out: &mut Vec<(String, String, String)>)
+/// What is known about one object's writes: resourceVersion, generation and, per field
+/// manager (and subresource), the time of its last write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Writes {
+    pub kind: String,
+    pub name: String,
+    pub resource_version: String,
+    pub generation: Option<i64>,
+    pub managers: std::collections::BTreeMap<String, String>,
+}
+
+/// The FaasService named `name` and every child of it that exists.
+pub async fn children_versions(ns: &TestNs, name: &str) -> Vec<Writes> {
+    async fn rv<K>(ns: &TestNs, name: &str, out: &mut Vec<Writes>)
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
             + Clone
@@ -212,11 +222,32 @@ pub async fn children_versions(ns: &TestNs, name: &str) -> Vec<(String, String, 
             + std::fmt::Debug,
     {
         if let Some(o) = ns.api::<K>().get_opt(name).await.expect("get child") {
-            out.push((
-                K::kind(&()).to_string(),
-                name.to_string(),
-                o.resource_version().unwrap_or_default(),
-            ));
+            let managers = o
+                .meta()
+                .managed_fields
+                .iter()
+                .flatten()
+                .map(|m| {
+                    (
+                        format!(
+                            "{}{}",
+                            m.manager.clone().unwrap_or_default(),
+                            m.subresource
+                                .as_ref()
+                                .map(|s| format!("/{s}"))
+                                .unwrap_or_default()
+                        ),
+                        format!("{:?}", m.time),
+                    )
+                })
+                .collect();
+            out.push(Writes {
+                kind: K::kind(&()).to_string(),
+                name: name.to_string(),
+                resource_version: o.resource_version().unwrap_or_default(),
+                generation: o.meta().generation,
+                managers,
+            });
         }
     }
     let mut out = Vec::new();
