@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Runs the end-to-end suite on a dedicated local control plane:
+#   1. builds the control plane binaries (cached) and the operator and test binaries,
+#   2. starts a cluster of its own (tests/e2e/cluster.sh),
+#   3. runs the chart checks against it (tests/e2e/chart.sh) and the Rust suite
+#      (cargo test -p faas-e2e) with FAAS_E2E_KUBECONFIG pointing at it,
+#   4. always tears the cluster down.
+# Exits non-zero when any step fails. Extra arguments go to the test binary
+# (for example a test name filter, or --nocapture).
+#
+# Environment:
+#   E2E_CLUSTER_NAME       cluster name (default: e2e-<pid>)
+#   E2E_TEST_THREADS       tests run at once (default: 4; they mostly wait on the cluster)
+#   E2E_KEEP_CLUSTER=1     leave the cluster running afterwards (prints how to stop it)
+#   E2E_SKIP_CHART=1       skip tests/e2e/chart.sh
+#   FAAS_E2E_STEADY_SECONDS  steady-state observation window (default 60)
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+cd "$repo" || exit 1
+
+name="${E2E_CLUSTER_NAME:-e2e-$$}"
+threads="${E2E_TEST_THREADS:-4}"
+t_start=$SECONDS
+failed=()
+
+say() { echo "[e2e] $*" >&2; }
+elapsed() { printf '%dm%02ds' $(((SECONDS - $1) / 60)) $(((SECONDS - $1) % 60)); }
+
+teardown() {
+  local rc=$?
+  if ((rc != 0 || ${#failed[@]} > 0)) && [[ -d "$repo/.cache/clusters/$name/logs" ]]; then
+    local keep="$repo/.cache/e2e-logs/$name"
+    mkdir -p "$keep" && cp -r "$repo/.cache/clusters/$name/logs/." "$keep/" &&
+      say "control plane logs copied to $keep/ (operator logs: ${TMPDIR:-/tmp}/faas-e2e/<namespace>/)"
+  fi
+  if [[ "${E2E_KEEP_CLUSTER:-}" == 1 ]]; then
+    say "keeping cluster $name; stop it with: tests/e2e/cluster.sh --name $name down"
+  else
+    "$here/cluster.sh" --name "$name" down || say "WARNING: tearing down cluster $name failed"
+  fi
+}
+
+# step NAME COMMAND...: runs a step, times it, records a failure.
+step() {
+  local what=$1 t0=$SECONDS
+  shift
+  say "== $what"
+  if "$@"; then
+    say "== $what: ok ($(elapsed "$t0"))"
+  else
+    say "== $what: FAILED ($(elapsed "$t0"))"
+    failed+=("$what")
+    return 1
+  fi
+}
+
+# --- builds (before the cluster starts, so it does not idle) -----------------------------------
+step "build the control plane" "$here/controlplane/build.sh" >/dev/null || exit 1
+step "build the operator" cargo build -p faas-operator || exit 1
+step "build the e2e tests" cargo test -p faas-e2e --no-run || exit 1
+
+# --- cluster -----------------------------------------------------------------------------------
+trap teardown EXIT
+t0=$SECONDS
+say "== start cluster $name"
+kubeconfig="$("$here/cluster.sh" --name "$name" up | tail -n 1)"
+if [[ ! -f "$kubeconfig" ]]; then
+  say "== start cluster $name: FAILED ($(elapsed "$t0"))"
+  exit 1
+fi
+say "== start cluster $name: ok ($(elapsed "$t0")), KUBECONFIG=$kubeconfig"
+eval "$("$here/cluster.sh" --name "$name" env)"
+export HELM KUBECTL
+
+# --- chart checks against the live cluster -----------------------------------------------------
+if [[ "${E2E_SKIP_CHART:-}" != 1 ]]; then
+  step "chart checks (tests/e2e/chart.sh)" env KUBECONFIG="$kubeconfig" "$here/chart.sh"
+fi
+
+# --- the suite ---------------------------------------------------------------------------------
+# KUBECONFIG is cleared: the suite reads only FAAS_E2E_KUBECONFIG.
+step "e2e suite (cargo test -p faas-e2e)" env -u KUBECONFIG FAAS_E2E_KUBECONFIG="$kubeconfig" \
+  cargo test -p faas-e2e -- --test-threads "$threads" "$@"
+
+say "total $(elapsed "$t_start")"
+if ((${#failed[@]} > 0)); then
+  say "FAILED: ${failed[*]}"
+  exit 1
+fi
+say "all passed"
