@@ -42,15 +42,15 @@ pub fn chart_yaml(crd: &CustomResourceDefinition) -> String {
 fn escape_for_helm(yaml: &str) -> String {
     let mut out = String::with_capacity(yaml.len());
     let mut rest = yaml;
-    while let Some(i) = rest.find(|c| c == '{' || c == '}') {
+    while let Some(i) = rest.find(['{', '}']) {
         let (head, tail) = rest.split_at(i);
         out.push_str(head);
-        if tail.starts_with("{{") {
+        if let Some(after) = tail.strip_prefix("{{") {
             out.push_str("{{ \"{{\" }}");
-            rest = &tail[2..];
-        } else if tail.starts_with("}}") {
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("}}") {
             out.push_str("{{ \"}}\" }}");
-            rest = &tail[2..];
+            rest = after;
         } else {
             out.push_str(&tail[..1]);
             rest = &tail[1..];
@@ -58,19 +58,6 @@ fn escape_for_helm(yaml: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::escape_for_helm;
-
-    #[test]
-    fn template_delimiters_become_literal() {
-        assert_eq!(
-            escape_for_helm("a {{ x }} b {c}"),
-            r#"a {{ "{{" }} x {{ "}}" }} b {c}"#
-        );
-    }
 }
 
 /// Every generated file, relative to the repository root, with its content.
@@ -95,4 +82,17 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("the crate lives in the repository")
         .to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_for_helm;
+
+    #[test]
+    fn template_delimiters_become_literal() {
+        assert_eq!(
+            escape_for_helm("a {{ x }} b {c}"),
+            r#"a {{ "{{" }} x {{ "}}" }} b {c}"#
+        );
+    }
 }
