@@ -74,7 +74,10 @@ say "== start cluster $name: ok ($(elapsed "$t0")), KUBECONFIG=$kubeconfig"
 eval "$("$here/cluster.sh" --name "$name" env)"
 export HELM KUBECTL
 
-# --- chart checks against the live cluster -----------------------------------------------------
+# --- CRDs, then the chart checks against the live cluster (with the CRDs installed they also
+# dry-run the samples) -------------------------------------------------------------------------
+step "install the CRDs" "$KUBECTL" --kubeconfig "$kubeconfig" apply --server-side --field-manager=faas-e2e \
+  -f "$repo/manifests/crds/"
 if [[ "${E2E_SKIP_CHART:-}" != 1 ]]; then
   step "chart checks (tests/e2e/chart.sh)" env KUBECONFIG="$kubeconfig" "$here/chart.sh"
 fi
