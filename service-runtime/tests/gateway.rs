@@ -684,6 +684,14 @@ async fn rate_limits_and_budgets_answer_429_with_a_reason(pool: sqlx::PgPool) {
                 .contains("requests per minute")
         );
         assert!(last.headers.contains_key("retry-after"));
+        // The refused call is recorded too.
+        let events = llmop_events(&app, 3).await;
+        assert!(events.iter().any(|(_, e)| {
+            e["status"] == "error"
+                && e["error"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("requests per minute"))
+        }));
     } else {
         assert!(
             statuses.iter().filter(|s| **s == 200).count() >= 2,

@@ -228,7 +228,22 @@ async fn chat_inner(
             req.model
         )));
     }
-    limits::admit(&state, limit_cache(), &p.tenant_id).await?;
+    if let Err(e) = limits::admit(&state, limit_cache(), &p.tenant_id).await {
+        // Refused calls are operations too: they show in error rates.
+        if matches!(e, ApiError::TooManyRequests { .. }) {
+            let rec = CallRecord {
+                model: chain[0].1.clone(),
+                provider: String::new(),
+                operation: "chat",
+                usage: Usage::default(),
+                started,
+                error: Some(e.public_detail()),
+                cached: false,
+            };
+            emit(&state, &ctx, &p, agent.clone(), rec);
+        }
+        return Err(e);
+    }
 
     let cache_key = req
         .is_deterministic()
@@ -401,7 +416,22 @@ async fn embeddings_inner(
             req.model
         )));
     }
-    limits::admit(&state, limit_cache(), &p.tenant_id).await?;
+    if let Err(e) = limits::admit(&state, limit_cache(), &p.tenant_id).await {
+        // Refused calls are operations too: they show in error rates.
+        if matches!(e, ApiError::TooManyRequests { .. }) {
+            let rec = CallRecord {
+                model: chain[0].1.clone(),
+                provider: String::new(),
+                operation: "embeddings",
+                usage: Usage::default(),
+                started,
+                error: Some(e.public_detail()),
+                cached: false,
+            };
+            emit(&state, &ctx, &p, agent.clone(), rec);
+        }
+        return Err(e);
+    }
     let mut last_err = None;
     for (provider, model) in &chain {
         match upstream::embeddings(&state, &ctx, provider, model, &req, &input).await {
