@@ -946,3 +946,42 @@ async fn provider_registry_validates_hides_keys_and_isolates_tenants(pool: sqlx:
         .await
         .assert_problem(404);
 }
+
+#[sqlx::test]
+async fn slow_providers_time_out_and_the_next_one_answers(pool: sqlx::PgPool) {
+    let (app, mock) = gateway(pool).await;
+    let tenant = unique("gw");
+    let t = user(&tenant);
+    add_provider(
+        &app,
+        &tenant,
+        json!({"name": "slow", "kind": "openai", "base_url": mock.slow_url(), "models": ["m"],
+               "priority": 1, "timeout_ms": 200, "max_retries": 0}),
+    )
+    .await;
+    add_provider(&app, &tenant, openai_provider(&mock, "fast", &["m"], 2)).await;
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&t),
+        Some(chat("m", "x")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&t),
+        Some(chat("slow/m", "x")),
+    )
+    .await;
+    r.assert_openai_error(504);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("in time")
+    );
+}

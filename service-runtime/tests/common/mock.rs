@@ -2,7 +2,7 @@
 //! streamed), standing in for hosted providers. Paths:
 //!   /openai/v1/chat/completions, /openai/v1/embeddings
 //!   /anthropic/v1/messages
-//!   /broken/... answers 500, /limited/... answers 429 (Retry-After: 0) once
+//!   /broken/... answers 500, /slow/... answers after 3 s, /limited/... answers 429 (Retry-After: 0) once
 //!   per model, then like /openai.
 
 use std::collections::HashMap;
@@ -43,6 +43,9 @@ impl MockServer {
     }
     pub fn broken_url(&self) -> String {
         format!("{}/broken/v1", self.base)
+    }
+    pub fn slow_url(&self) -> String {
+        format!("{}/slow/v1", self.base)
     }
     pub fn limited_url(&self) -> String {
         format!("{}/limited/v1", self.base)
@@ -99,8 +102,12 @@ fn sse(events: Vec<String>) -> Response {
 }
 
 /// Common failure modes, by flavor.
-fn failure(mock: &Mock, flavor: &str, model: &str) -> Option<Response> {
+async fn failure(mock: &Mock, flavor: &str, model: &str) -> Option<Response> {
     match flavor {
+        "slow" => {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            None
+        }
         "broken" => Some(
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -144,7 +151,7 @@ async fn chat(
         &body,
     );
     let model = body["model"].as_str().unwrap_or_default().to_string();
-    if let Some(f) = failure(&mock, &flavor, &model) {
+    if let Some(f) = failure(&mock, &flavor, &model).await {
         return f;
     }
     if model == "bad-request" {
@@ -206,7 +213,7 @@ async fn embeddings(
 ) -> Response {
     record(&mock, format!("/{flavor}/v1/embeddings"), &headers, &body);
     let model = body["model"].as_str().unwrap_or_default().to_string();
-    if let Some(f) = failure(&mock, &flavor, &model) {
+    if let Some(f) = failure(&mock, &flavor, &model).await {
         return f;
     }
     let inputs: Vec<String> = match &body["input"] {
