@@ -311,25 +311,27 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     delta.sort_by(|a, b| b.1.total_cmp(&a.1));
     let total: f64 = delta.iter().map(|(_, d)| d).sum();
-    // Requests only the operator makes: reads of the referenced Secrets, status writes and
-    // applies of its children (PATCH), deletes for pruning (none here), Event writes.
+    // Requests only the operator makes: reads of the referenced Secrets, its status writes, and
+    // reads, applies and deletes of the kinds it generates (other controllers watch those
+    // kinds from their caches and write only status), and its pod lists.
+    let generated = [
+        "deployments",
+        "services",
+        "configmaps",
+        "serviceaccounts",
+        "horizontalpodautoscalers",
+        "ingresses",
+        "poddisruptionbudgets",
+    ];
     let operator_only: f64 = delta
         .iter()
         .filter(|(k, _)| {
-            k == "GET secrets"
-                || k == "PATCH faasservices/status"
-                || (k.starts_with("APPLY ") || k.starts_with("PATCH "))
-                    && ["deployments", "services", "configmaps", "serviceaccounts"]
-                        .iter()
-                        .any(|r| k.ends_with(&format!(" {r}")))
-                || k == "GET deployments"
-                || k == "GET services"
-                || k == "GET configmaps"
-                || k == "GET serviceaccounts"
-                || k == "GET horizontalpodautoscalers"
-                || k == "GET ingresses"
-                || k == "GET poddisruptionbudgets"
-                || k == "LIST pods"
+            let (verb, resource) = k.split_once(' ').unwrap_or_default();
+            (verb == "GET" && resource == "secrets")
+                || (verb == "LIST" && resource == "pods")
+                || (matches!(verb, "APPLY" | "PATCH") && resource == "faasservices/status")
+                || (matches!(verb, "GET" | "APPLY" | "PATCH" | "DELETE")
+                    && generated.contains(&resource))
         })
         .map(|(_, d)| d)
         .sum();
