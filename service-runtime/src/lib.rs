@@ -112,8 +112,11 @@ pub enum Command {
         /// Components to serve: a comma-separated list (gateway, cache, prompt, llmops) or `all`.
         #[arg(long, env = "FAAS_SERVICE")]
         service: String,
-        /// Run the database migrations before serving.
-        #[arg(long, env = "FAAS_MIGRATE_ON_START", default_value_t = false)]
+        /// Apply the database migrations before serving (default). They run
+        /// under a Postgres advisory lock, so replicas starting together are
+        /// safe; `--migrate=false` leaves them to `faas-runtime migrate`.
+        #[arg(long, env = "FAAS_MIGRATE_ON_START", default_value_t = true, num_args = 0..=1,
+              default_missing_value = "true", action = clap::ArgAction::Set)]
         migrate: bool,
     },
     /// Apply the database migrations and exit.

@@ -746,3 +746,56 @@ async fn migrations_create_the_tables_and_pgvector_is_available(pool: sqlx::PgPo
             .expect("the vector extension in every test database");
     assert_eq!(v, "0.8.0");
 }
+
+#[sqlx::test(migrations = false)]
+async fn serve_applies_migrations_on_start(pool: sqlx::PgPool) {
+    let db = pool.connect_options().get_database().unwrap().to_string();
+    let mut url = reqwest::Url::parse(&require_env("DATABASE_URL")).unwrap();
+    url.set_path(&format!("/{db}"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_faas-runtime"))
+        .args(["serve", "--service", "prompt"])
+        .env_clear()
+        .env("FAAS_JWT_HS256_SECRET", SECRET)
+        .env("DATABASE_URL", url.as_str())
+        .env("FAAS_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !ready {
+        let _ = child.kill();
+        panic!("the runtime did not become ready");
+    }
+    let r = client
+        .get(format!("http://127.0.0.1:{port}/v1/prompts"))
+        .bearer_auth(user("mig"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(n, 3);
+}
