@@ -985,3 +985,112 @@ async fn slow_providers_time_out_and_the_next_one_answers(pool: sqlx::PgPool) {
             .contains("in time")
     );
 }
+
+#[sqlx::test]
+async fn anthropic_tool_calls_are_translated_both_ways(pool: sqlx::PgPool) {
+    let (app, mock) = gateway(pool).await;
+    let tenant = unique("gw");
+    add_provider(
+        &app,
+        &tenant,
+        json!({"name": "claude", "kind": "anthropic", "base_url": mock.anthropic_url(),
+               "api_key_env": "LLM_API_KEY_MOCK", "models": ["claude-sonnet-4-0"]}),
+    )
+    .await;
+    let t = user(&tenant);
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
+    let mut body = chat("claude-sonnet-4-0", "weather in Pune?");
+    body["tools"] = tools.clone();
+    body["tool_choice"] = json!("required");
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&t),
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let choice = &r.body["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert_eq!(choice["message"]["content"], "Let me check.");
+    let call0 = &choice["message"]["tool_calls"][0];
+    assert_eq!(call0["id"], "toolu_1");
+    assert_eq!(call0["type"], "function");
+    assert_eq!(call0["function"]["name"], "get_weather");
+    let args: Value =
+        serde_json::from_str(call0["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"city": "Pune"}));
+    let sent = &mock.seen()[0].body;
+    assert_eq!(sent["tools"][0]["name"], "get_weather");
+    assert_eq!(
+        sent["tools"][0]["input_schema"]["required"],
+        json!(["city"])
+    );
+    assert_eq!(sent["tool_choice"], json!({"type": "any"}));
+
+    // The tool's result goes back as a tool_result block.
+    let follow = json!({"model": "claude-sonnet-4-0", "messages": [
+        {"role": "user", "content": "weather in Pune?"},
+        {"role": "assistant", "content": null, "tool_calls": [call0]},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "31 C, sunny"}
+    ]});
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&t),
+        Some(follow),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sent = &mock.seen()[1].body;
+    assert_eq!(sent["messages"][1]["content"][0]["type"], "tool_use");
+    assert_eq!(
+        sent["messages"][1]["content"][0]["input"],
+        json!({"city": "Pune"})
+    );
+    assert_eq!(
+        sent["messages"][2]["content"][0],
+        json!({"type": "tool_result", "tool_use_id": "toolu_1", "content": "31 C, sunny"})
+    );
+
+    // Streamed: tool call deltas in the OpenAI chunk shape.
+    let mut body = chat("claude-sonnet-4-0", "weather in Pune?");
+    body["tools"] = tools;
+    body["stream"] = json!(true);
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&t),
+        Some(body),
+    )
+    .await;
+    let data = sse_data(&r.raw);
+    assert_eq!(data.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let calls: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"].get("tool_calls"))
+        .collect();
+    assert_eq!(calls[0][0]["id"], "toolu_1");
+    assert_eq!(calls[0][0]["function"]["name"], "get_weather");
+    let args: String = calls
+        .iter()
+        .filter_map(|c| c[0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        json!({"city": "Pune"})
+    );
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c["choices"][0]["finish_reason"] == "tool_calls")
+    );
+}

@@ -145,19 +145,7 @@ fn anthropic_body(req: &ChatRequest, model: &str, stream: bool) -> Value {
         .filter(|m| m.role == "system" || m.role == "developer")
         .map(|m| m.text())
         .collect();
-    let messages: Vec<Value> = req
-        .messages
-        .iter()
-        .filter(|m| m.role != "system" && m.role != "developer")
-        .map(|m| {
-            let role = if m.role == "assistant" {
-                "assistant"
-            } else {
-                "user"
-            };
-            json!({"role": role, "content": m.text()})
-        })
-        .collect();
+    let messages = anthropic_messages(req);
     let mut body = json!({
         "model": model,
         "max_tokens": req.max_completion_tokens.or(req.max_tokens).unwrap_or(1024),
@@ -177,10 +165,94 @@ fn anthropic_body(req: &ChatRequest, model: &str, stream: bool) -> Value {
         Some(Value::Array(a)) => body["stop_sequences"] = json!(a),
         _ => {}
     }
+    if let Some(Value::Array(tools)) = req.extra.get("tools") {
+        let tools: Vec<Value> = tools
+            .iter()
+            .filter(|t| t.get("type").and_then(Value::as_str).unwrap_or("function") == "function")
+            .map(|t| {
+                let f = &t["function"];
+                json!({
+                    "name": f["name"],
+                    "description": f.get("description").cloned().unwrap_or(Value::Null),
+                    "input_schema": f.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object"})),
+                })
+            })
+            .collect();
+        let choice = match req.extra.get("tool_choice") {
+            Some(Value::String(c)) if c == "none" => None,
+            Some(Value::String(c)) if c == "required" => Some(json!({"type": "any"})),
+            Some(Value::Object(o)) => o
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .map(|n| json!({"type": "tool", "name": n})),
+            _ => Some(json!({"type": "auto"})),
+        };
+        if let Some(choice) = choice
+            && !tools.is_empty()
+        {
+            body["tools"] = json!(tools);
+            body["tool_choice"] = choice;
+        }
+    }
     if stream {
         body["stream"] = json!(true);
     }
     body
+}
+
+/// OpenAI messages as Anthropic ones: tool calls become `tool_use` blocks,
+/// tool results `tool_result` blocks in a user turn, and consecutive turns
+/// of one role are merged.
+fn anthropic_messages(req: &ChatRequest) -> Vec<Value> {
+    let mut out: Vec<(String, Vec<Value>)> = Vec::new();
+    for m in &req.messages {
+        let (role, blocks) = match m.role.as_str() {
+            "system" | "developer" => continue,
+            "assistant" => {
+                let mut blocks = Vec::new();
+                let text = m.text();
+                if !text.is_empty() {
+                    blocks.push(json!({"type": "text", "text": text}));
+                }
+                if let Some(Value::Array(calls)) = m.extra.get("tool_calls") {
+                    for c in calls {
+                        let args = c
+                            .pointer("/function/arguments")
+                            .and_then(Value::as_str)
+                            .unwrap_or("{}");
+                        let input: Value = serde_json::from_str(args).unwrap_or_else(|_| json!({}));
+                        blocks.push(json!({
+                            "type": "tool_use", "id": c["id"], "name": c.pointer("/function/name"), "input": input,
+                        }));
+                    }
+                }
+                ("assistant", blocks)
+            }
+            "tool" => (
+                "user",
+                vec![json!({
+                    "type": "tool_result",
+                    "tool_use_id": m.extra.get("tool_call_id").cloned().unwrap_or(Value::Null),
+                    "content": m.text(),
+                })],
+            ),
+            _ => ("user", vec![json!({"type": "text", "text": m.text()})]),
+        };
+        match out.last_mut() {
+            Some((r, b)) if r == role => b.extend(blocks),
+            _ => out.push((role.to_string(), blocks)),
+        }
+    }
+    out.into_iter()
+        .map(|(role, blocks)| {
+            // A lone text block is sent as a plain string.
+            if blocks.len() == 1 && blocks[0]["type"] == "text" {
+                json!({"role": role, "content": blocks[0]["text"]})
+            } else {
+                json!({"role": role, "content": blocks})
+            }
+        })
+        .collect()
 }
 
 fn finish_reason(anthropic_stop: Option<&str>) -> &'static str {
@@ -263,6 +335,22 @@ pub async fn chat(
                         .join("")
                 })
                 .unwrap_or_default();
+            let tool_calls: Vec<Value> = v
+                .get("content")
+                .and_then(Value::as_array)
+                .map(|blocks| {
+                    blocks
+                        .iter()
+                        .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
+                        .map(|b| {
+                            json!({
+                                "id": b["id"], "type": "function",
+                                "function": {"name": b["name"], "arguments": b["input"].to_string()},
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             let pt = v
                 .pointer("/usage/input_tokens")
                 .and_then(Value::as_u64)
@@ -277,6 +365,13 @@ pub async fn chat(
                 total_tokens: pt + ct,
             };
             let id = v.get("id").and_then(Value::as_str).unwrap_or("msg");
+            let mut message = json!({"role": "assistant", "content": text, "refusal": null});
+            if !tool_calls.is_empty() {
+                if text.is_empty() {
+                    message["content"] = Value::Null;
+                }
+                message["tool_calls"] = json!(tool_calls);
+            }
             let out = json!({
                 "id": format!("chatcmpl-{id}"),
                 "object": "chat.completion",
@@ -284,7 +379,7 @@ pub async fn chat(
                 "model": v.get("model").and_then(Value::as_str).unwrap_or(model),
                 "choices": [{
                     "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": null},
+                    "message": message,
                     "logprobs": null,
                     "finish_reason": finish_reason(v.get("stop_reason").and_then(Value::as_str)),
                 }],
@@ -359,6 +454,8 @@ pub async fn relay_stream(
     let mut anthropic_model = model.to_string();
     let mut error = None;
     let mut finished = false;
+    // Anthropic content block index → OpenAI tool call index.
+    let mut tool_blocks: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
 
     macro_rules! send {
         ($bytes:expr) => {
@@ -422,7 +519,29 @@ pub async fn relay_stream(
                             );
                             send!(data_event(&c.to_string()));
                         }
+                        "content_block_start" => {
+                            let block = &v["content_block"];
+                            if block["type"] == "tool_use" {
+                                let k = tool_blocks.len();
+                                tool_blocks.insert(v["index"].as_u64().unwrap_or(0), k);
+                                let delta = json!({"tool_calls": [{
+                                    "index": k, "id": block["id"], "type": "function",
+                                    "function": {"name": block["name"], "arguments": ""},
+                                }]});
+                                let c = chunk(&anthropic_model, delta, None, include_usage);
+                                send!(data_event(&c.to_string()));
+                            }
+                        }
                         "content_block_delta" => {
+                            if let Some(part) =
+                                v.pointer("/delta/partial_json").and_then(Value::as_str)
+                                && let Some(k) = tool_blocks.get(&v["index"].as_u64().unwrap_or(0))
+                            {
+                                completion_chars += part.len() as u64;
+                                let delta = json!({"tool_calls": [{"index": k, "function": {"arguments": part}}]});
+                                let c = chunk(&anthropic_model, delta, None, include_usage);
+                                send!(data_event(&c.to_string()));
+                            }
                             if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
                                 completion_chars += t.len() as u64;
                                 let c = chunk(

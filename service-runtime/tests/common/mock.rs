@@ -245,6 +245,46 @@ async fn messages(
     }
     let model = body["model"].as_str().unwrap_or_default().to_string();
     let text = format!("claude says: {}", last_user_text(&body));
+    let wants_tool = body.get("tools").is_some();
+    if wants_tool && body["stream"] == true {
+        let ev = |name: &str, v: Value| format!("event: {name}\ndata: {v}\n\n");
+        return sse(vec![
+            ev(
+                "message_start",
+                json!({"type": "message_start", "message": {"id": "msg_tool", "type": "message", "role": "assistant", "model": model, "content": [], "usage": {"input_tokens": 30, "output_tokens": 1}}}),
+            ),
+            ev(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}}),
+            ),
+            ev(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"city\": "}}),
+            ),
+            ev(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "\"Pune\"}"}}),
+            ),
+            ev(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ),
+            ev(
+                "message_delta",
+                json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 12}}),
+            ),
+            ev("message_stop", json!({"type": "message_stop"})),
+        ]);
+    }
+    if wants_tool {
+        return axum::Json(json!({
+            "id": "msg_tool", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": "Let me check."},
+                        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Pune"}}],
+            "stop_reason": "tool_use", "usage": {"input_tokens": 30, "output_tokens": 12}
+        }))
+        .into_response();
+    }
     if body["stream"] == true {
         let ev = |name: &str, v: Value| format!("event: {name}\ndata: {v}\n\n");
         let events = vec![
