@@ -435,7 +435,7 @@ async fn bad_input_is_rejected_with_a_reason(pool: sqlx::PgPool) {
         None,
     )
     .await
-    .assert_problem(400);
+    .assert_problem(403);
     call(
         &app.router,
         "GET",
@@ -469,6 +469,42 @@ async fn tenants_see_only_their_own_operations(pool: sqlx::PgPool) {
     assert_eq!(r.body["groups"], json!([]));
     let r = call(&app.router, "GET", "/v1/llmops/events", Some(&a), None).await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    // A tenant's own admin cannot look across tenants; the platform's can.
+    let a_admin = token(&unique("oa"), "x", &["admin"]);
+    call(
+        &app.router,
+        "GET",
+        "/v1/llmops/metrics?group_by=tenant",
+        Some(&a_admin),
+        None,
+    )
+    .await
+    .assert_problem(403);
+    call(
+        &app.router,
+        "POST",
+        "/v1/llmops/events",
+        Some(&b),
+        Some(json!({"events": [event("m", 1.0, "ok", 0)]})),
+    )
+    .await;
+    let platform = token("ops", "ops", &["platform-admin"]);
+    let r = call(
+        &app.router,
+        "GET",
+        "/v1/llmops/metrics?group_by=tenant",
+        Some(&platform),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let keys: Vec<&str> = r.body["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["key"].as_str().unwrap())
+        .collect();
+    assert!(keys.len() >= 2, "{keys:?}");
 }
 
 async fn wait_for_events(app: &TestApp, token: &str, n: usize) -> Vec<Value> {

@@ -496,7 +496,7 @@ async fn query_events(
 pub struct MetricsQuery {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
-    /// model, provider, agent, user, day or none (default).
+    /// model, provider, agent, user, day, none (default), or tenant (platform admins only, across tenants).
     pub group_by: Option<String>,
     pub model: Option<String>,
     pub agent_id: Option<String>,
@@ -553,11 +553,24 @@ async fn metrics(
         "agent" => "coalesce(agent_id, '')",
         "user" => "coalesce(user_id, '')",
         "day" => "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        "tenant" => "tenant_id",
         other => {
             return Err(ApiError::BadRequest(format!(
-                "group_by: {other:?} is not one of model, provider, agent, user, day, none"
+                "group_by: {other:?} is not one of model, provider, agent, user, day, tenant, none"
             )));
         }
+    };
+    // Only the platform's operators see across tenants.
+    let tenant_scope = if group_by == "tenant" {
+        let role = crate::gateway::limits::platform_admin_role(&state);
+        if !p.roles.iter().any(|r| r == &role) {
+            return Err(ApiError::Forbidden(format!(
+                "costs across tenants need the {role} role"
+            )));
+        }
+        None
+    } else {
+        Some(p.tenant_id.as_str())
     };
     let (from, to) = range(q.from, q.to)?;
     let rows: Vec<MetricsRow> = sqlx::query_as(&format!(
@@ -566,11 +579,11 @@ async fn metrics(
          percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms), \
          percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms), \
          percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) \
-         FROM llm_operations WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3 \
+         FROM llm_operations WHERE ($1::text IS NULL OR tenant_id = $1) AND occurred_at >= $2 AND occurred_at < $3 \
          AND ($4::text IS NULL OR model = $4) AND ($5::text IS NULL OR agent_id = $5) \
          GROUP BY 1 ORDER BY 1"
     ))
-    .bind(&p.tenant_id)
+    .bind(tenant_scope)
     .bind(from)
     .bind(to)
     .bind(&q.model)
