@@ -10,6 +10,8 @@
 //!
 //! Usage: FAAS_E2E_KUBECONFIG=<admin kubeconfig> cargo run -p faas-e2e --bin faas-bench
 //! Environment: FAAS_BENCH_COUNT (default 1000), FAAS_BENCH_APPLY_CONCURRENCY (default 8).
+//! Both runs' pods stay scheduled at once, so the cluster needs room for 2×N pods: with the
+//! local control plane, start it with CLUSTER_NODES=6 for N=1000.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
@@ -370,6 +372,11 @@ async fn main() -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     let t_floor_apply = t1.elapsed();
+    eprintln!(
+        "[bench] floor: kubectl applied {} objects in {}",
+        docs.len(),
+        secs(t_floor_apply)
+    );
     wait_for("floor Deployments Available", long, || async {
         let r = count(&floor_available);
         if r >= n {
@@ -380,6 +387,10 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     let t_floor_ready = t1.elapsed();
+    eprintln!(
+        "[bench] floor: every Deployment Available after {}",
+        secs(t_floor_ready)
+    );
 
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
