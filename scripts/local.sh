@@ -65,6 +65,7 @@ up() {
   secret faas-database --from-literal=url="$DATABASE_URL"
   secret faas-cache --from-literal=url="$REDIS_URL"
   secret faas-nats --from-literal=url="$NATS_URL"
+  secret faas-auth --from-literal=jwt-hs256-secret="$(head -c 32 /dev/urandom | base64)"
   secret llm-providers --from-literal=openai-api-key=local-development
   secret helpdesk-api --from-literal=authorization='Bearer local-development'
 

@@ -33,6 +33,19 @@ impl SecretKeyRef {
     }
 }
 
+/// A named key in a Secret of the resource's own namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKey {
+    /// Name of the Secret, in the same namespace as the resource that references it.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("must be a valid Secret name (lowercase letters, digits, '-' and '.')"))]
+    pub name: String,
+    /// Key inside the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
 /// Schema of a list of `metav1.Condition` kept as a map keyed by `type`, so server-side apply
 /// merges conditions one by one.
 pub(crate) fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -13,7 +13,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{SecretKeyRef, conditions_schema, free_form_object};
+use crate::common::{SecretKey, SecretKeyRef, conditions_schema};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// Desired state of a FaasService: which component of the platform to run, how many
 /// replicas, how it scales, what it connects to and how it is exposed.
@@ -95,11 +96,17 @@ pub struct FaasServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_from: Option<Vec<EnvFromSource>>,
 
-    /// Component settings, free-form. Written to a ConfigMap mounted into the pods; a change
-    /// rolls the pods.
+    /// Component settings: runtime setting names (for example `FAAS_REQUEST_TIMEOUT_SECS`)
+    /// to numbers or strings. Written to a ConfigMap mounted into the pods; a change rolls the
+    /// pods. Quote booleans and decimals (`"true"`, `"0.5"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "free_form_object")]
-    pub config: Option<BTreeMap<String, serde_json::Value>>,
+    #[schemars(extend("maxProperties" = 256))]
+    pub config: Option<BTreeMap<String, IntOrString>>,
+
+    /// How callers authenticate to the service. Defaults to JWTs signed with the HS256 key in
+    /// the operator's default Secret (key `jwt-hs256-secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
 
     /// Secret holding the Postgres connection URL (injected as DATABASE_URL). Defaults to the
     /// Secret named in the operator's configuration, key `url`.
@@ -161,6 +168,37 @@ pub struct FaasServiceSpec {
     /// Stop changing the generated objects. Nothing is deleted; the status is still reported.
     #[serde(default)]
     pub paused: bool,
+}
+
+/// Authentication of the service's callers.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(
+    validation = Rule::new("self.disabled ? !has(self.hs256SecretRef) && !has(self.jwksSecretRef) : has(self.hs256SecretRef) != has(self.jwksSecretRef)").message("spec.auth: set exactly one of hs256SecretRef and jwksSecretRef, or disabled: true (development only) with neither"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// Accept every request without a token. For development only: callers then choose their
+    /// tenant freely.
+    #[serde(default)]
+    pub disabled: bool,
+
+    /// Secret key holding the shared HS256 signing key (at least 16 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hs256_secret_ref: Option<SecretKey>,
+
+    /// Secret key holding a JWKS document with the RS256 public keys; mounted as a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_secret_ref: Option<SecretKey>,
+
+    /// Required `iss` claim of the tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub issuer: Option<String>,
+
+    /// Required `aud` claim of the tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub audience: Option<String>,
 }
 
 /// The platform components the shared runtime can serve.

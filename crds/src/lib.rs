@@ -10,7 +10,7 @@ pub mod generate;
 pub mod prompt_template;
 
 pub use agent::{Agent, AgentSpec, AgentStatus};
-pub use common::{SecretKeyRef, conditions};
+pub use common::{SecretKey, SecretKeyRef, conditions};
 pub use faas_service::{Component, FaasService, FaasServiceSpec, FaasServiceStatus};
 pub use prompt_template::{PromptTemplate, PromptTemplateSpec, PromptTemplateStatus};
 

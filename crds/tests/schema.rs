@@ -49,6 +49,7 @@ spec:
   ingress: {host: rag.example.com, path: /api, tls: {secretName: rag-tls}}
   dependsOn: [{name: gateway}]
   database: {name: pg, key: dsn}
+  config: {FAAS_RAG_CHUNK_SIZE: 800}
 "#,
     );
     assert_eq!(errors(full.validate_cel()), "");
@@ -92,6 +93,46 @@ fn ingress_host_and_path_must_be_well_formed() {
     let mut svc = faas(GATEWAY);
     svc.spec.ingress = serde_yaml::from_str("{host: '*.apps.example.com'}").unwrap();
     assert_eq!(errors(svc.validate_cel()), "");
+}
+
+#[test]
+fn auth_needs_one_key_source_unless_disabled() {
+    for (auth, ok) in [
+        ("{hs256SecretRef: {name: jwt, key: k}}", true),
+        (
+            "{jwksSecretRef: {name: idp, key: jwks.json}, issuer: https://idp}",
+            true,
+        ),
+        ("{disabled: true}", true),
+        ("{}", false),
+        (
+            "{hs256SecretRef: {name: jwt, key: k}, jwksSecretRef: {name: idp, key: j}}",
+            false,
+        ),
+        (
+            "{disabled: true, hs256SecretRef: {name: jwt, key: k}}",
+            false,
+        ),
+    ] {
+        let mut svc = faas(GATEWAY);
+        svc.spec.auth = serde_yaml::from_str(auth).unwrap();
+        let msg = errors(svc.validate_cel());
+        assert_eq!(msg.is_empty(), ok, "{auth}: {msg}");
+        if !ok {
+            assert!(
+                msg.contains("set exactly one of hs256SecretRef and jwksSecretRef"),
+                "{msg}"
+            );
+        }
+    }
+}
+
+#[test]
+fn config_values_are_numbers_or_strings() {
+    let yaml = GATEWAY.replace("replicas: 2", "config: {FAAS_TIMEOUT: 30, FAAS_MODE: fast}");
+    assert!(faas(&yaml).spec.config.is_some());
+    let nested = GATEWAY.replace("replicas: 2", "config: {FAAS_TIMEOUT: {seconds: 30}}");
+    assert!(serde_yaml::from_str::<FaasService>(&nested).is_err());
 }
 
 #[test]

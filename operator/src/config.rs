@@ -28,6 +28,11 @@ pub struct Config {
     #[arg(long, env = "FAAS_NATS_SECRET", default_value = "faas-nats")]
     pub nats_secret: String,
 
+    /// Default Secret with the HS256 key services verify JWTs with, under key
+    /// `jwt-hs256-secret`, for FaasServices without spec.auth.
+    #[arg(long, env = "FAAS_AUTH_SECRET", default_value = "faas-auth")]
+    pub auth_secret: String,
+
     /// Namespaces to watch, comma-separated; empty watches all namespaces.
     #[arg(
         long,
@@ -129,6 +134,7 @@ impl Config {
             database_secret: self.database_secret.clone(),
             cache_secret: self.cache_secret.clone(),
             nats_secret: self.nats_secret.clone(),
+            auth_secret: self.auth_secret.clone(),
             cluster_domain: self.cluster_domain.clone(),
         }
     }

@@ -24,6 +24,9 @@ fn all_found(fs: &FaasService, defaults: &Defaults) -> Resolved {
     for (_, s) in validate::secret_refs(fs, defaults) {
         r.secrets.insert(s.name.clone(), Some(vec![s.key.clone()]));
     }
+    if let Some(s) = validate::auth(fs, defaults).secret() {
+        r.secrets.insert(s.name.clone(), Some(vec![s.key.clone()]));
+    }
     for d in validate::dependency_names(fs) {
         r.dependencies.insert(d, Some(Component::Gateway));
     }
@@ -50,7 +53,8 @@ autoscaling:
 resources: {requests: {cpu: 250m, memory: 256Mi}, limits: {memory: 1Gi}}
 env: [{name: LOG_LEVEL, value: debug}]
 envFrom: [{configMapRef: {name: rag-extra}}]
-config: {chunkSize: 800, embeddings: {model: local}}
+config: {FAAS_CHUNK_SIZE: 800, FAAS_EMBEDDINGS_MODEL: local}
+auth: {jwksSecretRef: {name: idp, key: jwks.json}, issuer: "https://idp.example.com", audience: rag}
 database: {name: rag-pg, key: dsn}
 nats: {name: shared-nats}
 ingress:
@@ -183,8 +187,30 @@ fn every_spec_field_reaches_its_object() {
         serde_json::from_str(&c.config_map.data.as_ref().unwrap()["config.json"]).unwrap();
     assert_eq!(
         config,
-        json!({"chunkSize": 800, "embeddings": {"model": "local"}})
+        json!({"FAAS_CHUNK_SIZE": 800, "FAAS_EMBEDDINGS_MODEL": "local"})
     );
+
+    assert_eq!(env["FAAS_AUTH"].value.as_deref(), Some("jwt"));
+    assert_eq!(
+        env["FAAS_JWT_JWKS_FILE"].value.as_deref(),
+        Some("/etc/faas/auth/jwks.json")
+    );
+    assert_eq!(
+        env["FAAS_JWT_ISSUER"].value.as_deref(),
+        Some("https://idp.example.com")
+    );
+    assert_eq!(env["FAAS_JWT_AUDIENCE"].value.as_deref(), Some("rag"));
+    assert!(!env.contains_key("FAAS_JWT_HS256_SECRET"));
+    let auth_volume = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "auth")
+        .unwrap();
+    let secret_volume = auth_volume.secret.as_ref().unwrap();
+    assert_eq!(secret_volume.secret_name.as_deref(), Some("idp"));
+    assert_eq!(secret_volume.items.as_ref().unwrap()[0].key, "jwks.json");
 
     let hpa = c.hpa.as_ref().unwrap();
     assert_eq!(hpa.spec.min_replicas, Some(2));
@@ -355,6 +381,37 @@ fn defaults_fill_what_the_spec_leaves_out() {
         assert!(secret.starts_with("faas-"));
     }
     assert!(c.hpa.is_none() && c.ingress.is_none() && c.pdb.is_none());
+    let env = container.env.as_ref().unwrap();
+    let hs256 = env
+        .iter()
+        .find(|e| e.name == "FAAS_JWT_HS256_SECRET")
+        .expect("JWT verification by default");
+    let from = hs256
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (from.name.as_str(), from.key.as_str()),
+        ("faas-auth", "jwt-hs256-secret")
+    );
+    assert!(
+        env.iter()
+            .any(|e| e.name == "FAAS_AUTH" && e.value.as_deref() == Some("jwt"))
+    );
+
+    let open = build(&fixture("component: gateway\nauth: {disabled: true}"));
+    let env = open.deployment.spec.template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e.name == "FAAS_AUTH" && e.value.as_deref() == Some("disabled"))
+    );
+    assert!(!env.iter().any(|e| e.name.starts_with("FAAS_JWT_")));
     let probes = [
         &container.startup_probe,
         &container.liveness_probe,
@@ -435,6 +492,17 @@ fn validation_names_what_is_missing() {
     let selfish = fixture("component: gateway\ndependsOn: [{name: rag}]");
     let e = validate::validate(&selfish, &d, &all_found(&selfish, &d)).unwrap_err();
     assert_eq!(e.reason, "InvalidDependency");
+
+    let mut r = all_found(&fs, &d);
+    r.secrets
+        .insert("faas-auth".into(), Some(vec!["other".into()]));
+    let e = validate::validate(&fs, &d, &r).unwrap_err();
+    assert_eq!(e.reason, "SecretKeyNotFound");
+    assert!(
+        e.message.contains("jwt-hs256-secret") && e.message.contains("spec.auth"),
+        "{}",
+        e.message
+    );
 
     let default_missing = fixture("component: cache");
     let e = validate::validate(&default_missing, &d, &Resolved::default()).unwrap_err();

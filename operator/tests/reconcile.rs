@@ -46,10 +46,15 @@ impl Harness {
     }
 
     fn with_secrets(self) -> Self {
-        for name in ["faas-database", "faas-cache", "faas-nats"] {
+        for (name, key) in [
+            ("faas-database", "url"),
+            ("faas-cache", "url"),
+            ("faas-nats", "url"),
+            ("faas-auth", "jwt-hs256-secret"),
+        ] {
             self.api.put(
                 &format!("/api/v1/namespaces/{NS}/secrets/{name}"),
-                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS}, "data": {"url": "cG9zdGdyZXM6Ly8="}}),
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS}, "data": {key: "c2VjcmV0"}}),
             );
         }
         self
@@ -229,7 +234,7 @@ async fn spec_change_patches_only_what_changed() {
     let before =
         deploy["spec"]["template"]["metadata"]["annotations"]["faas.motadata.io/config-hash"]
             .clone();
-    h.update_spec(|s| s["config"] = json!({"chunkSize": 512}));
+    h.update_spec(|s| s["config"] = json!({"FAAS_CHUNK_SIZE": 512}));
     h.reconcile().await;
     let deploy = h.api.get(DEPLOY).unwrap();
     assert_ne!(
@@ -241,7 +246,7 @@ async fn spec_change_patches_only_what_changed() {
         cm["data"]["config.json"]
             .as_str()
             .unwrap()
-            .contains("\"chunkSize\": 512")
+            .contains("\"FAAS_CHUNK_SIZE\": 512")
     );
 }
 

@@ -608,7 +608,7 @@ if render default; then
     py deployment "$work/default.yaml" 2
   check "default: operator environment" py env "$work/default.yaml" \
     FAAS_RUNTIME_IMAGE=motadata/faas-runtime:0.1.0 FAAS_DATABASE_SECRET=faas-database \
-    FAAS_CACHE_SECRET=faas-cache FAAS_NATS_SECRET=faas-nats '!FAAS_WATCH_NAMESPACES' \
+    FAAS_CACHE_SECRET=faas-cache FAAS_NATS_SECRET=faas-nats FAAS_AUTH_SECRET=faas-auth '!FAAS_WATCH_NAMESPACES' \
     FAAS_HTTP_ADDR=0.0.0.0:8080 FAAS_LOG_LEVEL=info FAAS_LOG_FORMAT=json \
     FAAS_LEADER_ELECTION=true FAAS_LEASE_NAME=faas-operator FAAS_LEASE_NAMESPACE=faas-system \
     FAAS_CLUSTER_DOMAIN=cluster.local '!OTEL_EXPORTER_OTLP_ENDPOINT'
@@ -651,14 +651,14 @@ else
 fi
 
 if render custom --set runtime.image.repository=registry.example.com/faas-runtime --set runtime.image.tag=1.2.3 \
-  --set runtime.secrets.database=pg --set runtime.secrets.cache=dragonfly --set runtime.secrets.nats=nats-url \
+  --set runtime.secrets.database=pg --set runtime.secrets.cache=dragonfly --set runtime.secrets.nats=nats-url --set runtime.secrets.auth=idp-key \
   --set runtime.clusterDomain=corp.internal --set logging.format=text --set logging.level=debug \
   --set tracing.otlpEndpoint=http://otel.observability:4317 --set leaderElection.leaseName=faas-leader \
   --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef \
   --set 'networkPolicy.apiServer.cidrs={10.0.0.10/32,10.0.0.11/32}'; then
   check "custom values reach the operator's environment" py env "$work/custom.yaml" \
     FAAS_RUNTIME_IMAGE=registry.example.com/faas-runtime:1.2.3 FAAS_DATABASE_SECRET=pg \
-    FAAS_CACHE_SECRET=dragonfly FAAS_NATS_SECRET=nats-url FAAS_CLUSTER_DOMAIN=corp.internal \
+    FAAS_CACHE_SECRET=dragonfly FAAS_NATS_SECRET=nats-url FAAS_AUTH_SECRET=idp-key FAAS_CLUSTER_DOMAIN=corp.internal \
     FAAS_LOG_FORMAT=text FAAS_LOG_LEVEL=debug OTEL_EXPORTER_OTLP_ENDPOINT=http://otel.observability:4317 \
     FAAS_LEASE_NAME=faas-leader
   check "custom values: Lease Role follows leaseName" py rbac-lease "$work/custom.yaml"

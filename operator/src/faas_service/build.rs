@@ -12,9 +12,10 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -28,7 +29,7 @@ use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use super::Defaults;
-use super::validate::Validated;
+use super::validate::{Auth, Validated};
 
 /// Port the runtime listens on inside the pod.
 pub const HTTP_PORT: i32 = 8080;
@@ -40,6 +41,10 @@ pub const CONFIG_DIR: &str = "/etc/faas";
 pub const CONFIG_FILE: &str = "config.json";
 /// Pod annotation holding the hash of the configuration, so a change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "faas.motadata.io/config-hash";
+/// Where a JWKS document is mounted.
+pub const AUTH_DIR: &str = "/etc/faas/auth";
+/// File name of the mounted JWKS document.
+pub const JWKS_FILE: &str = "jwks.json";
 /// Annotation on every generated object holding the hash of what was last applied.
 pub const APPLIED_HASH_ANNOTATION: &str = "faas.motadata.io/applied-hash";
 /// User and group the runtime runs as.
@@ -174,7 +179,19 @@ fn service_account(fs: &FaasService) -> ServiceAccount {
 }
 
 fn config_map(fs: &FaasService) -> ConfigMap {
-    let config = fs.spec.config.clone().unwrap_or_default();
+    let config: BTreeMap<&String, serde_json::Value> = fs
+        .spec
+        .config
+        .iter()
+        .flatten()
+        .map(|(k, v)| {
+            let value = match v {
+                IntOrString::Int(i) => serde_json::Value::from(*i),
+                IntOrString::String(s) => serde_json::Value::from(s.as_str()),
+            };
+            (k, value)
+        })
+        .collect();
     let json = serde_json::to_string_pretty(&config).expect("JSON values serialize");
     ConfigMap {
         metadata: meta(fs, format!("{}-config", fs.name_any())),
@@ -248,6 +265,32 @@ fn container_env(fs: &FaasService, valid: &Validated, defaults: &Defaults) -> Ve
             &secret.name,
             &secret.key,
         ));
+    }
+    match &valid.auth {
+        Auth::Disabled => env.push(env_value("FAAS_AUTH", "disabled")),
+        Auth::Hs256(secret) => {
+            env.push(env_value("FAAS_AUTH", "jwt"));
+            env.push(env_from_secret(
+                "FAAS_JWT_HS256_SECRET",
+                &secret.name,
+                &secret.key,
+            ));
+        }
+        Auth::Jwks(_) => {
+            env.push(env_value("FAAS_AUTH", "jwt"));
+            env.push(env_value(
+                "FAAS_JWT_JWKS_FILE",
+                format!("{AUTH_DIR}/{JWKS_FILE}"),
+            ));
+        }
+    }
+    if let Some(a) = &fs.spec.auth {
+        if let Some(issuer) = &a.issuer {
+            env.push(env_value("FAAS_JWT_ISSUER", issuer.clone()));
+        }
+        if let Some(audience) = &a.audience {
+            env.push(env_value("FAAS_JWT_AUDIENCE", audience.clone()));
+        }
     }
     for dep in &valid.dependencies {
         let url = url(
@@ -345,6 +388,62 @@ fn deployment(
     let mut pod_annotations = spec.pod_annotations.clone().unwrap_or_default();
     pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash.into());
 
+    let mut volume_mounts = vec![
+        VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "config".into(),
+            mount_path: CONFIG_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    ];
+    let mut volumes = vec![
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(Quantity("256Mi".into())),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: format!("{}-config", fs.name_any()),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
+    if let Auth::Jwks(secret) = &valid.auth {
+        volume_mounts.push(VolumeMount {
+            name: "auth".into(),
+            mount_path: AUTH_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        volumes.push(Volume {
+            name: "auth".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: secret.key.clone(),
+                    path: JWKS_FILE.into(),
+                    mode: None,
+                    user: None,
+                }]),
+                default_mode: Some(0o440),
+                optional: Some(false),
+                default_user: None,
+            }),
+            ..Volume::default()
+        });
+    }
+
     let container = Container {
         name: "runtime".into(),
         image: Some(image),
@@ -367,19 +466,7 @@ fn deployment(
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
         security_context: Some(container_security_context()),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "tmp".into(),
-                mount_path: "/tmp".into(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_DIR.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(volume_mounts),
         ..Container::default()
     };
 
@@ -417,24 +504,7 @@ fn deployment(
                     automount_service_account_token: Some(false),
                     security_context: Some(pod_security_context()),
                     containers: vec![container],
-                    volumes: Some(vec![
-                        Volume {
-                            name: "tmp".into(),
-                            empty_dir: Some(EmptyDirVolumeSource {
-                                size_limit: Some(Quantity("256Mi".into())),
-                                ..EmptyDirVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        Volume {
-                            name: "config".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: format!("{}-config", fs.name_any()),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                    ]),
+                    volumes: Some(volumes),
                     image_pull_secrets: spec.image_pull_secrets.clone(),
                     node_selector: spec.node_selector.clone(),
                     tolerations: spec.tolerations.clone(),

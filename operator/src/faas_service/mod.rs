@@ -58,6 +58,8 @@ pub struct Defaults {
     pub database_secret: String,
     pub cache_secret: String,
     pub nats_secret: String,
+    /// Secret with the HS256 key (`jwt-hs256-secret`) services use when spec.auth is unset.
+    pub auth_secret: String,
     pub cluster_domain: String,
 }
 
@@ -79,6 +81,7 @@ impl Default for Defaults {
             database_secret: "faas-database".into(),
             cache_secret: "faas-cache".into(),
             nats_secret: "faas-nats".into(),
+            auth_secret: "faas-auth".into(),
             cluster_domain: "cluster.local".into(),
         }
     }
@@ -194,19 +197,27 @@ async fn resolve(
 ) -> Result<Resolved> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let mut resolved = Resolved::default();
-    for (_, secret) in validate::secret_refs(fs, defaults) {
-        if resolved.secrets.contains_key(&secret.name) {
+    let names = validate::secret_refs(fs, defaults)
+        .into_iter()
+        .map(|(_, s)| s.name)
+        .chain(
+            validate::auth(fs, defaults)
+                .secret()
+                .map(|s| s.name.clone()),
+        );
+    for name in names {
+        if resolved.secrets.contains_key(&name) {
             continue;
         }
         // Only the key names are kept; values never leave this function.
-        let keys = secrets.get_opt(&secret.name).await?.map(|s| {
+        let keys = secrets.get_opt(&name).await?.map(|s| {
             s.data
                 .unwrap_or_default()
                 .into_keys()
                 .chain(s.string_data.unwrap_or_default().into_keys())
                 .collect()
         });
-        resolved.secrets.insert(secret.name.clone(), keys);
+        resolved.secrets.insert(name, keys);
     }
     let services: Api<FaasService> = Api::namespaced(client.clone(), ns);
     for name in validate::dependency_names(fs) {

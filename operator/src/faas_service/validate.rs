@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use faas_crds::SecretKeyRef;
 use faas_crds::faas_service::{Backend, Component, FaasService};
+use faas_crds::{SecretKey, SecretKeyRef};
 use kube::ResourceExt;
 
 use super::Defaults;
@@ -24,6 +24,51 @@ pub struct Validated {
     pub backends: Vec<(Backend, SecretKeyRef)>,
     /// The services named in dependsOn, with their components.
     pub dependencies: Vec<Dependency>,
+    /// How callers authenticate.
+    pub auth: Auth,
+}
+
+/// Key of the operator's default auth Secret that holds the HS256 key.
+pub const DEFAULT_AUTH_KEY: &str = "jwt-hs256-secret";
+
+/// How a service verifies its callers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Auth {
+    /// No verification (explicit development setting).
+    Disabled,
+    /// HS256 with the key in this Secret.
+    Hs256(SecretKey),
+    /// RS256 with the JWKS document in this Secret.
+    Jwks(SecretKey),
+}
+
+impl Auth {
+    /// The Secret the keys come from, if any.
+    pub fn secret(&self) -> Option<&SecretKey> {
+        match self {
+            Auth::Disabled => None,
+            Auth::Hs256(s) | Auth::Jwks(s) => Some(s),
+        }
+    }
+}
+
+/// The authentication a FaasService asks for, with the operator's default filled in.
+pub fn auth(fs: &FaasService, defaults: &Defaults) -> Auth {
+    match &fs.spec.auth {
+        Some(a) if a.disabled => Auth::Disabled,
+        Some(a) => match (&a.hs256_secret_ref, &a.jwks_secret_ref) {
+            (Some(s), _) => Auth::Hs256(s.clone()),
+            (None, Some(s)) => Auth::Jwks(s.clone()),
+            (None, None) => Auth::Hs256(SecretKey {
+                name: defaults.auth_secret.clone(),
+                key: DEFAULT_AUTH_KEY.into(),
+            }),
+        },
+        None => Auth::Hs256(SecretKey {
+            name: defaults.auth_secret.clone(),
+            key: DEFAULT_AUTH_KEY.into(),
+        }),
+    }
 }
 
 /// A resolved dependency.
@@ -114,6 +159,36 @@ pub fn validate(
         }
     }
 
+    let auth = auth(fs, defaults);
+    if let Some(secret) = auth.secret() {
+        let origin = if fs.spec.auth.is_some() {
+            "spec.auth".to_string()
+        } else {
+            "the operator's default for JWT verification (set spec.auth to use another)".to_string()
+        };
+        match resolved.secrets.get(&secret.name) {
+            Some(Some(keys)) if keys.iter().any(|k| k == &secret.key) => {}
+            Some(Some(_)) => {
+                return Err(Invalid {
+                    reason: "SecretKeyNotFound",
+                    message: format!(
+                        "Secret {namespace}/{} has no key '{}', needed for the JWT key by {origin}",
+                        secret.name, secret.key
+                    ),
+                });
+            }
+            _ => {
+                return Err(Invalid {
+                    reason: "SecretNotFound",
+                    message: format!(
+                        "Secret {namespace}/{} does not exist; it must hold key '{}' with the JWT key, referenced by {origin}",
+                        secret.name, secret.key
+                    ),
+                });
+            }
+        }
+    }
+
     let mut dependencies = Vec::new();
     for name in dependency_names(fs) {
         if name == fs.name_any() {
@@ -142,5 +217,6 @@ pub fn validate(
     Ok(Validated {
         backends,
         dependencies,
+        auth,
     })
 }
