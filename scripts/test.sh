@@ -12,7 +12,8 @@ cd "$repo"
 
 step() { printf '\n=== %s\n' "$*"; }
 
-cleanup() { scripts/services.sh down >/dev/null 2>&1 || true; }
+started_services=0
+cleanup() { if [[ $started_services == 1 ]]; then scripts/services.sh down >/dev/null 2>&1 || true; fi; }
 trap cleanup EXIT
 
 step "test tools: PyYAML and lua5.1 (chart checks)"
@@ -24,6 +25,10 @@ fi
 
 step "backing services: Postgres (pgvector), Redis, NATS"
 scripts/services.sh install
+# Servers someone already runs from this checkout are used and left running.
+if ! scripts/services.sh status >/dev/null 2>&1; then
+  started_services=1
+fi
 scripts/services.sh up
 # shellcheck disable=SC1090
 . "$(scripts/services.sh env)"
