@@ -233,20 +233,30 @@ impl TestNs {
         Api::namespaced(self.client.clone(), &self.name)
     }
 
-    /// Creates the Secrets faas-database, faas-cache and faas-nats (key `url`).
+    /// Creates the Secrets the operator's defaults name: faas-database, faas-cache and
+    /// faas-nats (key `url`) and faas-auth (key `jwt-hs256-secret`).
     pub async fn create_backend_secrets(&self) {
         let api: Api<Secret> = self.api();
-        for (name, url) in [
-            ("faas-database", "postgres://faas:secret@postgres:5432/faas"),
-            ("faas-cache", "redis://redis:6379"),
-            ("faas-nats", "nats://nats:4222"),
+        for (name, key, value) in [
+            (
+                "faas-database",
+                "url",
+                "postgres://faas:secret@postgres:5432/faas",
+            ),
+            ("faas-cache", "url", "redis://redis:6379"),
+            ("faas-nats", "url", "nats://nats:4222"),
+            (
+                "faas-auth",
+                "jwt-hs256-secret",
+                "e2e-only-signing-key-0123456789abcdef",
+            ),
         ] {
             let secret = Secret {
                 metadata: ObjectMeta {
                     name: Some(name.into()),
                     ..ObjectMeta::default()
                 },
-                string_data: Some(BTreeMap::from([("url".to_string(), url.to_string())])),
+                string_data: Some(BTreeMap::from([(key.to_string(), value.to_string())])),
                 ..Secret::default()
             };
             api.create(&PostParams::default(), &secret)
