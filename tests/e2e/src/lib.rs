@@ -335,6 +335,10 @@ impl TestNs {
 
 impl Drop for TestNs {
     fn drop(&mut self) {
+        // Logs and the ServiceAccount kubeconfigs are kept only for a failed test.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
         let name = self.name.clone();
         let release = self.release.clone();
         let keep = std::env::var_os("FAAS_E2E_KEEP_NAMESPACES").is_some();
@@ -528,7 +532,10 @@ impl Operator {
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file"))
             .stderr(file);
-        let child = cmd.spawn().expect("starting the operator");
+        let bin = operator_bin();
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting the operator {}: {e}", bin.display()));
         Operator {
             child: Some(child),
             identity: identity.to_string(),
