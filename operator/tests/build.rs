@@ -279,8 +279,13 @@ fn every_spec_field_reaches_its_object() {
     ] {
         let owner = &meta.owner_references.as_ref().unwrap()[0];
         assert_eq!(
-            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
-            ("FaasService", "7d3f", Some(true))
+            (
+                owner.kind.as_str(),
+                owner.uid.as_str(),
+                owner.controller,
+                owner.block_owner_deletion
+            ),
+            ("FaasService", "7d3f", Some(true), Some(true))
         );
         let labels = meta.labels.as_ref().unwrap();
         assert_eq!(labels["app.kubernetes.io/managed-by"], "faas-operator");

@@ -432,3 +432,21 @@ fn backoff_grows_and_is_capped() {
     assert_eq!(faas_service::backoff(5), Duration::from_secs(16));
     assert_eq!(faas_service::backoff(50), Duration::from_secs(300));
 }
+
+#[test]
+fn quantities_compare_by_amount_only_where_kubernetes_normalizes_them() {
+    use faas_operator::faas_service::{first_difference, same_quantity};
+    assert!(same_quantity("0.5", "500m"));
+    assert!(same_quantity("1Gi", "1024Mi"));
+    assert!(same_quantity("1e3", "1k"));
+    assert!(!same_quantity("1Gi", "1G"));
+    assert!(!same_quantity("abc", "abc "));
+    let desired = json!({"resources": {"requests": {"cpu": "0.5"}}, "env": [{"value": "0.5"}]});
+    let live = json!({"resources": {"requests": {"cpu": "500m"}}, "env": [{"value": "0.5"}]});
+    assert_eq!(first_difference(&desired, &live), None);
+    let edited = json!({"resources": {"requests": {"cpu": "500m"}}, "env": [{"value": "500m"}]});
+    assert_eq!(
+        first_difference(&desired, &edited).as_deref(),
+        Some(".env[0].value")
+    );
+}

@@ -123,8 +123,12 @@ pub fn wanted_replicas(fs: &FaasService) -> i32 {
 }
 
 fn owner_reference(fs: &FaasService) -> OwnerReference {
-    fs.controller_owner_ref(&())
-        .expect("a FaasService read from the API has a name and uid")
+    let mut owner = fs
+        .controller_owner_ref(&())
+        .expect("a FaasService read from the API has a name and uid");
+    // Foreground deletion of a FaasService waits until its children are gone.
+    owner.block_owner_deletion = Some(true);
+    owner
 }
 
 fn meta(fs: &FaasService, name: String) -> ObjectMeta {

@@ -263,18 +263,81 @@ async fn apply_children(
     Ok(changed)
 }
 
-/// Whether every field of `desired` has the same value in `actual`. Fields that only `actual`
-/// has (defaults, other managers' fields, status) do not matter.
-pub fn is_subset(desired: &Value, actual: &Value) -> bool {
+/// The first field (as a JSON path) whose value in `desired` is not the one in `actual`, or
+/// `None` when every field of `desired` has the same value in `actual`. Fields that only
+/// `actual` has (defaults, other managers' fields, status) do not matter.
+pub fn first_difference(desired: &Value, actual: &Value) -> Option<String> {
+    difference(desired, actual, false)
+}
+
+/// Fields whose values the API server rewrites into canonical quantities ("0.5" → "500m").
+const QUANTITY_FIELDS: &[&str] = &["requests", "limits", "sizeLimit"];
+
+fn difference(desired: &Value, actual: &Value, quantities: bool) -> Option<String> {
     match (desired, actual) {
-        (Value::Object(d), Value::Object(a)) => d
-            .iter()
-            .all(|(k, dv)| dv.is_null() || a.get(k).is_some_and(|av| is_subset(dv, av))),
-        (Value::Array(d), Value::Array(a)) => {
-            d.len() == a.len() && d.iter().zip(a).all(|(x, y)| is_subset(x, y))
+        (Value::Object(d), Value::Object(a)) => d.iter().find_map(|(k, dv)| {
+            if dv.is_null() {
+                return None;
+            }
+            let quantities = quantities || QUANTITY_FIELDS.contains(&k.as_str());
+            match a.get(k) {
+                None => Some(format!(".{k}")),
+                Some(av) => difference(dv, av, quantities).map(|rest| format!(".{k}{rest}")),
+            }
+        }),
+        (Value::Array(d), Value::Array(a)) if d.len() == a.len() => {
+            d.iter().zip(a).enumerate().find_map(|(i, (x, y))| {
+                difference(x, y, quantities).map(|rest| format!("[{i}]{rest}"))
+            })
         }
-        (d, a) => d == a,
+        (Value::Array(_), Value::Array(_)) => Some(" (length)".into()),
+        (d, a) if d == a => None,
+        (Value::String(d), Value::String(a)) if quantities && same_quantity(d, a) => None,
+        _ => Some(String::new()),
     }
+}
+
+/// Whether two Kubernetes quantities ("500m", "0.5", "1Gi", "1024Mi") denote the same amount.
+pub fn same_quantity(a: &str, b: &str) -> bool {
+    match (quantity_value(a), quantity_value(b)) {
+        (Some(x), Some(y)) => (x - y).abs() <= f64::EPSILON * x.abs().max(y.abs()) * 8.0,
+        _ => false,
+    }
+}
+
+fn quantity_value(q: &str) -> Option<f64> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        exp if exp.starts_with(['e', 'E']) => 10f64.powi(exp[1..].parse().ok()?),
+        _ => return None,
+    };
+    Some(number * factor)
+}
+
+/// Whether every field of `desired` has the same value in `actual`.
+pub fn is_subset(desired: &Value, actual: &Value) -> bool {
+    first_difference(desired, actual).is_none()
 }
 
 fn up_to_date<K: Serialize + Resource>(desired: &K, actual: &K) -> Result<bool> {
@@ -287,10 +350,14 @@ fn up_to_date<K: Serialize + Resource>(desired: &K, actual: &K) -> Result<bool> 
     if hash(desired) != hash(actual) {
         return Ok(false);
     }
-    Ok(is_subset(
+    let difference = first_difference(
         &serde_json::to_value(desired)?,
         &serde_json::to_value(actual)?,
-    ))
+    );
+    if let Some(path) = &difference {
+        tracing::debug!(name = desired.meta().name.as_deref().unwrap_or_default(), field = %path, "live object differs");
+    }
+    Ok(difference.is_none())
 }
 
 /// Applies `desired` unless the live object already matches it. Returns whether it applied.
