@@ -114,6 +114,33 @@ pub fn dependency_names(fs: &FaasService) -> Vec<String> {
         .collect()
 }
 
+/// Checks that a Secret exists and holds `key`; `purpose` and `origin` tell the user what it
+/// is for and which setting names it.
+fn check_secret(
+    resolved: &Resolved,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    purpose: &str,
+    origin: &str,
+) -> Result<(), Invalid> {
+    match resolved.secrets.get(name) {
+        Some(Some(keys)) if keys.iter().any(|k| k == key) => Ok(()),
+        Some(Some(_)) => Err(Invalid {
+            reason: "SecretKeyNotFound",
+            message: format!(
+                "Secret {namespace}/{name} has no key '{key}', needed for {purpose} by {origin}"
+            ),
+        }),
+        _ => Err(Invalid {
+            reason: "SecretNotFound",
+            message: format!(
+                "Secret {namespace}/{name} does not exist; it must hold key '{key}' with {purpose}, referenced by {origin}"
+            ),
+        }),
+    }
+}
+
 /// Checks the references of a FaasService against what was found.
 pub fn validate(
     fs: &FaasService,
@@ -132,61 +159,32 @@ pub fn validate(
                 backend.field()
             )
         };
-        match resolved.secrets.get(&secret.name) {
-            Some(Some(keys)) if keys.iter().any(|k| k == &secret.key) => {}
-            Some(Some(_)) => {
-                return Err(Invalid {
-                    reason: "SecretKeyNotFound",
-                    message: format!(
-                        "Secret {namespace}/{} has no key '{}', needed for {} by {origin}",
-                        secret.name,
-                        secret.key,
-                        backend.env_name()
-                    ),
-                });
-            }
-            _ => {
-                return Err(Invalid {
-                    reason: "SecretNotFound",
-                    message: format!(
-                        "Secret {namespace}/{} does not exist; it must hold key '{}' with the {} URL, referenced by {origin}",
-                        secret.name,
-                        secret.key,
-                        backend.env_name()
-                    ),
-                });
-            }
-        }
+        let purpose = format!("the {} URL", backend.env_name());
+        check_secret(
+            resolved,
+            &namespace,
+            &secret.name,
+            &secret.key,
+            &purpose,
+            &origin,
+        )?;
     }
 
     let auth = auth(fs, defaults);
     if let Some(secret) = auth.secret() {
         let origin = if fs.spec.auth.is_some() {
-            "spec.auth".to_string()
+            "spec.auth"
         } else {
-            "the operator's default for JWT verification (set spec.auth to use another)".to_string()
+            "the operator's default for JWT verification (set spec.auth to use another)"
         };
-        match resolved.secrets.get(&secret.name) {
-            Some(Some(keys)) if keys.iter().any(|k| k == &secret.key) => {}
-            Some(Some(_)) => {
-                return Err(Invalid {
-                    reason: "SecretKeyNotFound",
-                    message: format!(
-                        "Secret {namespace}/{} has no key '{}', needed for the JWT key by {origin}",
-                        secret.name, secret.key
-                    ),
-                });
-            }
-            _ => {
-                return Err(Invalid {
-                    reason: "SecretNotFound",
-                    message: format!(
-                        "Secret {namespace}/{} does not exist; it must hold key '{}' with the JWT key, referenced by {origin}",
-                        secret.name, secret.key
-                    ),
-                });
-            }
-        }
+        check_secret(
+            resolved,
+            &namespace,
+            &secret.name,
+            &secret.key,
+            "the JWT key",
+            origin,
+        )?;
     }
 
     let mut dependencies = Vec::new();
