@@ -47,8 +47,9 @@ wildcard. The Lease rules for leader election are in leader-election-rbac.yaml.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
-# Only the existence of the database, cache and NATS Secrets a FaasService references is
-# checked, by name. No list or watch, so the operator cannot enumerate Secrets.
+# Only the Secrets a FaasService references (database, cache, NATS, JWT key) are read, by
+# name, to check that they exist and hold the named key; their values are never used. No
+# list or watch, so the operator cannot enumerate Secrets.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
