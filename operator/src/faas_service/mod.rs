@@ -196,21 +196,23 @@ async fn resolve(
     defaults: &Defaults,
 ) -> Result<Resolved> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let mut resolved = Resolved::default();
-    let names = validate::secret_refs(fs, defaults)
+    let mut names: Vec<String> = validate::secret_refs(fs, defaults)
         .into_iter()
         .map(|(_, s)| s.name)
         .chain(
             validate::auth(fs, defaults)
                 .secret()
                 .map(|s| s.name.clone()),
-        );
-    for name in names {
-        if resolved.secrets.contains_key(&name) {
-            continue;
-        }
+        )
+        .collect();
+    names.sort();
+    names.dedup();
+    let found =
+        futures::future::try_join_all(names.iter().map(|name| secrets.get_opt(name))).await?;
+    let mut resolved = Resolved::default();
+    for (name, secret) in names.into_iter().zip(found) {
         // Only the key names are kept; values never leave this function.
-        let keys = secrets.get_opt(&name).await?.map(|s| {
+        let keys = secret.map(|s| {
             s.data
                 .unwrap_or_default()
                 .into_keys()
@@ -219,13 +221,20 @@ async fn resolve(
         });
         resolved.secrets.insert(name, keys);
     }
+
     let services: Api<FaasService> = Api::namespaced(client.clone(), ns);
-    for name in validate::dependency_names(fs) {
-        if name == fs.name_any() || resolved.dependencies.contains_key(&name) {
-            continue;
-        }
-        let component = services.get_opt(&name).await?.map(|d| d.spec.component);
-        resolved.dependencies.insert(name, component);
+    let mut deps: Vec<String> = validate::dependency_names(fs)
+        .into_iter()
+        .filter(|n| *n != fs.name_any())
+        .collect();
+    deps.sort();
+    deps.dedup();
+    let found =
+        futures::future::try_join_all(deps.iter().map(|name| services.get_opt(name))).await?;
+    for (name, dep) in deps.into_iter().zip(found) {
+        resolved
+            .dependencies
+            .insert(name, dep.map(|d| d.spec.component));
     }
     Ok(resolved)
 }
@@ -237,29 +246,33 @@ async fn apply_children(
     fs: &FaasService,
     desired: build::Children,
 ) -> Result<Vec<String>> {
-    let mut changed = Vec::new();
     let name = fs.name_any();
-    if ensure(client, ns, &desired.service_account).await? {
-        changed.push("ServiceAccount".into());
-    }
-    if ensure(client, ns, &desired.config_map).await? {
-        changed.push("ConfigMap".into());
-    }
-    if ensure(client, ns, &desired.deployment).await? {
-        changed.push("Deployment".into());
-    }
-    if ensure(client, ns, &desired.service).await? {
-        changed.push("Service".into());
-    }
-    if ensure_optional(client, ns, fs, &name, desired.hpa.as_ref()).await? {
-        changed.push("HorizontalPodAutoscaler".into());
-    }
-    if ensure_optional(client, ns, fs, &name, desired.ingress.as_ref()).await? {
-        changed.push("Ingress".into());
-    }
-    if ensure_optional(client, ns, fs, &name, desired.pdb.as_ref()).await? {
-        changed.push("PodDisruptionBudget".into());
-    }
+    // The pods' ServiceAccount and ConfigMap first, so the Deployment's pods never wait for
+    // them; the other children do not depend on each other and are applied at once.
+    let (sa, cm) = futures::try_join!(
+        ensure(client, ns, &desired.service_account),
+        ensure(client, ns, &desired.config_map),
+    )?;
+    let (deploy, svc, hpa, ingress, pdb) = futures::try_join!(
+        ensure(client, ns, &desired.deployment),
+        ensure(client, ns, &desired.service),
+        ensure_optional(client, ns, fs, &name, desired.hpa.as_ref()),
+        ensure_optional(client, ns, fs, &name, desired.ingress.as_ref()),
+        ensure_optional(client, ns, fs, &name, desired.pdb.as_ref()),
+    )?;
+    let changed = [
+        (sa, "ServiceAccount"),
+        (cm, "ConfigMap"),
+        (deploy, "Deployment"),
+        (svc, "Service"),
+        (hpa, "HorizontalPodAutoscaler"),
+        (ingress, "Ingress"),
+        (pdb, "PodDisruptionBudget"),
+    ]
+    .into_iter()
+    .filter(|(c, _)| *c)
+    .map(|(_, kind)| kind.to_string())
+    .collect();
     Ok(changed)
 }
 
