@@ -93,20 +93,27 @@ async fn lead_then_run(
 ) -> anyhow::Result<()> {
     let namespace = config.lease_namespace();
     let duration = config.lease_duration_seconds.max(2);
-    let manager = LeaseManagerBuilder::new(client, &config.lease_name)
-        .with_namespace(&namespace)
-        .with_identity(&identity)
-        .with_duration(duration)
-        .with_grace((duration / 3).max(1))
-        .build()
-        .await
-        .with_context(|| {
-            format!(
-                "cannot set up leader election on Lease {namespace}/{}",
-                config.lease_name
-            )
-        })?;
-    let (mut leader, lease_task) = manager.watch().await;
+    let lease_name = config.lease_name.clone();
+    let connect = {
+        let namespace = namespace.clone();
+        let identity = identity.clone();
+        move || {
+            LeaseManagerBuilder::new(client.clone(), &lease_name)
+                .with_namespace(&namespace)
+                .with_identity(&identity)
+                .with_duration(duration)
+                .with_grace((duration / 3).max(1))
+                .build()
+        }
+    };
+    // Fail early, with the Lease named, when leader election cannot work at all.
+    connect().await.with_context(|| {
+        format!(
+            "cannot set up leader election on Lease {namespace}/{}",
+            config.lease_name
+        )
+    })?;
+    let (mut leader, lease_task) = crate::leader::elect(connect, Duration::from_secs(2));
     // A standby replica is healthy and ready: it is doing what it should.
     ready.store(true, Ordering::Relaxed);
     info!(lease = %config.lease_name, %namespace, %identity, "waiting for the leader Lease");
@@ -154,9 +161,11 @@ async fn lead_then_run(
 
 async fn release<T>(task: tokio::task::JoinHandle<T>) {
     // Dropping the receiver makes the lease task release the Lease; give it a moment.
-    match tokio::time::timeout(Duration::from_secs(5), task).await {
-        Ok(_) => info!("released the leader Lease"),
-        Err(_) => error!("timed out releasing the leader Lease"),
+    if tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .is_err()
+    {
+        error!("timed out releasing the leader Lease");
     }
 }
 

@@ -639,6 +639,18 @@ impl Operator {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Sends SIGTERM (what Kubernetes sends on pod deletion) and waits for the process to end;
+    /// returns its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM failed");
+        child.wait().ok().and_then(|s| s.code())
+    }
+
     /// SIGKILLs the process and waits for it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -91,3 +91,60 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     drop(leader);
     drop(standby);
 }
+
+/// A leader asked to stop (SIGTERM) releases the Lease on its way out, so a standby takes over
+/// at once instead of waiting for the Lease to expire: the Lease here lasts far longer than
+/// the test waits.
+#[tokio::test]
+async fn a_leader_that_stops_releases_the_lease() {
+    const LONG_LEASE: &str = "faas-operator-e2e-long";
+    let ns = TestNs::new("release").await;
+    ns.create_backend_secrets().await;
+    let sa = ns.install_chart_rbac(LONG_LEASE).await;
+    let kubeconfig = ns.service_account_kubeconfig(&sa).await;
+    let mut first = Operator::start(&ns, &kubeconfig, LONG_LEASE, "op-first", Some(600));
+    first.wait_ready().await;
+    wait_for("op-first to lead", WAIT, || async {
+        match first.is_leader().await {
+            Ok(true) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let second = Operator::start(&ns, &kubeconfig, LONG_LEASE, "op-second", Some(600));
+    second.wait_ready().await;
+    assert!(!second.is_leader().await.expect("metrics"));
+
+    let code = first.terminate();
+    assert_eq!(
+        code,
+        Some(0),
+        "graceful shutdown exits 0:\n{}",
+        first.log_tail(20)
+    );
+    assert!(
+        first.log_text().contains("released the leader Lease"),
+        "{}",
+        first.log_tail(20)
+    );
+
+    wait_for("op-second to lead after the release", WAIT, || async {
+        let leads = second.is_leader().await.map_err(|e| e.to_string())?;
+        let lease = ns.api::<Lease>().get_opt(LONG_LEASE).await.ok().flatten();
+        let h = lease.and_then(|l| l.spec).and_then(|s| s.holder_identity);
+        if leads && h.as_deref() == Some("op-second") {
+            Ok(())
+        } else {
+            Err(format!("op-second leads: {leads}, Lease holder: {h:?}"))
+        }
+    })
+    .await;
+    create_fs(
+        &ns,
+        "gateway",
+        json!({ "component": "gateway", "replicas": 1 }),
+    )
+    .await;
+    wait_ready(&ns, "gateway").await;
+    drop(second);
+}
