@@ -17,7 +17,7 @@ IMAGE_TAG      ?= dev
 OPERATOR_IMAGE ?= $(IMAGE_REPO)/faas-operator:$(IMAGE_TAG)
 RUNTIME_IMAGE  ?= $(IMAGE_REPO)/faas-runtime:$(IMAGE_TAG)
 FAAS_NAMESPACE ?= faas-system
-# The e2e suite reads its cluster from KUBECONFIG; override to pass test filters.
+# The e2e suite reads its cluster from FAAS_E2E_KUBECONFIG; override to pass test filters.
 E2E_KIND_CMD   ?= cargo test -p faas-e2e -- --test-threads=1
 
 .PHONY: kind-up kind-down image kind-load deploy e2e-kind
@@ -54,4 +54,4 @@ deploy: ## Install or upgrade the chart (CRDs included) with the locally built i
 e2e-kind: kind-up image kind-load ## Chart checks and the e2e suite against kind
 	-KUBECONFIG=$(KIND_KUBECONFIG) $(KUBECTL) -n $(FAAS_NAMESPACE) scale deployment/faas-operator --replicas=0 2>/dev/null
 	KUBECONFIG=$(KIND_KUBECONFIG) HELM=$(HELM) KUBECTL=$(KUBECTL) tests/e2e/chart.sh
-	KUBECONFIG=$(KIND_KUBECONFIG) FAAS_RUNTIME_IMAGE=$(RUNTIME_IMAGE) $(E2E_KIND_CMD)
+	FAAS_E2E_KUBECONFIG=$(KIND_KUBECONFIG) FAAS_RUNTIME_IMAGE=$(RUNTIME_IMAGE) $(E2E_KIND_CMD)

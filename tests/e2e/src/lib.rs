@@ -523,6 +523,12 @@ impl Operator {
                 lease_duration_seconds.unwrap_or(15).to_string(),
             )
             .args(["--http-addr", &format!("127.0.0.1:{port}")])
+            // On a cluster with real kubelets (kind) the pods run the image built for it.
+            .args(
+                std::env::var("FAAS_RUNTIME_IMAGE")
+                    .ok()
+                    .map(|i| format!("--runtime-image={i}")),
+            )
             .args(["--log-format", "text"])
             .args(["--log-level", "info,faas_operator=debug"])
             .args(["--leader-election", "true"])
