@@ -450,3 +450,19 @@ fn quantities_compare_by_amount_only_where_kubernetes_normalizes_them() {
         Some(".env[0].value")
     );
 }
+
+#[tokio::test]
+async fn a_service_being_deleted_is_left_to_the_garbage_collector() {
+    let h = Harness::new().with_secrets();
+    h.create(json!({"component": "gateway", "replicas": 1}));
+    h.reconcile().await;
+    h.api.edit(DEPLOY, |d| d["spec"]["replicas"] = json!(0));
+    h.api.edit(FS_PATH, |o| {
+        o["metadata"]["deletionTimestamp"] = json!("2026-11-26T10:00:00Z");
+        o["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
+    });
+    h.api.clear_calls();
+    let action = h.reconcile().await;
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    assert_eq!(h.api.writes(), Vec::<String>::new());
+}

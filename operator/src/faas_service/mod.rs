@@ -118,6 +118,10 @@ pub async fn reconcile(fs: Arc<FaasService>, ctx: Arc<Context>) -> Result<Action
         .namespace()
         .ok_or_else(|| Error::MissingNamespace(fs.name_any()))?;
     let client = &ctx.client;
+    if fs.metadata.deletion_timestamp.is_some() {
+        // The garbage collector is removing the children; applying them again would fight it.
+        return Ok(Action::await_change());
+    }
 
     // Dereference.
     let resolved = resolve(client, &ns, &fs, &ctx.defaults).await?;
