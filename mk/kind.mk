@@ -50,7 +50,9 @@ deploy: ## Install or upgrade the chart (CRDs included) with the locally built i
 
 # The suite runs the operator itself, as a local process under the chart's RBAC, so an
 # operator installed by `deploy` is scaled to zero first: two operators with different
-# Leases would both reconcile. Generated workloads run the runtime image built here.
+# Leases would both reconcile. Generated workloads run the runtime image built here; unlike
+# kwok's simulated pods, they become Ready only when the Postgres, Redis and NATS URLs in the
+# Secrets the tests create answer from inside the cluster.
 e2e-kind: kind-up image kind-load ## Chart checks and the e2e suite against kind
 	-KUBECONFIG=$(KIND_KUBECONFIG) $(KUBECTL) -n $(FAAS_NAMESPACE) scale deployment/faas-operator --replicas=0 2>/dev/null
 	KUBECONFIG=$(KIND_KUBECONFIG) HELM=$(HELM) KUBECTL=$(KUBECTL) tests/e2e/chart.sh

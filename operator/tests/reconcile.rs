@@ -198,6 +198,10 @@ async fn becomes_ready_then_writes_nothing_in_steady_state() {
         "steady state writes nothing"
     );
     assert!(!h.api.calls().is_empty());
+    assert!(
+        !h.api.calls().iter().any(|c| c.path.ends_with("/pods")),
+        "pods are not listed while every replica is ready"
+    );
     let still = find(&h.current().status.unwrap().conditions, READY)
         .unwrap()
         .last_transition_time

@@ -446,7 +446,13 @@ async fn observe(client: &Client, ns: &str, fs: &FaasService) -> Result<Observed
             .iter()
             .any(|o| Some(&o.uid) == fs.metadata.uid.as_ref())
     });
-    let pods = if deployment.is_some() {
+    // Pods are only looked at to explain replicas that are not ready.
+    let all_ready = deployment.as_ref().is_some_and(|d| {
+        let wanted = d.spec.replicas.unwrap_or(1);
+        let st = d.status.clone().unwrap_or_default();
+        st.ready_replicas.unwrap_or(0) >= wanted && st.replicas.unwrap_or(0) == wanted
+    });
+    let pods = if deployment.is_some() && !all_ready {
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
         pods.list(&ListParams::default().labels(&build::selector_string(fs)))
             .await?
