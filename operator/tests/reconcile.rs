@@ -470,3 +470,28 @@ async fn a_service_being_deleted_is_left_to_the_garbage_collector() {
     assert_eq!(action, kube::runtime::controller::Action::await_change());
     assert_eq!(h.api.writes(), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn under_an_autoscaler_the_rollout_completes_at_min_replicas() {
+    let h = Harness::new().with_secrets();
+    h.create(json!({"component": "rag", "autoscaling": {"minReplicas": 2, "maxReplicas": 4}}));
+    h.reconcile().await;
+    // The API server defaults the new Deployment to one replica; the HPA has not acted yet.
+    h.api.edit(DEPLOY, |d| d["spec"]["replicas"] = json!(1));
+    h.deployment_ready();
+    h.reconcile().await;
+    assert_eq!(h.condition(READY), ("True".into(), "Available".into()));
+    assert_eq!(
+        h.condition(PROGRESSING),
+        ("True".into(), "RollingOut".into())
+    );
+
+    h.api.edit(DEPLOY, |d| d["spec"]["replicas"] = json!(2));
+    h.deployment_ready();
+    h.reconcile().await;
+    assert_eq!(
+        h.condition(PROGRESSING),
+        ("False".into(), "RolloutComplete".into())
+    );
+    assert_eq!(h.current().status.unwrap().ready_replicas, Some(2));
+}

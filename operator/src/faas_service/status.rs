@@ -117,7 +117,12 @@ pub fn compute(
     let dep = observed.deployment.as_ref();
     let dep_spec_replicas = dep.and_then(|d| d.spec.replicas);
     let st = dep.and_then(|d| d.status.clone()).unwrap_or_default();
-    let wanted = dep_spec_replicas.unwrap_or_else(|| build::wanted_replicas(fs));
+    // Under an autoscaler the Deployment starts at one replica until the HPA raises it to
+    // minReplicas: the rollout is not complete before that.
+    let floor = fs.spec.autoscaling.as_ref().map_or(0, |a| a.min_replicas);
+    let wanted = dep_spec_replicas
+        .unwrap_or_else(|| build::wanted_replicas(fs))
+        .max(floor);
     let ready = st.ready_replicas.unwrap_or(0);
     let available = st.available_replicas.unwrap_or(0);
     let updated = st.updated_replicas.unwrap_or(0);
