@@ -10,10 +10,41 @@ use crate::{Agent, FaasService, PromptTemplate};
 /// The CRDs of this release with the file name (the plural) each is written to.
 pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
-        ("faasservices", FaasService::crd()),
-        ("agents", Agent::crd()),
-        ("prompttemplates", PromptTemplate::crd()),
+        ("faasservices", unwrap_descriptions(FaasService::crd())),
+        ("agents", unwrap_descriptions(Agent::crd())),
+        (
+            "prompttemplates",
+            unwrap_descriptions(PromptTemplate::crd()),
+        ),
     ]
+}
+
+/// Joins the lines of each paragraph of every schema description: doc comments wrap at the
+/// source's width, and `kubectl explain` would keep those breaks in the middle of sentences.
+fn unwrap_descriptions(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    match v {
+                        serde_json::Value::String(text) if key == "description" => {
+                            *text = text
+                                .split("\n\n")
+                                .map(|p| p.split('\n').map(str::trim).collect::<Vec<_>>().join(" "))
+                                .collect::<Vec<_>>()
+                                .join("\n\n");
+                        }
+                        other => walk(other),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(&crd).expect("a CRD always serializes");
+    walk(&mut value);
+    serde_json::from_value(value).expect("only descriptions changed")
 }
 
 const HEADER: &str =
@@ -87,6 +118,15 @@ pub fn repo_root() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::escape_for_helm;
+
+    #[test]
+    fn descriptions_read_as_paragraphs() {
+        let crd = super::crds().remove(0).1;
+        let yaml = serde_yaml::to_string(&crd).unwrap();
+        assert!(yaml.contains(
+            "Defaults to JWTs signed with the HS256 key in the operator's default Secret"
+        ));
+    }
 
     #[test]
     fn template_delimiters_become_literal() {
