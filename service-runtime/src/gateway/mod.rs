@@ -88,6 +88,41 @@ struct CallRecord {
     cached: bool,
 }
 
+/// The providers that serve `model` for the caller's tenant, once the tenant's limits admit
+/// the call. A refused call is still metered, so it shows in error rates.
+async fn route_and_admit(
+    state: &AppState,
+    ctx: &RequestContext,
+    p: &Principal,
+    agent: &Option<String>,
+    model: &str,
+    operation: &'static str,
+    started: Instant,
+) -> Result<providers::Chain, ApiError> {
+    let chain = providers::route(state, &p.tenant_id, model).await?;
+    if chain.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "the model `{model}` does not exist or is not served here"
+        )));
+    }
+    if let Err(e) = limits::admit(state, limit_cache(), &p.tenant_id).await {
+        if matches!(e, ApiError::TooManyRequests { .. }) {
+            let rec = CallRecord {
+                model: chain[0].1.clone(),
+                provider: String::new(),
+                operation,
+                usage: Usage::default(),
+                started,
+                error: Some(e.public_detail()),
+                cached: false,
+            };
+            emit(state, ctx, p, agent.clone(), rec);
+        }
+        return Err(e);
+    }
+    Ok(chain)
+}
+
 /// Meters the call and publishes its event, off the request path.
 fn emit(
     state: &AppState,
@@ -221,29 +256,7 @@ async fn chat_inner(
     req.validate()?;
     let started = Instant::now();
     let agent = agent_header(&headers);
-    let chain = providers::route(&state, &p.tenant_id, &req.model).await?;
-    if chain.is_empty() {
-        return Err(ApiError::NotFound(format!(
-            "the model `{}` does not exist or is not served here",
-            req.model
-        )));
-    }
-    if let Err(e) = limits::admit(&state, limit_cache(), &p.tenant_id).await {
-        // Refused calls are operations too: they show in error rates.
-        if matches!(e, ApiError::TooManyRequests { .. }) {
-            let rec = CallRecord {
-                model: chain[0].1.clone(),
-                provider: String::new(),
-                operation: "chat",
-                usage: Usage::default(),
-                started,
-                error: Some(e.public_detail()),
-                cached: false,
-            };
-            emit(&state, &ctx, &p, agent.clone(), rec);
-        }
-        return Err(e);
-    }
+    let chain = route_and_admit(&state, &ctx, &p, &agent, &req.model, "chat", started).await?;
 
     let cache_key = req
         .is_deterministic()
@@ -409,29 +422,8 @@ async fn embeddings_inner(
     let (input, base64) = req.validate()?;
     let started = Instant::now();
     let agent = agent_header(&headers);
-    let chain = providers::route(&state, &p.tenant_id, &req.model).await?;
-    if chain.is_empty() {
-        return Err(ApiError::NotFound(format!(
-            "the model `{}` does not exist or is not served here",
-            req.model
-        )));
-    }
-    if let Err(e) = limits::admit(&state, limit_cache(), &p.tenant_id).await {
-        // Refused calls are operations too: they show in error rates.
-        if matches!(e, ApiError::TooManyRequests { .. }) {
-            let rec = CallRecord {
-                model: chain[0].1.clone(),
-                provider: String::new(),
-                operation: "embeddings",
-                usage: Usage::default(),
-                started,
-                error: Some(e.public_detail()),
-                cached: false,
-            };
-            emit(&state, &ctx, &p, agent.clone(), rec);
-        }
-        return Err(e);
-    }
+    let chain =
+        route_and_admit(&state, &ctx, &p, &agent, &req.model, "embeddings", started).await?;
     let mut last_err = None;
     for (provider, model) in &chain {
         match upstream::embeddings(&state, &ctx, provider, model, &req, &input).await {

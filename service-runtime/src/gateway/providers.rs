@@ -349,8 +349,9 @@ pub async fn delete(
 }
 
 /// The fallback chain for a model: `provider/model` pins one provider;
-/// otherwise every enabled provider listing the model, by priority.
-type Chain = Vec<(Provider, String)>;
+/// otherwise every enabled provider listing the model, by priority. Each entry is a provider
+/// and the name it knows the model by.
+pub(crate) type Chain = Vec<(Provider, String)>;
 
 /// Routes resolved recently, so most requests cost no database round trip.
 /// Entries live a few seconds; changes made through this replica drop the

@@ -63,6 +63,34 @@ fn build(
     rb.build().map_err(ApiError::internal)
 }
 
+/// Posts `body` to the provider and parses its JSON answer.
+async fn call_json(
+    state: &AppState,
+    ctx: &RequestContext,
+    p: &Provider,
+    url: String,
+    body: &Value,
+) -> Attempt<Value> {
+    let request = match build(state, p, url, body) {
+        Ok(r) => r,
+        Err(e) => return Attempt::Failed(e),
+    };
+    let resp = match send(state, ctx, p, request).await {
+        Attempt::Done(r) => r,
+        Attempt::Failed(e) => return Attempt::Failed(e),
+        Attempt::Fatal(e) => return Attempt::Fatal(e),
+    };
+    match resp.json().await {
+        Ok(v) => Attempt::Done(v),
+        Err(_) => Attempt::Failed(malformed(p)),
+    }
+}
+
+/// The error for an answer that is not what the provider's protocol promises.
+fn malformed(p: &Provider) -> ApiError {
+    ApiError::BadGateway(format!("provider {} sent a malformed answer", p.name))
+}
+
 async fn send(
     state: &AppState,
     ctx: &RequestContext,
@@ -303,23 +331,10 @@ pub async fn chat(
             )));
         }
     };
-    let request = match build(state, p, url, &body) {
-        Ok(r) => r,
-        Err(e) => return Attempt::Failed(e),
-    };
-    let resp = match send(state, ctx, p, request).await {
-        Attempt::Done(r) => r,
+    let v = match call_json(state, ctx, p, url, &body).await {
+        Attempt::Done(v) => v,
         Attempt::Failed(e) => return Attempt::Failed(e),
         Attempt::Fatal(e) => return Attempt::Fatal(e),
-    };
-    let v: Value = match resp.json().await {
-        Ok(v) => v,
-        Err(_) => {
-            return Attempt::Failed(ApiError::BadGateway(format!(
-                "provider {} sent a malformed answer",
-                p.name
-            )));
-        }
     };
     match p.kind {
         ProviderKind::Anthropic => {
@@ -389,10 +404,7 @@ pub async fn chat(
         }
         _ => {
             if v.get("choices").and_then(Value::as_array).is_none() {
-                return Attempt::Failed(ApiError::BadGateway(format!(
-                    "provider {} sent a malformed answer",
-                    p.name
-                )));
+                return Attempt::Failed(malformed(p));
             }
             let usage = usage_from_openai(&v);
             Attempt::Done((v, usage))
@@ -702,29 +714,14 @@ pub async fn embeddings(
             if let Some(u) = &req.user {
                 body["user"] = json!(u);
             }
-            let request = match build(state, p, format!("{}/embeddings", p.base_url), &body) {
-                Ok(r) => r,
-                Err(e) => return Attempt::Failed(e),
-            };
-            let resp = match send(state, ctx, p, request).await {
-                Attempt::Done(r) => r,
+            let url = format!("{}/embeddings", p.base_url);
+            let v = match call_json(state, ctx, p, url, &body).await {
+                Attempt::Done(v) => v,
                 Attempt::Failed(e) => return Attempt::Failed(e),
                 Attempt::Fatal(e) => return Attempt::Fatal(e),
             };
-            let v: Value = match resp.json().await {
-                Ok(v) => v,
-                Err(_) => {
-                    return Attempt::Failed(ApiError::BadGateway(format!(
-                        "provider {} sent a malformed answer",
-                        p.name
-                    )));
-                }
-            };
             let Some(data) = v.get("data").and_then(Value::as_array) else {
-                return Attempt::Failed(ApiError::BadGateway(format!(
-                    "provider {} sent a malformed answer",
-                    p.name
-                )));
+                return Attempt::Failed(malformed(p));
             };
             let mut vectors = vec![Vec::new(); data.len()];
             for (i, item) in data.iter().enumerate() {
