@@ -23,9 +23,7 @@ async fn gateway(pool: sqlx::PgPool) -> (TestApp, MockServer) {
         .provider_keys
         .0
         .insert("LLM_API_KEY_MOCK".into(), KEY.into());
-    config
-        .extra
-        .insert("FAAS_PLATFORM_ADMIN_ROLE".into(), "platform-admin".into());
+    config.platform_admin_role = "platform-admin".into();
     let app = app_with(Some(pool), &[Component::Gateway], config).await;
     (app, mock)
 }

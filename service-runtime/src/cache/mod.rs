@@ -43,15 +43,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
 }
 
-fn default_ttl(state: &AppState) -> u64 {
-    state
-        .config
-        .extra
-        .get("FAAS_CACHE_DEFAULT_TTL_SECS")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3600)
-}
-
 fn check_text(what: &str, s: &str, max: usize) -> ApiResult<()> {
     if s.is_empty() || s.len() > max || s.chars().any(char::is_control) {
         return Err(ApiError::Validation(format!(
@@ -113,7 +104,9 @@ async fn put_item(
     Json(input): Json<PutItem>,
 ) -> ApiResult<Json<Item>> {
     check_text("key", &key, MAX_KEY)?;
-    let ttl = input.ttl_seconds.unwrap_or_else(|| default_ttl(&state));
+    let ttl = input
+        .ttl_seconds
+        .unwrap_or_else(|| state.config.cache_default_ttl_secs);
     if ttl == 0 || ttl > MAX_TTL {
         return Err(ApiError::Validation(format!(
             "ttl_seconds: must be between 1 and {MAX_TTL}"

@@ -15,16 +15,6 @@ use crate::platform::auth::valid_tenant_id;
 use crate::platform::extract::{Json, Path};
 use crate::platform::{ApiError, ApiResult, AppState, Principal};
 
-/// The role that may change tenants' limits (a tenant's own admins may not).
-pub fn platform_admin_role(state: &AppState) -> String {
-    state
-        .config
-        .extra
-        .get("FAAS_PLATFORM_ADMIN_ROLE")
-        .cloned()
-        .unwrap_or_else(|| "platform-admin".into())
-}
-
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -260,7 +250,7 @@ pub async fn put(
     Path(tenant): Path<String>,
     Json(l): Json<Limits>,
 ) -> ApiResult<Json<LimitsView>> {
-    let role = platform_admin_role(&state);
+    let role = state.config.platform_admin_role.clone();
     if !p.roles.iter().any(|r| r == &role) && !state.auth.is_disabled() {
         return Err(ApiError::Forbidden(format!(
             "changing limits needs the {role} role"

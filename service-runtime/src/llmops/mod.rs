@@ -562,7 +562,7 @@ async fn metrics(
     };
     // Only the platform's operators see across tenants.
     let tenant_scope = if group_by == "tenant" {
-        let role = crate::gateway::limits::platform_admin_role(&state);
+        let role = state.config.platform_admin_role.clone();
         if !p.roles.iter().any(|r| r == &role) {
             return Err(ApiError::Forbidden(format!(
                 "costs across tenants need the {role} role"

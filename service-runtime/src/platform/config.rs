@@ -28,7 +28,7 @@ pub enum AuthMode {
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct JwtSettings {
-    pub hs256_secret: Option<String>,
+    pub hs256_secret: Option<Sensitive>,
     pub rs256_public_key_file: Option<PathBuf>,
     pub jwks_file: Option<PathBuf>,
     pub issuer: Option<String>,
@@ -40,11 +40,11 @@ pub struct JwtSettings {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub database_url: Option<String>,
+    pub database_url: Option<Sensitive>,
     pub db_max_connections: u32,
-    pub redis_url: Option<String>,
+    pub redis_url: Option<Sensitive>,
     pub redis_prefix: String,
-    pub nats_url: Option<String>,
+    pub nats_url: Option<Sensitive>,
     pub nats_prefix: String,
     pub auth: AuthMode,
     pub admin_role: String,
@@ -60,11 +60,32 @@ pub struct Config {
     pub breaker_cooldown: Duration,
     pub gateway_cache_ttl: Duration,
     pub nats_max_deliver: i64,
-    /// Settings of a component that the platform does not interpret.
-    pub extra: HashMap<String, String>,
+    /// Role that may change every tenant's gateway limits and read llmops figures across
+    /// tenants (FAAS_PLATFORM_ADMIN_ROLE).
+    pub platform_admin_role: String,
+    /// TTL of cache items stored without one (FAAS_CACHE_DEFAULT_TTL_SECS).
+    pub cache_default_ttl_secs: u64,
     /// Provider API keys: environment variables named `LLM_API_KEY_*`
     /// (filled from Secrets). Never taken from the config file.
     pub provider_keys: Secrets,
+}
+
+/// A setting that may hold a credential (a signing key, a URL with a password); `Debug`
+/// never shows it, so printing a `Config` cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sensitive(pub String);
+
+impl std::ops::Deref for Sensitive {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// Secret values by name; `Debug` shows the names only.
@@ -188,7 +209,7 @@ impl Config {
         let auth = match src.get("FAAS_AUTH").as_deref() {
             Some("jwt") | None => {
                 let jwt = JwtSettings {
-                    hs256_secret: src.get("FAAS_JWT_HS256_SECRET"),
+                    hs256_secret: src.get("FAAS_JWT_HS256_SECRET").map(Sensitive),
                     rs256_public_key_file: src
                         .get("FAAS_JWT_RS256_PUBLIC_KEY_FILE")
                         .map(PathBuf::from),
@@ -254,22 +275,6 @@ impl Config {
             }
             Ok(v)
         };
-        let known = [
-            "FAAS_LISTEN",
-            "DATABASE_URL",
-            "FAAS_DB_MAX_CONNECTIONS",
-            "REDIS_URL",
-            "FAAS_REDIS_PREFIX",
-            "NATS_URL",
-            "FAAS_NATS_PREFIX",
-        ];
-        let extra = src
-            .file
-            .iter()
-            .chain(src.env.iter())
-            .filter(|(k, _)| k.starts_with("FAAS_") && !known.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         let max_body_bytes: usize = src.parse("FAAS_MAX_BODY_BYTES", 2 * 1024 * 1024)?;
         if max_body_bytes == 0 {
             return Err(ConfigError::Invalid {
@@ -279,15 +284,15 @@ impl Config {
         }
         Ok(Config {
             listen: src.parse("FAAS_LISTEN", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
-            database_url: src.get("DATABASE_URL"),
+            database_url: src.get("DATABASE_URL").map(Sensitive),
             db_max_connections: src.parse("FAAS_DB_MAX_CONNECTIONS", 10)?,
-            redis_url: src.get("REDIS_URL"),
+            redis_url: src.get("REDIS_URL").map(Sensitive),
             redis_prefix: prefix_ok(
                 "FAAS_REDIS_PREFIX",
                 src.get("FAAS_REDIS_PREFIX")
                     .unwrap_or_else(|| "faas".into()),
             )?,
-            nats_url: src.get("NATS_URL"),
+            nats_url: src.get("NATS_URL").map(Sensitive),
             nats_prefix: prefix_ok(
                 "FAAS_NATS_PREFIX",
                 src.get("FAAS_NATS_PREFIX").unwrap_or_else(|| "faas".into()),
@@ -308,7 +313,10 @@ impl Config {
             breaker_cooldown: src.secs("FAAS_BREAKER_COOLDOWN_SECS", 30.0)?,
             gateway_cache_ttl: src.secs("FAAS_GATEWAY_CACHE_TTL_SECS", 300.0)?,
             nats_max_deliver: src.parse("FAAS_NATS_MAX_DELIVER", 5)?,
-            extra,
+            platform_admin_role: src
+                .get("FAAS_PLATFORM_ADMIN_ROLE")
+                .unwrap_or_else(|| "platform-admin".into()),
+            cache_default_ttl_secs: src.parse("FAAS_CACHE_DEFAULT_TTL_SECS", 3600)?,
             provider_keys: Secrets(
                 src.env
                     .iter()
@@ -390,6 +398,39 @@ mod tests {
             err.to_string().contains("FAAS_REQUEST_TIMEOUT_SECS"),
             "{err}"
         );
+        let e = env(&[
+            ("FAAS_AUTH", "disabled"),
+            ("FAAS_CACHE_DEFAULT_TTL_SECS", "an hour"),
+        ]);
+        let err = Config::from_source(&Source::new(e).unwrap()).unwrap_err();
+        assert!(
+            err.to_string().contains("FAAS_CACHE_DEFAULT_TTL_SECS"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_credentials() {
+        let e = env(&[
+            ("FAAS_JWT_HS256_SECRET", "a-signing-key-of-32-characters!!"),
+            ("DATABASE_URL", "postgres://faas:pg-password@db/faas"),
+            ("REDIS_URL", "redis://:redis-password@cache"),
+            ("NATS_URL", "nats://user:nats-password@nats"),
+        ]);
+        let c = Config::from_source(&Source::new(e).unwrap()).unwrap();
+        let shown = format!("{c:?}");
+        for secret in [
+            "a-signing-key",
+            "pg-password",
+            "redis-password",
+            "nats-password",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown: {shown}");
+        }
+        assert_eq!(
+            c.database_url.as_deref(),
+            Some("postgres://faas:pg-password@db/faas")
+        );
     }
 
     #[test]
@@ -399,7 +440,7 @@ mod tests {
         let path = dir.join("config.yaml");
         std::fs::write(
             &path,
-            "FAAS_AUTH: disabled\nFAAS_LISTEN: 127.0.0.1:9000\nFAAS_MAX_BODY_BYTES: 1000\nFAAS_GATEWAY_X: 1\n",
+            "FAAS_AUTH: disabled\nFAAS_LISTEN: 127.0.0.1:9000\nFAAS_MAX_BODY_BYTES: 1000\nFAAS_CACHE_DEFAULT_TTL_SECS: 60\n",
         )
         .unwrap();
         let e = env(&[
@@ -409,7 +450,7 @@ mod tests {
         let c = Config::from_source(&Source::new(e).unwrap()).unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.max_body_bytes, 2000);
-        assert_eq!(c.extra.get("FAAS_GATEWAY_X").map(String::as_str), Some("1"));
+        assert_eq!(c.cache_default_ttl_secs, 60);
         std::fs::write(&path, "- a list\n").unwrap();
         let e = env(&[("FAAS_CONFIG_FILE", path.to_str().unwrap())]);
         assert!(matches!(Source::new(e), Err(ConfigError::File { .. })));
