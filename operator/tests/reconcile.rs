@@ -202,6 +202,8 @@ async fn becomes_ready_then_writes_nothing_in_steady_state() {
         !h.api.calls().iter().any(|c| c.path.ends_with("/pods")),
         "pods are not listed while every replica is ready"
     );
+    let deployment_reads = h.api.calls().iter().filter(|c| c.path == DEPLOY).count();
+    assert_eq!(deployment_reads, 3, "one Deployment read per reconcile");
     let still = find(&h.current().status.unwrap().conditions, READY)
         .unwrap()
         .last_transition_time

@@ -127,13 +127,13 @@ pub async fn reconcile(fs: Arc<FaasService>, ctx: Arc<Context>) -> Result<Action
     let resolved = resolve(client, &ns, &fs, &ctx.defaults).await?;
 
     // Validate and build (pure).
-    let (outcome, changed) = match validate::validate(&fs, &ctx.defaults, &resolved) {
-        Err(invalid) => (Outcome::Invalid(invalid), Vec::new()),
-        Ok(_) if fs.spec.paused => (Outcome::Paused, Vec::new()),
+    let (outcome, changed, deployment) = match validate::validate(&fs, &ctx.defaults, &resolved) {
+        Err(invalid) => (Outcome::Invalid(invalid), Vec::new(), None),
+        Ok(_) if fs.spec.paused => (Outcome::Paused, Vec::new(), None),
         Ok(valid) => {
             let desired = build::children(&fs, &valid, &ctx.defaults);
-            let changed = apply_children(client, &ns, &fs, desired).await?;
-            (Outcome::Applied, changed)
+            let (changed, deployment) = apply_children(client, &ns, &fs, desired).await?;
+            (Outcome::Applied, changed, Some(deployment))
         }
     };
 
@@ -151,7 +151,7 @@ pub async fn reconcile(fs: Arc<FaasService>, ctx: Arc<Context>) -> Result<Action
     }
 
     // Observe and write the status.
-    let observed = observe(client, &ns, &fs).await?;
+    let observed = observe(client, &ns, &fs, deployment).await?;
     let next = status::compute(&fs, &ctx.defaults, &outcome, &observed, Timestamp::now());
     let previous = fs.status.clone().unwrap_or_default();
     if !status::same(&previous, &next) {
@@ -243,21 +243,21 @@ async fn resolve(
     Ok(resolved)
 }
 
-/// Applies every child; returns the kinds that were out of date.
+/// Applies every child; returns the kinds that were out of date and the live Deployment.
 async fn apply_children(
     client: &Client,
     ns: &str,
     fs: &FaasService,
     desired: build::Children,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, Deployment)> {
     let name = fs.name_any();
     // The pods' ServiceAccount and ConfigMap first, so the Deployment's pods never wait for
     // them; the other children do not depend on each other and are applied at once.
-    let (sa, cm) = futures::try_join!(
+    let ((sa, _), (cm, _)) = futures::try_join!(
         ensure(client, ns, &desired.service_account),
         ensure(client, ns, &desired.config_map),
     )?;
-    let (deploy, svc, hpa, ingress, pdb) = futures::try_join!(
+    let ((deploy, deployment), (svc, _), hpa, ingress, pdb) = futures::try_join!(
         ensure(client, ns, &desired.deployment),
         ensure(client, ns, &desired.service),
         ensure_optional(client, ns, fs, &name, desired.hpa.as_ref()),
@@ -277,7 +277,7 @@ async fn apply_children(
     .filter(|(c, _)| *c)
     .map(|(_, kind)| kind.to_string())
     .collect();
-    Ok(changed)
+    Ok((changed, deployment))
 }
 
 /// The first field (as a JSON path) whose value in `desired` is not the one in `actual`, or
@@ -377,59 +377,69 @@ fn up_to_date<K: Serialize + Resource>(desired: &K, actual: &K) -> Result<bool> 
     Ok(difference.is_none())
 }
 
-/// Applies `desired` unless the live object already matches it. Returns whether it applied.
-async fn ensure<K>(client: &Client, ns: &str, desired: &K) -> Result<bool>
-where
+/// What the operator creates for a FaasService: a namespaced object it can apply and read.
+pub trait Child:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+{
+}
+
+impl<K> Child for K where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
         + Debug
         + Serialize
-        + DeserializeOwned,
+        + DeserializeOwned
 {
+}
+
+/// Whether `obj` is controlled by this FaasService.
+fn owned_by(obj: &impl Resource, fs: &FaasService) -> bool {
+    obj.owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == fs.metadata.uid.as_ref() && o.controller == Some(true))
+}
+
+/// Applies `desired` unless the live object already matches it. Returns whether it applied,
+/// and the live object afterwards.
+async fn ensure<K: Child>(client: &Client, ns: &str, desired: &K) -> Result<(bool, K)> {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let name = desired.name_any();
     if let Some(actual) = api.get_opt(&name).await?
         && up_to_date(desired, &actual)?
     {
-        return Ok(false);
+        return Ok((false, actual));
     }
-    api.patch(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(desired),
-    )
-    .await?;
-    Ok(true)
+    let applied = api
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(desired),
+        )
+        .await?;
+    Ok((true, applied))
 }
 
 /// Applies an optional child, or deletes it (when this FaasService owns it) when it is no
 /// longer wanted.
-async fn ensure_optional<K>(
+async fn ensure_optional<K: Child>(
     client: &Client,
     ns: &str,
     fs: &FaasService,
     name: &str,
     desired: Option<&K>,
-) -> Result<bool>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned,
-{
+) -> Result<bool> {
     if let Some(desired) = desired {
-        return ensure(client, ns, desired).await;
+        return Ok(ensure(client, ns, desired).await?.0);
     }
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let Some(actual) = api.get_opt(name).await? else {
         return Ok(false);
     };
-    let owned = actual
-        .owner_references()
-        .iter()
-        .any(|o| Some(&o.uid) == fs.metadata.uid.as_ref() && o.controller == Some(true));
-    if !owned {
+    if !owned_by(&actual, fs) {
         return Ok(false);
     }
     match api.delete(name, &DeleteParams::background()).await {
@@ -439,13 +449,22 @@ where
     }
 }
 
-async fn observe(client: &Client, ns: &str, fs: &FaasService) -> Result<Observed> {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let deployment = deployments.get_opt(&fs.name_any()).await?.filter(|d| {
-        d.owner_references()
-            .iter()
-            .any(|o| Some(&o.uid) == fs.metadata.uid.as_ref())
-    });
+/// Reads what the status is computed from; `applied` is the Deployment as the apply just left
+/// it, so it is not read again.
+async fn observe(
+    client: &Client,
+    ns: &str,
+    fs: &FaasService,
+    applied: Option<Deployment>,
+) -> Result<Observed> {
+    let deployment = match applied {
+        Some(d) => Some(d),
+        None => {
+            let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+            deployments.get_opt(&fs.name_any()).await?
+        }
+    }
+    .filter(|d| owned_by(d, fs));
     // Pods are only looked at to explain replicas that are not ready.
     let all_ready = deployment.as_ref().is_some_and(|d| {
         let wanted = d.spec.replicas.unwrap_or(1);
