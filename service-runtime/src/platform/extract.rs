@@ -3,23 +3,65 @@
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::auth::AuthOutcome;
+use super::body::Encoding;
 use super::error::ApiError;
 
-/// A JSON body (MessagePack bodies arrive here already turned into JSON).
+/// A JSON (or MessagePack) body, read only once the caller is authenticated and
+/// decoded under the bounds of [`super::body`].
 pub struct Json<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(e) => Err(e.into()),
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        match parts.extensions.get::<AuthOutcome>() {
+            Some(AuthOutcome(Ok(_))) => {}
+            Some(AuthOutcome(Err(reason))) => return Err(ApiError::Unauthorized(reason.clone())),
+            None => return Err(ApiError::Unauthorized("authentication is required".into())),
         }
+        let encoding = body_encoding(&parts.headers)?;
+        let limit = parts
+            .extensions
+            .get::<super::context::BodyLimit>()
+            .map_or_else(super::body_limit, |l| l.0);
+        let bytes = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|e| read_error(&e, limit))?;
+        super::body::decode(encoding, &bytes).map(Json)
+    }
+}
+
+fn body_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase());
+    match media.as_deref() {
+        Some("application/json") => Ok(Encoding::Json),
+        Some(m) if m.starts_with("application/") && m.ends_with("+json") => Ok(Encoding::Json),
+        Some(m) if super::context::is_msgpack_media(m) => Ok(Encoding::MessagePack),
+        _ => Err(ApiError::UnsupportedMediaType(
+            "expected Content-Type: application/json or application/msgpack".into(),
+        )),
+    }
+}
+
+fn read_error(e: &axum::Error, limit: usize) -> ApiError {
+    let too_large = std::error::Error::source(e)
+        .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        || e.to_string().contains("length limit");
+    if too_large {
+        ApiError::PayloadTooLarge(limit)
+    } else {
+        ApiError::BadRequest("the request body could not be read".into())
     }
 }
 
