@@ -50,6 +50,32 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     }
 }
 
+/// Longest bearer token read; a token's header and claims are parsed before its
+/// signature is checked, so their size is bounded first.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// What a token must carry: `exp` and `sub` always, `nbf` honoured when present,
+/// and `iss`/`aud` required (not only compared) when an issuer or audience is set.
+fn validation(alg: Algorithm, settings: &JwtSettings) -> Validation {
+    let mut v = Validation::new(alg);
+    v.leeway = 30;
+    v.validate_nbf = true;
+    let mut required = vec!["exp", "sub"];
+    if let Some(iss) = &settings.issuer {
+        v.set_issuer(&[iss]);
+        required.push("iss");
+    }
+    match &settings.audience {
+        Some(aud) => {
+            v.set_audience(&[aud]);
+            required.push("aud");
+        }
+        None => v.validate_aud = false,
+    }
+    v.set_required_spec_claims(&required);
+    v
+}
+
 pub fn valid_tenant_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
@@ -189,6 +215,11 @@ impl Authenticator {
                     .or_else(|| auth.strip_prefix("bearer "))
                     .ok_or("the Authorization header must be \"Bearer <token>\"")?
                     .trim();
+                if token.len() > MAX_TOKEN_BYTES {
+                    return Err(format!(
+                        "the token is longer than the limit of {MAX_TOKEN_BYTES} bytes"
+                    ));
+                }
                 let head = decode_header(token).map_err(|_| "malformed token".to_string())?;
                 let key = match head.alg {
                     Algorithm::HS256 => hs256.as_ref().ok_or("HS256 tokens are not accepted")?,
@@ -201,21 +232,15 @@ impl Authenticator {
                     },
                     other => return Err(format!("tokens signed with {other:?} are not accepted")),
                 };
-                let mut validation = Validation::new(head.alg);
-                validation.leeway = 30;
-                validation.set_required_spec_claims(&["exp", "sub"]);
-                if let Some(iss) = &settings.issuer {
-                    validation.set_issuer(&[iss]);
-                }
-                match &settings.audience {
-                    Some(aud) => validation.set_audience(&[aud]),
-                    None => validation.validate_aud = false,
-                }
+                let validation = validation(head.alg, settings);
                 let data =
                     decode::<HashMap<String, Value>>(token, key, &validation).map_err(|e| {
                         use jsonwebtoken::errors::ErrorKind;
                         match e.kind() {
                             ErrorKind::ExpiredSignature => "the token has expired".to_string(),
+                            ErrorKind::ImmatureSignature => {
+                                "the token is not valid yet (nbf)".to_string()
+                            }
                             ErrorKind::InvalidSignature => {
                                 "the token's signature is not valid".to_string()
                             }
