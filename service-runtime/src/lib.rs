@@ -73,6 +73,14 @@ impl Component {
         }
     }
 
+    /// Routes that answer errors in the OpenAI error shape (for OpenAI clients).
+    pub fn openai_routes(self) -> &'static [&'static str] {
+        match self {
+            Component::Gateway => &["/v1/chat/completions", "/v1/embeddings", "/v1/models"],
+            _ => &[],
+        }
+    }
+
     pub fn openapi(self) -> utoipa::openapi::OpenApi {
         match self {
             Component::Gateway => gateway::openapi(),

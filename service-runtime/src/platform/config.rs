@@ -50,6 +50,12 @@ pub struct Config {
     pub admin_role: String,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Requests per second each tenant may make to this replica, with bursts of
+    /// `tenant_rate_burst` (FAAS_TENANT_RATE_LIMIT, FAAS_TENANT_RATE_BURST); `None` when off.
+    pub tenant_rate_limit: Option<std::num::NonZeroU32>,
+    pub tenant_rate_burst: std::num::NonZeroU32,
+    /// Origins browsers may call from (FAAS_CORS_ALLOWED_ORIGINS); CORS is off when empty.
+    pub cors_allowed_origins: Vec<String>,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
     pub otlp_endpoint: Option<String>,
@@ -200,6 +206,31 @@ fn read_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
     Ok(out)
 }
 
+/// `https://a.example.com,https://b.example.com`: exact origins, scheme and host (and port).
+fn cors_origins(raw: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::new();
+    for origin in raw.iter().flat_map(|r| r.split(',')).map(str::trim) {
+        if origin.is_empty() {
+            continue;
+        }
+        let (scheme, rest) = origin.split_once("://").unwrap_or(("", ""));
+        let ok = matches!(scheme, "http" | "https")
+            && !rest.is_empty()
+            && !rest.contains(['/', '*', ' '])
+            && origin.is_ascii();
+        if !ok {
+            return Err(ConfigError::Invalid {
+                name: "FAAS_CORS_ALLOWED_ORIGINS",
+                reason: format!(
+                    "{origin:?} is not an origin; expected scheme://host[:port], comma-separated"
+                ),
+            });
+        }
+        out.push(origin.to_string());
+    }
+    Ok(out)
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_source(&Source::from_env()?)
@@ -282,6 +313,16 @@ impl Config {
                 reason: "must be greater than zero".into(),
             });
         }
+        let tenant_rate: u32 = src.parse("FAAS_TENANT_RATE_LIMIT", 1000)?;
+        let burst: u32 = src.parse(
+            "FAAS_TENANT_RATE_BURST",
+            tenant_rate.saturating_mul(2).max(1),
+        )?;
+        let tenant_rate_burst = std::num::NonZeroU32::new(burst).ok_or(ConfigError::Invalid {
+            name: "FAAS_TENANT_RATE_BURST",
+            reason: "must be greater than zero".into(),
+        })?;
+        let cors_allowed_origins = cors_origins(src.get("FAAS_CORS_ALLOWED_ORIGINS"))?;
         Ok(Config {
             listen: src.parse("FAAS_LISTEN", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
             database_url: src.get("DATABASE_URL").map(Sensitive),
@@ -301,6 +342,9 @@ impl Config {
             admin_role: src.get("FAAS_ADMIN_ROLE").unwrap_or_else(|| "admin".into()),
             request_timeout: src.secs("FAAS_REQUEST_TIMEOUT_SECS", 120.0)?,
             max_body_bytes,
+            tenant_rate_limit: std::num::NonZeroU32::new(tenant_rate),
+            tenant_rate_burst,
+            cors_allowed_origins,
             shutdown_grace: src.secs("FAAS_SHUTDOWN_GRACE_SECS", 25.0)?,
             log_format,
             otlp_endpoint: src.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
@@ -455,5 +499,39 @@ mod tests {
         let e = env(&[("FAAS_CONFIG_FILE", path.to_str().unwrap())]);
         assert!(matches!(Source::new(e), Err(ConfigError::File { .. })));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn rate_limit_and_cors_settings() {
+        let c =
+            Config::from_source(&Source::new(env(&[("FAAS_AUTH", "disabled")])).unwrap()).unwrap();
+        assert_eq!(c.tenant_rate_limit.map(|n| n.get()), Some(1000));
+        assert_eq!(c.tenant_rate_burst.get(), 2000);
+        assert!(c.cors_allowed_origins.is_empty());
+        let e = env(&[
+            ("FAAS_AUTH", "disabled"),
+            ("FAAS_TENANT_RATE_LIMIT", "0"),
+            (
+                "FAAS_CORS_ALLOWED_ORIGINS",
+                "https://app.example.com, http://localhost:3000",
+            ),
+        ]);
+        let c = Config::from_source(&Source::new(e).unwrap()).unwrap();
+        assert_eq!(c.tenant_rate_limit, None);
+        assert_eq!(
+            c.cors_allowed_origins,
+            ["https://app.example.com", "http://localhost:3000"]
+        );
+        for bad in ["*", "app.example.com", "https://a.example.com/path"] {
+            let e = env(&[
+                ("FAAS_AUTH", "disabled"),
+                ("FAAS_CORS_ALLOWED_ORIGINS", bad),
+            ]);
+            let err = Config::from_source(&Source::new(e).unwrap()).unwrap_err();
+            assert!(
+                err.to_string().contains("FAAS_CORS_ALLOWED_ORIGINS"),
+                "{err}"
+            );
+        }
     }
 }

@@ -94,10 +94,7 @@ fn wants_msgpack(headers: &HeaderMap) -> bool {
                     .and_then(|q| q.parse::<f32>().ok())
             })
             .unwrap_or(1.0);
-        let is_msgpack = matches!(
-            media,
-            "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack"
-        );
+        let is_msgpack = is_msgpack_media(media);
         let is_json = matches!(
             media,
             "application/json" | "application/*" | "*/*" | "application/problem+json"
@@ -109,17 +106,43 @@ fn wants_msgpack(headers: &HeaderMap) -> bool {
     best.is_some_and(|(q, m)| m && q > 0.0)
 }
 
-fn is_msgpack_content(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| {
-            matches!(
-                m.trim(),
-                "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack"
-            )
+/// The body limit of the serving configuration, for the extractors that read bodies.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// Whether a media type (lower case, without parameters) names MessagePack.
+pub fn is_msgpack_media(media: &str) -> bool {
+    matches!(
+        media,
+        "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack"
+    )
+}
+
+/// A percent-encoded NUL in the path or query: no text stored or compared in
+/// Postgres may hold one, so it is refused before anything reads it.
+fn has_encoded_nul(uri: &axum::http::Uri) -> bool {
+    uri.path_and_query()
+        .map(|pq| pq.as_str().as_bytes())
+        .is_some_and(|b| {
+            b.windows(3)
+                .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
         })
+}
+
+/// Headers every response carries: the API serves data, never pages to frame or sniff.
+fn add_security_headers(h: &mut HeaderMap) {
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        h.entry(name).or_insert(HeaderValue::from_static(value));
+    }
 }
 
 /// Paths served without authentication.
@@ -167,6 +190,9 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         parts.extensions.insert(AuthOutcome(a));
     }
     parts.extensions.insert(ctx.clone());
+    parts
+        .extensions
+        .insert(BodyLimit(state.config.max_body_bytes));
 
     let span = tracing::info_span!(
         "request",
@@ -183,34 +209,28 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     super::telemetry::set_parent_from_headers(&span, &parts.headers);
 
     let msgpack_out = wants_msgpack(&parts.headers);
-    let limit = super::body_limit();
     let timeout = state.config.request_timeout;
 
-    let fut = async move {
-        // MessagePack bodies are turned into JSON once, so every handler reads JSON.
-        let body = if is_msgpack_content(&parts.headers) {
-            match msgpack_to_json(body, limit).await {
-                Ok(b) => {
-                    parts.headers.insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    );
-                    parts.headers.remove(header::CONTENT_LENGTH);
-                    b
-                }
-                Err(e) => return e.into_response(),
-            }
+    let openai_errors = state.openai_routes.contains(route.as_str());
+    let render = move |e: ApiError| {
+        if openai_errors {
+            e.into_openai_response()
         } else {
-            body
-        };
+            e.into_response()
+        }
+    };
+    let admission = admit(&state, &parts, principal.as_ref());
+    let fut = async move {
+        if let Err(e) = admission {
+            return render(e);
+        }
         let req = Request::from_parts(parts, body);
         let resp = match tokio::time::timeout(timeout, next.run(req)).await {
             Ok(r) => r,
-            Err(_) => ApiError::Unavailable(format!(
+            Err(_) => render(ApiError::Unavailable(format!(
                 "the request did not finish within the limit of {} s",
                 timeout.as_secs_f64()
-            ))
-            .into_response(),
+            ))),
         };
         if msgpack_out {
             json_to_msgpack(resp).await
@@ -223,6 +243,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     span.record("status", status.as_u16());
 
     let h = resp.headers_mut();
+    add_security_headers(h);
     for (name, value) in [
         (X_REQUEST_ID, &request_id),
         (X_CORRELATION_ID, &correlation_id),
@@ -248,15 +269,21 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     resp
 }
 
-async fn msgpack_to_json(body: Body, limit: usize) -> Result<Body, ApiError> {
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge(limit))?;
-    let value: serde_json::Value = rmp_serde::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("malformed MessagePack body: {e}")))?;
-    Ok(Body::from(
-        serde_json::to_vec(&value).map_err(ApiError::internal)?,
-    ))
+/// Checks that need no body: the URI's text, then the tenant's request rate.
+fn admit(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    principal: Option<&super::Principal>,
+) -> Result<(), ApiError> {
+    if has_encoded_nul(&parts.uri) {
+        return Err(ApiError::BadRequest(
+            "the path and query may not contain the NUL character (%00)".into(),
+        ));
+    }
+    if let (Some(limiter), Some(p)) = (&state.tenant_limiter, principal) {
+        limiter.check(&p.tenant_id)?;
+    }
+    Ok(())
 }
 
 async fn json_to_msgpack(resp: Response) -> Response {

@@ -158,6 +158,22 @@ pub struct Problem {
     pub detail: String,
 }
 
+/// The OpenAI error shape, answered on the OpenAI-compatible routes.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OpenAiError {
+    #[schema(inline)]
+    pub error: OpenAiErrorBody,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OpenAiErrorBody {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub param: Option<String>,
+    pub code: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.log();

@@ -1,6 +1,7 @@
 //! The platform layer every component stands on.
 
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod context;
 pub mod error;
@@ -8,6 +9,7 @@ pub mod events;
 pub mod extract;
 pub mod http_client;
 pub mod metrics;
+pub mod ratelimit;
 pub mod server;
 pub mod telemetry;
 
@@ -47,6 +49,10 @@ pub struct Inner {
     pub events: Option<EventBus>,
     pub http: HttpClient,
     pub metrics: Arc<Metrics>,
+    /// Per-tenant request rate limit; `None` when FAAS_TENANT_RATE_LIMIT is 0.
+    pub tenant_limiter: Option<Arc<ratelimit::TenantLimiter>>,
+    /// Routes whose errors take the OpenAI error shape instead of problem+json.
+    pub openai_routes: std::collections::HashSet<&'static str>,
     pub shutdown: CancellationToken,
 }
 
@@ -158,7 +164,17 @@ impl AppState {
             config.breaker_cooldown,
         ));
         let http = HttpClient::new(config.upstream_timeout, breakers, metrics.clone())?;
+        let tenant_limiter = config.tenant_rate_limit.map(|rate| {
+            Arc::new(ratelimit::TenantLimiter::new(
+                rate,
+                config.tenant_rate_burst,
+            ))
+        });
         Ok(Self(Arc::new(Inner {
+            openai_routes: components
+                .iter()
+                .flat_map(|c| c.openai_routes().iter().copied())
+                .collect(),
             config,
             components,
             auth,
@@ -167,6 +183,7 @@ impl AppState {
             events,
             http,
             metrics,
+            tenant_limiter,
             shutdown: CancellationToken::new(),
         })))
     }

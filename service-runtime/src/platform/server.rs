@@ -44,12 +44,136 @@ pub fn openapi_for(components: &[crate::Component]) -> utoipa::openapi::OpenApi 
                 .build(),
         ),
     );
+    comps
+        .schemas
+        .entry("Problem".into())
+        .or_insert_with(<super::error::Problem as utoipa::PartialSchema>::schema);
+    comps
+        .schemas
+        .entry("OpenAiError".into())
+        .or_insert_with(<super::error::OpenAiError as utoipa::PartialSchema>::schema);
     doc.components = Some(comps);
+    let openai: std::collections::HashSet<&str> = components
+        .iter()
+        .flat_map(|c| c.openai_routes().iter().copied())
+        .collect();
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let style = if openai.contains(path.as_str()) {
+            ErrorStyle::OpenAi
+        } else {
+            ErrorStyle::Problem
+        };
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            document_platform_errors(op, style);
+        }
+    }
     doc.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
         "bearer",
         Vec::<String>::new(),
     )]);
     doc
+}
+
+#[derive(Clone, Copy)]
+enum ErrorStyle {
+    Problem,
+    OpenAi,
+}
+
+/// Statuses the platform itself may answer on any route (before or around the
+/// handler), added to each operation so the document tells every outcome.
+fn document_platform_errors(op: &mut utoipa::openapi::path::Operation, style: ErrorStyle) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let mut statuses: Vec<(&str, &str)> = vec![
+        (
+            "400",
+            "Malformed request: bad path or query, or a NUL character",
+        ),
+        ("401", "Missing or invalid bearer token"),
+        (
+            "429",
+            "The tenant's request rate limit is reached; see Retry-After",
+        ),
+        (
+            "503",
+            "A backing service is unavailable or the request timed out",
+        ),
+    ];
+    if op.request_body.is_some() {
+        statuses.extend([
+            ("413", "The body is larger than the limit"),
+            ("415", "The body is neither JSON nor MessagePack"),
+            ("422", "The body does not match the schema"),
+        ]);
+    }
+    let (media, schema) = match style {
+        ErrorStyle::Problem => ("application/problem+json", "Problem"),
+        ErrorStyle::OpenAi => ("application/json", "OpenAiError"),
+    };
+    let content = || {
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(schema)))
+            .build()
+    };
+    for (status, description) in statuses {
+        let entry = op.responses.responses.entry(status.to_string());
+        let response = entry
+            .or_insert_with(|| RefOr::T(ResponseBuilder::new().description(description).build()));
+        if let RefOr::T(r) = response
+            && r.content.is_empty()
+        {
+            r.content.insert(media.to_string(), content());
+        }
+    }
+    for (status, response) in op.responses.responses.iter_mut() {
+        if let RefOr::T(r) = response
+            && (status.starts_with('4') || status.starts_with('5'))
+            && r.content.is_empty()
+        {
+            r.content.insert(media.to_string(), content());
+        }
+    }
+}
+
+/// CORS for the configured origins; none configured, no CORS headers at all.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::Method;
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(allowed))
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                super::context::X_REQUEST_ID,
+                super::context::X_CORRELATION_ID,
+                super::context::TRACEPARENT,
+            ])
+            .expose_headers([
+                super::context::X_REQUEST_ID,
+                super::context::X_CORRELATION_ID,
+                header::RETRY_AFTER,
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// The whole application for the state's components.
@@ -59,7 +183,8 @@ pub fn app(state: AppState) -> Router {
     for c in &state.components {
         router = router.merge(c.router());
     }
-    router
+    let cors = cors(&state.config.cors_allowed_origins);
+    let router = router
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -84,8 +209,11 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             super::context::middleware,
         ))
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    match cors {
+        Some(layer) => router.layer(layer).with_state(state),
+        None => router.with_state(state),
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -175,7 +303,13 @@ async fn wait_for_signal() {
 /// Serves until SIGTERM/SIGINT (or until `state.shutdown` is cancelled), then
 /// stops accepting, drains requests and consumers within the grace period.
 pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let tasks = crate::start_background(&state).await?;
+    let mut tasks = crate::start_background(&state).await?;
+    if let Some(limiter) = &state.tenant_limiter {
+        tasks.push(super::ratelimit::spawn_sweeper(
+            limiter.clone(),
+            state.shutdown.clone(),
+        ));
+    }
     let shutdown = state.shutdown.clone();
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
