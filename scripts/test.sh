@@ -2,7 +2,8 @@
 # Every test of the repository, on a fresh machine:
 #   1. unit and reconcile tests (crds, operator) and the runtime's tests against real
 #      Postgres with pgvector, Redis and NATS, which this script installs and starts;
-#   2. the Helm chart checks and the e2e suite against a local Kubernetes control plane
+#   2. schemathesis against every route of the runtime's OpenAPI document;
+#   3. the Helm chart checks and the e2e suite against a local Kubernetes control plane
 #      (tests/e2e/run.sh builds and starts it).
 # Everything started here is stopped on exit.
 set -euo pipefail
@@ -35,6 +36,9 @@ scripts/services.sh up
 
 step "cargo test (crds, operator, runtime)"
 cargo test -p faas-crds -p faas-operator -p faas-runtime
+
+step "schemathesis against the runtime's OpenAPI document"
+tests/schemathesis/run.sh
 
 step "chart and e2e on a local control plane"
 tests/e2e/run.sh

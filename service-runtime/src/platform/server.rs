@@ -112,8 +112,10 @@ fn document_platform_errors(op: &mut utoipa::openapi::path::Operation, style: Er
         statuses.extend([
             ("413", "The body is larger than the limit"),
             ("415", "The body is neither JSON nor MessagePack"),
-            ("422", "The body does not match the schema"),
         ]);
+    }
+    if op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+        statuses.push(("422", "A value breaks a rule the schema cannot express"));
     }
     let (media, schema) = match style {
         ErrorStyle::Problem => ("application/problem+json", "Problem"),
@@ -134,14 +136,52 @@ fn document_platform_errors(op: &mut utoipa::openapi::path::Operation, style: Er
             r.content.insert(media.to_string(), content());
         }
     }
+    // Errors are rendered in one place, so every error of a route has one shape,
+    // whatever a component's annotation said.
     for (status, response) in op.responses.responses.iter_mut() {
         if let RefOr::T(r) = response
             && (status.starts_with('4') || status.starts_with('5'))
-            && r.content.is_empty()
         {
+            r.content.clear();
             r.content.insert(media.to_string(), content());
         }
     }
+}
+
+/// Strings nowhere may hold a NUL (requests with one are refused), so every string
+/// schema of the document says so.
+fn forbid_nul_in_strings(doc: &mut serde_json::Value) {
+    let mut stack = vec![doc];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::Object(map) => {
+                let is_string = match map.get("type") {
+                    Some(serde_json::Value::String(t)) => t == "string",
+                    Some(serde_json::Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+                    _ => false,
+                };
+                let free = ["pattern", "enum", "const", "format"]
+                    .iter()
+                    .all(|k| !map.contains_key(*k));
+                if is_string && free {
+                    map.insert("pattern".into(), serde_json::Value::from(NO_NUL_PATTERN));
+                }
+                stack.extend(map.values_mut());
+            }
+            serde_json::Value::Array(items) => stack.extend(items.iter_mut()),
+            _ => {}
+        }
+    }
+}
+
+/// Any text without the NUL character.
+pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
+
+/// The served document: the components' operations with the platform's outcomes.
+pub fn openapi_document(components: &[crate::Component]) -> serde_json::Value {
+    let mut doc = serde_json::to_value(openapi_for(components)).unwrap_or_default();
+    forbid_nul_in_strings(&mut doc);
+    doc
 }
 
 /// CORS for the configured origins; none configured, no CORS headers at all.
@@ -178,7 +218,7 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 
 /// The whole application for the state's components.
 pub fn app(state: AppState) -> Router {
-    let doc = serde_json::to_vec(&openapi_for(&state.components)).unwrap_or_default();
+    let doc = serde_json::to_vec(&openapi_document(&state.components)).unwrap_or_default();
     let mut router: Router<AppState> = Router::new();
     for c in &state.components {
         router = router.merge(c.router());
