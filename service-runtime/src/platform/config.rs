@@ -68,6 +68,9 @@ pub struct Config {
     /// Provider API keys: environment variables named `LLM_API_KEY_*`
     /// (filled from Secrets). Never taken from the config file.
     pub provider_keys: Secrets,
+    // --- outgoing calls tenants influence (FAAS_EGRESS_ALLOW, FAAS_GATEWAY_CREDENTIALS) ---
+    /// Where such calls may go, and the credentials the platform binds to tenants.
+    pub egress: super::egress::EgressSettings,
 }
 
 /// A setting that may hold a credential (a signing key, a URL with a password); `Debug`
@@ -324,6 +327,8 @@ impl Config {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
             ),
+            // --- outgoing calls tenants influence ---
+            egress: egress_settings(src)?,
         })
     }
 
@@ -355,6 +360,32 @@ impl Config {
             reason: "the selected components use NATS JetStream".into(),
         })
     }
+}
+
+/// The egress allowlist, then the credentials (whose base URLs it must allow).
+fn egress_settings(src: &Source) -> Result<super::egress::EgressSettings, ConfigError> {
+    use super::egress::{
+        ALLOW_SETTING, CREDENTIALS_SETTING, CredentialSet, EgressPolicy, PUBLIC_SETTING,
+    };
+    let policy = EgressPolicy::parse(&src.get(ALLOW_SETTING).unwrap_or_default())
+        .map_err(|reason| ConfigError::Invalid {
+            name: ALLOW_SETTING,
+            reason,
+        })?
+        .with_public(src.parse(PUBLIC_SETTING, true)?);
+    let credentials = match src.get(CREDENTIALS_SETTING) {
+        None => CredentialSet::default(),
+        Some(text) => CredentialSet::parse(&text, &src.env, &policy).map_err(|reason| {
+            ConfigError::Invalid {
+                name: CREDENTIALS_SETTING,
+                reason,
+            }
+        })?,
+    };
+    Ok(super::egress::EgressSettings {
+        policy: std::sync::Arc::new(policy),
+        credentials: std::sync::Arc::new(credentials),
+    })
 }
 
 #[cfg(test)]
