@@ -1,6 +1,7 @@
-//! The provider registry: per-tenant upstreams in Postgres. API keys are
-//! referenced by environment variable name (filled from a Secret) and never
-//! stored or returned.
+//! The provider registry: per-tenant upstreams in Postgres. A provider that needs an API
+//! key names a credential the platform bound to the tenant (`FAAS_GATEWAY_CREDENTIALS`);
+//! the key is sent only to that credential's base URL, and is never stored or returned.
+//! Base URLs are held to the egress policy when registered and on every call.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -13,12 +14,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::body::Object;
+use crate::platform::config::Sensitive;
+use crate::platform::egress::{normalise_base_url, valid_name};
 use crate::platform::extract::{Json, Path};
 use crate::platform::{ApiError, ApiResult, AppState, Principal};
-
-/// Environment variables a provider may name for its API key must start with
-/// this, so a provider can never be pointed at another secret of the process.
-pub const KEY_ENV_PREFIX: &str = "LLM_API_KEY_";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -52,28 +52,60 @@ impl ProviderKind {
     }
 }
 
+pub const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
+/// Model names: no '/' (which pins a provider) and no control characters.
+pub const MODEL_PATTERN: &str = "^[^/\\x00-\\x1f\\x7f-\\x9f]{1,200}$";
+const MAX_MODELS: usize = 256;
+const MAX_BASE_URL: usize = 2048;
+pub const MAX_PRIORITY: i32 = 1_000_000;
+pub const MAX_TIMEOUT_MS: i32 = 600_000;
+pub const MAX_RETRIES: i32 = 10;
+
+fn model_list() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::String)
+                .pattern(Some(MODEL_PATTERN)),
+        )
+        .min_items(Some(1))
+        .max_items(Some(MAX_MODELS))
+        .build()
+}
+
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderInput {
-    /// Lower-case letters, digits and '-', 1 to 63 characters.
+    /// Lower-case letters, digits and '-', 1 to 63 characters, not starting with '-'.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub name: String,
     pub kind: ProviderKind,
-    /// Base URL of the API, e.g. `https://api.openai.com/v1` or `https://api.anthropic.com`.
+    /// Base URL of the API, e.g. `http://vllm.example.com/v1`. With a `credential`, leave it
+    /// out (the credential's own base URL is used) or give exactly that URL; the `local`
+    /// kind takes none. It must be an address the egress policy allows.
     #[serde(default)]
+    #[schema(max_length = 2048)]
     pub base_url: String,
-    /// Name of the environment variable holding the API key; must start with `LLM_API_KEY_`.
+    /// A credential the platform made available to this tenant (see
+    /// `GET /v1/gateway/credentials`); its key is sent to its base URL only.
     #[serde(default)]
-    pub api_key_env: Option<String>,
-    /// Models this provider serves.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    pub credential: Option<String>,
+    /// Models this provider serves: 1 to 256 names of 1 to 200 characters without '/'.
+    #[schema(schema_with = model_list)]
     pub models: Vec<String>,
     /// Lower is tried first in the fallback chain.
     #[serde(default = "default_priority")]
+    #[schema(minimum = 0, maximum = 1_000_000, default = 100)]
     pub priority: i32,
     #[serde(default = "default_timeout")]
+    #[schema(minimum = 1, maximum = 600_000, default = 60_000)]
     pub timeout_ms: i32,
     #[serde(default = "default_retries")]
+    #[schema(minimum = 0, maximum = 10, default = 2)]
     pub max_retries: i32,
     #[serde(default = "default_true")]
+    #[schema(default = true)]
     pub enabled: bool,
 }
 
@@ -95,10 +127,13 @@ pub struct Provider {
     pub id: Uuid,
     pub name: String,
     pub kind: ProviderKind,
+    /// Where calls go; for a provider with a credential, the credential's base URL.
     pub base_url: String,
-    pub api_key_env: Option<String>,
-    /// Whether the named variable is set in this process.
-    pub api_key_present: bool,
+    /// The credential whose key calls carry, if any.
+    pub credential: Option<String>,
+    /// Whether that credential is bound to this tenant now; a provider whose credential is
+    /// not is skipped. False when the provider has none.
+    pub credential_available: bool,
     pub models: Vec<String>,
     pub priority: i32,
     pub timeout_ms: i32,
@@ -106,139 +141,180 @@ pub struct Provider {
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The key, sent only under `base_url`.
+    #[serde(skip)]
+    pub(crate) key: Option<Sensitive>,
 }
 
 impl Provider {
-    pub fn api_key<'a>(&self, state: &'a AppState) -> Option<&'a str> {
-        self.api_key_env
-            .as_ref()
-            .and_then(|n| state.config.provider_keys.0.get(n))
-            .map(String::as_str)
+    /// Whether calls may go to this provider: it needs no credential, or has its own.
+    pub fn usable(&self) -> bool {
+        self.credential.is_none() || self.credential_available
     }
 }
 
-type Row = (
-    Uuid,
-    String,
-    String,
-    String,
-    Option<String>,
-    Vec<String>,
-    i32,
-    i32,
-    i32,
-    bool,
-    DateTime<Utc>,
-    DateTime<Utc>,
-);
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    tenant_id: String,
+    name: String,
+    kind: String,
+    base_url: String,
+    credential: Option<String>,
+    models: Vec<String>,
+    priority: i32,
+    timeout_ms: i32,
+    max_retries: i32,
+    enabled: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
 
-const COLUMNS: &str = "id, name, kind, base_url, api_key_env, models, priority, timeout_ms, max_retries, enabled, created_at, updated_at";
+const COLUMNS: &str = "id, tenant_id, name, kind, base_url, credential, models, priority, timeout_ms, \
+                       max_retries, enabled, created_at, updated_at";
 
+/// A stored provider as it is used now: a credential's base URL and key come from the
+/// platform's settings, and only while the credential is bound to the row's tenant.
 fn from_row(state: &AppState, r: Row) -> ApiResult<Provider> {
-    let api_key_present =
-        r.4.as_ref()
-            .is_some_and(|n| state.config.provider_keys.0.contains_key(n));
+    let cred = r
+        .credential
+        .as_deref()
+        .and_then(|c| state.config.egress.credentials.for_tenant(c, &r.tenant_id));
     Ok(Provider {
-        id: r.0,
-        name: r.1,
-        kind: ProviderKind::parse(&r.2)?,
-        base_url: r.3,
-        api_key_env: r.4,
-        api_key_present,
-        models: r.5,
-        priority: r.6,
-        timeout_ms: r.7,
-        max_retries: r.8,
-        enabled: r.9,
-        created_at: r.10,
-        updated_at: r.11,
+        id: r.id,
+        name: r.name,
+        kind: ProviderKind::parse(&r.kind)?,
+        base_url: cred.map_or(r.base_url, |c| c.base_url.clone()),
+        credential_available: cred.is_some(),
+        key: cred.map(|c| c.key.clone()),
+        credential: r.credential,
+        models: r.models,
+        priority: r.priority,
+        timeout_ms: r.timeout_ms,
+        max_retries: r.max_retries,
+        enabled: r.enabled,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
     })
 }
 
-fn validate(input: &ProviderInput) -> ApiResult<()> {
-    let n = &input.name;
-    if n.is_empty()
-        || n.len() > 63
-        || !n
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        || n.starts_with('-')
-    {
-        return Err(ApiError::Validation(
-            "name: 1 to 63 lower-case letters, digits or '-', not starting with '-'".into(),
+fn invalid(reason: impl Into<String>) -> ApiError {
+    ApiError::Validation(reason.into())
+}
+
+/// The checks that need neither the tenant nor the settings.
+fn validate_fields(input: &ProviderInput) -> ApiResult<()> {
+    if !valid_name(&input.name) {
+        return Err(invalid(
+            "name: 1 to 63 lower-case letters, digits or '-', not starting with '-'",
         ));
     }
-    if input.kind != ProviderKind::Local {
-        let url = reqwest::Url::parse(&input.base_url).map_err(|_| {
-            ApiError::Validation("base_url: must be an absolute http(s) URL".into())
-        })?;
-        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(ApiError::Validation(
-                "base_url: must be an absolute http(s) URL".into(),
-            ));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(ApiError::Validation(
-                "base_url: must not hold credentials; use api_key_env".into(),
-            ));
-        }
+    if input.models.is_empty() || input.models.len() > MAX_MODELS {
+        return Err(invalid("models: list 1 to 256 models"));
     }
-    if let Some(env) = &input.api_key_env
-        && (!env.starts_with(KEY_ENV_PREFIX)
-            || env.len() > 128
-            || !env
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
-    {
-        return Err(ApiError::Validation(format!(
-            "api_key_env: must be an upper-case variable name starting with {KEY_ENV_PREFIX}"
+    if let Some(m) = input.models.iter().find(|m| {
+        let n = m.chars().count();
+        n == 0 || n > 200 || m.contains('/') || m.chars().any(char::is_control)
+    }) {
+        return Err(invalid(format!(
+            "models: {m:?} must be 1 to 200 characters without '/' or control characters"
         )));
     }
-    if input.models.is_empty() || input.models.len() > 256 {
-        return Err(ApiError::Validation("models: list 1 to 256 models".into()));
+    if !(0..=MAX_PRIORITY).contains(&input.priority) {
+        return Err(invalid("priority: must be between 0 and 1000000"));
     }
-    if let Some(m) = input
-        .models
-        .iter()
-        .find(|m| m.is_empty() || m.len() > 200 || m.contains('/'))
-    {
-        return Err(ApiError::Validation(format!(
-            "models: {m:?} must be 1 to 200 characters without '/'"
-        )));
+    if !(1..=MAX_TIMEOUT_MS).contains(&input.timeout_ms) {
+        return Err(invalid("timeout_ms: must be between 1 and 600000"));
     }
-    if !(1..=600_000).contains(&input.timeout_ms) {
-        return Err(ApiError::Validation(
-            "timeout_ms: must be between 1 and 600000".into(),
-        ));
+    if !(0..=MAX_RETRIES).contains(&input.max_retries) {
+        return Err(invalid("max_retries: must be between 0 and 10"));
     }
-    if !(0..=10).contains(&input.max_retries) {
-        return Err(ApiError::Validation(
-            "max_retries: must be between 0 and 10".into(),
-        ));
+    if input.base_url.chars().count() > MAX_BASE_URL {
+        return Err(invalid("base_url: at most 2048 characters"));
     }
     Ok(())
 }
 
+/// The base URL calls will go to, once the input's credential and URL are allowed for the
+/// tenant. A credential that does not exist and one bound to other tenants are refused
+/// alike.
+fn base_url_for(state: &AppState, tenant: &str, input: &ProviderInput) -> ApiResult<String> {
+    let egress = &state.config.egress;
+    match (&input.credential, input.kind) {
+        (Some(_), ProviderKind::Local) => {
+            Err(invalid("credential: the local model takes no credential"))
+        }
+        (None, ProviderKind::Local) if !input.base_url.is_empty() => {
+            Err(invalid("base_url: the local model takes no base_url"))
+        }
+        (None, ProviderKind::Local) => Ok(String::new()),
+        (Some(name), _) => {
+            let cred = egress.credentials.for_tenant(name, tenant).ok_or_else(|| {
+                invalid(format!(
+                    "credential: no credential named {name:?} is available to this tenant"
+                ))
+            })?;
+            let given = (!input.base_url.is_empty())
+                .then(|| normalise_base_url(&input.base_url))
+                .transpose()
+                .map_err(|m| invalid(format!("base_url: {m}")))?;
+            match given {
+                Some(url) if url != cred.base_url => Err(invalid(format!(
+                    "base_url: the credential {name} may only be used with {}; leave base_url out",
+                    cred.base_url
+                ))),
+                _ => Ok(cred.base_url.clone()),
+            }
+        }
+        (None, _) => {
+            let url = normalise_base_url(&input.base_url)
+                .map_err(|m| invalid(format!("base_url: {m}")))?;
+            let parsed = url::Url::parse(&url).map_err(|_| invalid("base_url: not a URL"))?;
+            egress
+                .policy
+                .check_url(&parsed)
+                .map_err(|r| invalid(format!("base_url: {r}")))?;
+            Ok(url)
+        }
+    }
+}
+
+fn check(state: &AppState, tenant: &str, input: &ProviderInput) -> ApiResult<String> {
+    validate_fields(input)?;
+    base_url_for(state, tenant, input)
+}
+
+fn name_taken(name: &str) -> impl FnOnce(sqlx::Error) -> ApiError + '_ {
+    move |e| match ApiError::from(e) {
+        ApiError::Conflict(_) => {
+            ApiError::Conflict(format!("a provider named {name:?} already exists"))
+        }
+        other => other,
+    }
+}
+
 #[utoipa::path(post, path = "/v1/gateway/providers", tag = "gateway", request_body = ProviderInput,
-    responses((status = 201, body = Provider), (status = 409, body = crate::platform::error::Problem),
-              (status = 422, body = crate::platform::error::Problem)))]
+    responses((status = 201, description = "The provider, as registered", body = Provider),
+              (status = 403, description = "The caller is not the tenant's admin"),
+              (status = 409, description = "A provider of this name exists"),
+              (status = 422, description = "A field is invalid, the credential is not available to the tenant, or the base URL is not allowed")))]
 pub async fn create(
     State(state): State<AppState>,
     p: Principal,
-    Json(input): Json<ProviderInput>,
+    Object(input): Object<ProviderInput>,
 ) -> ApiResult<(StatusCode, Json<Provider>)> {
     p.require_admin()?;
-    validate(&input)?;
+    let base_url = check(&state, &p.tenant_id, &input)?;
     let row: Row = sqlx::query_as(&format!(
-        "INSERT INTO gateway_providers (id, tenant_id, name, kind, base_url, api_key_env, models, priority, \
+        "INSERT INTO gateway_providers (id, tenant_id, name, kind, base_url, credential, models, priority, \
          timeout_ms, max_retries, enabled) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING {COLUMNS}"
     ))
     .bind(Uuid::now_v7())
     .bind(&p.tenant_id)
     .bind(&input.name)
     .bind(input.kind.as_str())
-    .bind(input.base_url.trim_end_matches('/'))
-    .bind(&input.api_key_env)
+    .bind(&base_url)
+    .bind(&input.credential)
     .bind(&input.models)
     .bind(input.priority)
     .bind(input.timeout_ms)
@@ -246,16 +322,13 @@ pub async fn create(
     .bind(input.enabled)
     .fetch_one(state.db()?)
     .await
-    .map_err(|e| match ApiError::from(e) {
-        ApiError::Conflict(_) => ApiError::Conflict(format!("a provider named {:?} already exists", input.name)),
-        other => other,
-    })?;
+    .map_err(name_taken(&input.name))?;
     forget_routes(&p.tenant_id);
     Ok((StatusCode::CREATED, Json(from_row(&state, row)?)))
 }
 
 #[utoipa::path(get, path = "/v1/gateway/providers", tag = "gateway",
-    responses((status = 200, body = Vec<Provider>)))]
+    responses((status = 200, description = "The tenant's providers, by priority", body = Vec<Provider>)))]
 pub async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec<Provider>>> {
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM gateway_providers WHERE tenant_id = $1 ORDER BY priority, name"
@@ -275,7 +348,9 @@ fn parse_id(id: &str) -> ApiResult<Uuid> {
 }
 
 #[utoipa::path(get, path = "/v1/gateway/providers/{id}", tag = "gateway",
-    responses((status = 200, body = Provider), (status = 404, body = crate::platform::error::Problem)))]
+    params(("id" = String, Path, description = "The provider's id")),
+    responses((status = 200, description = "The provider", body = Provider),
+              (status = 404, description = "No such provider in this tenant")))]
 pub async fn get_one(
     State(state): State<AppState>,
     p: Principal,
@@ -295,32 +370,39 @@ pub async fn get_one(
 }
 
 #[utoipa::path(put, path = "/v1/gateway/providers/{id}", tag = "gateway", request_body = ProviderInput,
-    responses((status = 200, body = Provider), (status = 404, body = crate::platform::error::Problem)))]
+    params(("id" = String, Path, description = "The provider's id")),
+    responses((status = 200, description = "The provider, as changed", body = Provider),
+              (status = 403, description = "The caller is not the tenant's admin"),
+              (status = 404, description = "No such provider in this tenant"),
+              (status = 409, description = "Another provider has this name"),
+              (status = 422, description = "A field is invalid, the credential is not available to the tenant, or the base URL is not allowed")))]
 pub async fn update(
     State(state): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-    Json(input): Json<ProviderInput>,
+    Object(input): Object<ProviderInput>,
 ) -> ApiResult<Json<Provider>> {
     p.require_admin()?;
-    validate(&input)?;
+    let id = parse_id(&id)?;
+    let base_url = check(&state, &p.tenant_id, &input)?;
     let row: Option<Row> = sqlx::query_as(&format!(
-        "UPDATE gateway_providers SET name=$3, kind=$4, base_url=$5, api_key_env=$6, models=$7, priority=$8, \
+        "UPDATE gateway_providers SET name=$3, kind=$4, base_url=$5, credential=$6, models=$7, priority=$8, \
          timeout_ms=$9, max_retries=$10, enabled=$11, updated_at=now() WHERE tenant_id=$1 AND id=$2 RETURNING {COLUMNS}"
     ))
     .bind(&p.tenant_id)
-    .bind(parse_id(&id)?)
+    .bind(id)
     .bind(&input.name)
     .bind(input.kind.as_str())
-    .bind(input.base_url.trim_end_matches('/'))
-    .bind(&input.api_key_env)
+    .bind(&base_url)
+    .bind(&input.credential)
     .bind(&input.models)
     .bind(input.priority)
     .bind(input.timeout_ms)
     .bind(input.max_retries)
     .bind(input.enabled)
     .fetch_optional(state.db()?)
-    .await?;
+    .await
+    .map_err(name_taken(&input.name))?;
     forget_routes(&p.tenant_id);
     Ok(Json(from_row(
         &state,
@@ -329,7 +411,10 @@ pub async fn update(
 }
 
 #[utoipa::path(delete, path = "/v1/gateway/providers/{id}", tag = "gateway",
-    responses((status = 204), (status = 404, body = crate::platform::error::Problem)))]
+    params(("id" = String, Path, description = "The provider's id")),
+    responses((status = 204, description = "Deleted"),
+              (status = 403, description = "The caller is not the tenant's admin"),
+              (status = 404, description = "No such provider in this tenant")))]
 pub async fn delete(
     State(state): State<AppState>,
     p: Principal,
@@ -346,6 +431,32 @@ pub async fn delete(
     }
     forget_routes(&p.tenant_id);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A credential as its tenants see it: never the key.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CredentialView {
+    pub name: String,
+    /// The only base URL its key is sent to.
+    pub base_url: String,
+}
+
+#[utoipa::path(get, path = "/v1/gateway/credentials", tag = "gateway",
+    responses((status = 200, description = "The credentials the platform made available to the caller's tenant", body = Vec<CredentialView>)))]
+pub async fn credentials(
+    State(state): State<AppState>,
+    p: Principal,
+) -> ApiResult<Json<Vec<CredentialView>>> {
+    let creds = &state.config.egress.credentials;
+    Ok(Json(
+        creds
+            .available_to(&p.tenant_id)
+            .map(|c| CredentialView {
+                name: c.name.clone(),
+                base_url: c.base_url.clone(),
+            })
+            .collect(),
+    ))
 }
 
 /// The fallback chain for a model: `provider/model` pins one provider;
@@ -399,7 +510,9 @@ pub async fn route(state: &AppState, tenant: &str, model: &str) -> ApiResult<Cha
     .await?;
     let chain: Chain = rows
         .into_iter()
-        .map(|r| from_row(state, r).map(|p| (p, name.to_string())))
+        .map(|r| from_row(state, r))
+        .filter(|p| p.as_ref().map_or(true, Provider::usable))
+        .map(|p| p.map(|p| (p, name.to_string())))
         .collect::<ApiResult<_>>()?;
     let mut cache = route_cache().lock().unwrap_or_else(|e| e.into_inner());
     if cache.len() > 10_000 {
@@ -409,12 +522,17 @@ pub async fn route(state: &AppState, tenant: &str, model: &str) -> ApiResult<Cha
     Ok(chain)
 }
 
-pub async fn all_enabled(state: &AppState, tenant: &str) -> ApiResult<Vec<Provider>> {
+/// The providers calls may go to: enabled, with their credential if they need one.
+pub async fn all_usable(state: &AppState, tenant: &str) -> ApiResult<Vec<Provider>> {
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM gateway_providers WHERE tenant_id = $1 AND enabled ORDER BY priority, name"
     ))
     .bind(tenant)
     .fetch_all(state.db()?)
     .await?;
-    rows.into_iter().map(|r| from_row(state, r)).collect()
+    let all: Vec<Provider> = rows
+        .into_iter()
+        .map(|r| from_row(state, r))
+        .collect::<ApiResult<_>>()?;
+    Ok(all.into_iter().filter(Provider::usable).collect())
 }
