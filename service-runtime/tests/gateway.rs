@@ -1153,11 +1153,11 @@ async fn credentials_serve_only_their_tenants_and_only_their_base_url(pool: sqlx
 
     // Another tenant cannot tell a credential bound to others from one that does not exist.
     let taken = register(&app, &other, own.clone()).await;
-    taken.assert_problem(422);
+    taken.assert_problem(404);
     let mut missing = own.clone();
     missing["credential"] = json!("no-such");
     let missing = register(&app, &other, missing).await;
-    missing.assert_problem(422);
+    missing.assert_problem(404);
     assert_eq!(
         message(&taken).replace("team-only", "X"),
         message(&missing).replace("no-such", "X")
@@ -1198,12 +1198,13 @@ async fn credentials_serve_only_their_tenants_and_only_their_base_url(pool: sqlx
     for base_url in [
         mock.broken_url(),
         format!("{}/../broken/v1", mock.openai_url()),
+        "not a url".into(),
     ] {
         let mut moved = own.clone();
         moved["name"] = json!("moved");
         moved["base_url"] = json!(base_url);
         let r = register(&app, "team-a", moved).await;
-        r.assert_problem(422);
+        r.assert_problem(403);
         assert!(message(&r).contains("base_url"), "{}", r.body);
     }
     let mut same = own.clone();
@@ -1399,7 +1400,7 @@ async fn registration_refuses_addresses_the_egress_policy_does_not_allow(pool: s
     ] {
         let body = json!({"name": "p", "kind": "openai", "base_url": base_url, "models": ["m"]});
         let r = register(&app, &tenant, body).await;
-        r.assert_problem(422);
+        r.assert_problem(403);
         details.insert(message(&r));
     }
     assert_eq!(

@@ -11,7 +11,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::body::Object;
+use super::body::{Object, opt_integer};
 use crate::platform::auth::valid_tenant_id;
 use crate::platform::extract::{Json, Path};
 use crate::platform::{ApiError, ApiResult, AppState, Principal};
@@ -45,12 +45,12 @@ impl BudgetPeriod {
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Requests per minute; absent means unlimited.
-    #[serde(default)]
-    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "opt_integer")]
+    #[schema(minimum = 0, maximum = 2147483647)]
     pub requests_per_minute: Option<i32>,
     /// Prompt plus completion tokens per minute; absent means unlimited.
-    #[serde(default)]
-    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "opt_integer")]
+    #[schema(minimum = 0, maximum = 2147483647)]
     pub tokens_per_minute: Option<i32>,
     /// Spend per period in USD; absent means unlimited.
     #[serde(default)]
@@ -63,8 +63,10 @@ pub struct Limits {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LimitsView {
-    #[serde(flatten)]
-    pub limits: Limits,
+    pub requests_per_minute: Option<i32>,
+    pub tokens_per_minute: Option<i32>,
+    pub budget_usd: Option<f64>,
+    pub budget_period: BudgetPeriod,
     pub requests_this_minute: i64,
     pub tokens_this_minute: i64,
     pub spent_usd_this_period: f64,
@@ -259,7 +261,10 @@ async fn view(state: &AppState, tenant: &str) -> ApiResult<LimitsView> {
         .query_async(&mut conn)
         .await?;
     Ok(LimitsView {
-        limits,
+        requests_per_minute: limits.requests_per_minute,
+        tokens_per_minute: limits.tokens_per_minute,
+        budget_usd: limits.budget_usd,
+        budget_period: limits.budget_period,
         requests_this_minute: r.unwrap_or(0),
         tokens_this_minute: t.unwrap_or(0),
         spent_usd_this_period: s.unwrap_or(0) as f64 / 1e6,
@@ -285,7 +290,8 @@ fn validate(l: &Limits) -> ApiResult<()> {
 }
 
 #[utoipa::path(put, path = "/v1/gateway/limits/{tenant_id}", tag = "gateway", request_body = Limits,
-    params(("tenant_id" = String, Path, description = "The tenant whose limits are set")),
+    params(("tenant_id" = String, Path, description = "The tenant whose limits are set",
+            pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
     responses((status = 200, description = "The tenant's limits, as set", body = LimitsView),
               (status = 403, description = "The caller lacks the platform admin role"),
               (status = 422, description = "A limit is invalid, or the tenant id is not one")))]

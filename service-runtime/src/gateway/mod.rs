@@ -111,10 +111,12 @@ impl Call {
     /// admit the call. A refused call is still metered, so it shows in error rates.
     async fn route_and_admit(&self, model: &str) -> ApiResult<Chain> {
         let tenant = &self.principal.tenant_id;
-        let chain = providers::route(&self.state, tenant, model).await?;
+        let mut chain = providers::route(&self.state, tenant, model).await?;
+        chain.retain(|(p, _)| p.kind.serves(self.operation));
         if chain.is_empty() {
             return Err(ApiError::NotFound(format!(
-                "the model `{model}` does not exist or is not served here"
+                "the model `{model}` does not exist or is not served here for {}",
+                self.operation
             )));
         }
         if let Err(e) = limits::admit(&self.state, limit_cache(), tenant).await {
@@ -275,9 +277,9 @@ fn start(
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "gateway", request_body = ChatRequest,
     responses(
         (status = 200, description = "An OpenAI chat completion, or with `stream: true` a text/event-stream of chunks",
-         content((types::ChatCompletion = "application/json"), (String = "text/event-stream"))),
+         content((types::ChatCompletion = "application/json"), (types::ChatCompletionEvent = "text/event-stream"))),
         (status = 400, description = "Malformed request, or a provider did not accept it"),
-        (status = 404, description = "No provider of the tenant serves the model"),
+        (status = 404, description = "No provider of the tenant serves the model for this operation"),
         (status = 422, description = "A field is invalid"),
         (status = 429, description = "A limit or the budget is used up, or the provider is rate limiting"),
         (status = 502, description = "Every provider in the chain failed or is not allowed"),
@@ -430,7 +432,7 @@ async fn stream_from(
     responses(
         (status = 200, description = "An OpenAI embeddings list; vectors as floats or base64", body = types::EmbeddingList),
         (status = 400, description = "Malformed request, or a provider did not accept it"),
-        (status = 404, description = "No provider of the tenant serves the model"),
+        (status = 404, description = "No provider of the tenant serves the model for this operation"),
         (status = 422, description = "A field is invalid"),
         (status = 429, description = "A limit or the budget is used up, or the provider is rate limiting"),
         (status = 502, description = "Every provider in the chain failed or is not allowed"),

@@ -4,7 +4,6 @@
 
 use utoipa::OpenApi;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::request_body::RequestBody;
 use utoipa::openapi::{Content, HeaderBuilder, Ref, RefOr, Response, ResponseBuilder};
 
 use super::{limits, providers, types};
@@ -19,7 +18,8 @@ use crate::platform::error::Problem;
     ),
     components(schemas(
         types::ChatRequest, types::ChatMessage, types::StreamOptions, types::EmbeddingsRequest,
-        types::EncodingFormat, types::Usage, types::ChatCompletion, types::ModelList, types::Model,
+        types::EncodingFormat, types::Usage, types::ChatCompletion, types::ChatCompletionEvent,
+        types::ModelList, types::Model,
         types::EmbeddingList, types::Embedding, types::EmbeddingUsage, types::OpenAiError,
         types::OpenAiErrorDetail, providers::ProviderInput, providers::Provider,
         providers::ProviderKind, providers::CredentialView, limits::Limits, limits::LimitsView,
@@ -80,7 +80,10 @@ fn schema(name: &str) -> Content {
 fn complete(op: &mut Operation, openai: bool) {
     let has_body = op.request_body.is_some();
     if let Some(body) = &mut op.request_body {
-        with_msgpack(body);
+        body.description = Some(
+            "JSON, or the same document as MessagePack (`Content-Type: application/msgpack`)."
+                .into(),
+        );
     }
     let extra = SHARED.iter().chain(WITH_BODY.iter().filter(|_| has_body));
     for (status, description) in extra {
@@ -97,12 +100,6 @@ fn complete(op: &mut Operation, openai: bool) {
         } else if let Some(json) = resp.content.get(JSON).cloned() {
             resp.content.insert(MSGPACK.into(), json);
         }
-    }
-}
-
-fn with_msgpack(body: &mut RequestBody) {
-    if let Some(json) = body.content.get(JSON).cloned() {
-        body.content.insert(MSGPACK.into(), json);
     }
 }
 

@@ -14,7 +14,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::body::Object;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
+};
+
+use super::body::{Object, integer};
 use crate::platform::config::Sensitive;
 use crate::platform::egress::{normalise_base_url, valid_name};
 use crate::platform::extract::{Json, Path};
@@ -40,6 +45,15 @@ impl ProviderKind {
         }
     }
 
+    /// Whether providers of this kind answer the operation (`chat` or `embeddings`).
+    pub fn serves(self, operation: &str) -> bool {
+        match self {
+            ProviderKind::Openai => true,
+            ProviderKind::Anthropic => operation == "chat",
+            ProviderKind::Local => operation == "embeddings",
+        }
+    }
+
     fn parse(s: &str) -> ApiResult<Self> {
         match s {
             "openai" => Ok(Self::Openai),
@@ -55,58 +69,65 @@ impl ProviderKind {
 pub const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
 /// Model names: no '/' (which pins a provider) and no control characters.
 pub const MODEL_PATTERN: &str = "^[^/\\x00-\\x1f\\x7f-\\x9f]{1,200}$";
+/// An absolute http(s) URL of a host name, an IPv4 address or a bracketed IPv6 address, with
+/// an optional port and path, and no credentials, query or fragment. Labels are letters,
+/// digits and '-' (not `xn--`, whose punycode a pattern cannot check); the last one starts
+/// with a letter, as a numeric one would make the host an IPv4 address.
+pub const BASE_URL_PATTERN: &str = concat!(
+    "^[Hh][Tt][Tt][Pp][Ss]?://(",
+    // host name
+    "((?:[A-WYZa-wyz0-9-][A-Za-z0-9-]*|[Xx](?:[A-Ma-mO-Zo-z0-9-][A-Za-z0-9-]*)?",
+    "|[Xx][Nn](?:[A-Za-z0-9][A-Za-z0-9-]*)?|[Xx][Nn]-(?:[A-Za-z0-9][A-Za-z0-9-]*)?)\\.)*",
+    "(?:[A-WYZa-wyz][A-Za-z0-9-]*|[Xx](?:[A-Ma-mO-Zo-z0-9-][A-Za-z0-9-]*)?",
+    "|[Xx][Nn](?:[A-Za-z0-9][A-Za-z0-9-]*)?|[Xx][Nn]-(?:[A-Za-z0-9][A-Za-z0-9-]*)?)\\.?",
+    // IPv4
+    "|((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])",
+    // IPv6
+    "|\\[(",
+    "([0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}|([0-9A-Fa-f]{1,4}:){1,7}:",
+    "|([0-9A-Fa-f]{1,4}:){1,6}:[0-9A-Fa-f]{1,4}|([0-9A-Fa-f]{1,4}:){1,5}(:[0-9A-Fa-f]{1,4}){1,2}",
+    "|([0-9A-Fa-f]{1,4}:){1,4}(:[0-9A-Fa-f]{1,4}){1,3}|([0-9A-Fa-f]{1,4}:){1,3}(:[0-9A-Fa-f]{1,4}){1,4}",
+    "|([0-9A-Fa-f]{1,4}:){1,2}(:[0-9A-Fa-f]{1,4}){1,5}|[0-9A-Fa-f]{1,4}:(:[0-9A-Fa-f]{1,4}){1,6}",
+    "|:((:[0-9A-Fa-f]{1,4}){1,7}|:)",
+    ")\\])",
+    // port, path
+    "(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?",
+    "(/[^?#\\s]*)?$"
+);
 const MAX_MODELS: usize = 256;
 const MAX_BASE_URL: usize = 2048;
 pub const MAX_PRIORITY: i32 = 1_000_000;
 pub const MAX_TIMEOUT_MS: i32 = 600_000;
 pub const MAX_RETRIES: i32 = 10;
 
-fn model_list() -> utoipa::openapi::schema::Array {
-    utoipa::openapi::schema::ArrayBuilder::new()
-        .items(
-            utoipa::openapi::ObjectBuilder::new()
-                .schema_type(utoipa::openapi::schema::Type::String)
-                .pattern(Some(MODEL_PATTERN)),
-        )
-        .min_items(Some(1))
-        .max_items(Some(MAX_MODELS))
-        .build()
-}
-
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// A provider as registered. The document describes it as one of three shapes: with a
+/// credential, with a base URL, or the local model (see [`input_schema`]).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderInput {
-    /// Lower-case letters, digits and '-', 1 to 63 characters, not starting with '-'.
-    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub name: String,
     pub kind: ProviderKind,
-    /// Base URL of the API, e.g. `http://vllm.example.com/v1`. With a `credential`, leave it
-    /// out (the credential's own base URL is used) or give exactly that URL; the `local`
-    /// kind takes none. It must be an address the egress policy allows.
     #[serde(default)]
-    #[schema(max_length = 2048)]
     pub base_url: String,
-    /// A credential the platform made available to this tenant (see
-    /// `GET /v1/gateway/credentials`); its key is sent to its base URL only.
     #[serde(default)]
-    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub credential: Option<String>,
-    /// Models this provider serves: 1 to 256 names of 1 to 200 characters without '/'.
-    #[schema(schema_with = model_list)]
     pub models: Vec<String>,
-    /// Lower is tried first in the fallback chain.
-    #[serde(default = "default_priority")]
-    #[schema(minimum = 0, maximum = 1_000_000, default = 100)]
+    #[serde(default = "default_priority", deserialize_with = "integer")]
     pub priority: i32,
-    #[serde(default = "default_timeout")]
-    #[schema(minimum = 1, maximum = 600_000, default = 60_000)]
+    #[serde(default = "default_timeout", deserialize_with = "integer")]
     pub timeout_ms: i32,
-    #[serde(default = "default_retries")]
-    #[schema(minimum = 0, maximum = 10, default = 2)]
+    #[serde(default = "default_retries", deserialize_with = "integer")]
     pub max_retries: i32,
     #[serde(default = "default_true")]
-    #[schema(default = true)]
     pub enabled: bool,
+}
+
+impl utoipa::ToSchema for ProviderInput {}
+
+impl utoipa::PartialSchema for ProviderInput {
+    fn schema() -> RefOr<Schema> {
+        input_schema().into()
+    }
 }
 
 fn default_priority() -> i32 {
@@ -120,6 +141,85 @@ fn default_retries() -> i32 {
 }
 fn default_true() -> bool {
     true
+}
+
+fn string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+fn int(min: i32, max: i32, default: i32) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(min))
+        .maximum(Some(max))
+        .default(Some(default.into()))
+}
+
+/// What every shape of provider has.
+fn common(kinds: &[&str], description: &str) -> ObjectBuilder {
+    let models = ArrayBuilder::new()
+        .items(RefOr::T(string().pattern(Some(MODEL_PATTERN)).into()))
+        .min_items(Some(1))
+        .max_items(Some(MAX_MODELS))
+        .description(Some(
+            "Models this provider serves: 1 to 256 names of 1 to 200 characters, without '/'.",
+        ));
+    let name = string().pattern(Some(NAME_PATTERN)).description(Some(
+        "Lower-case letters, digits and '-', 1 to 63 characters, not starting with '-'.",
+    ));
+    let priority =
+        int(0, MAX_PRIORITY, 100).description(Some("Lower is tried first in the fallback chain."));
+    let enabled = ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .default(Some(true.into()));
+    ObjectBuilder::new()
+        .description(Some(description))
+        .property("name", name)
+        .property("kind", string().enum_values(Some(kinds.to_vec())))
+        .property("models", models)
+        .property("priority", priority)
+        .property("timeout_ms", int(1, MAX_TIMEOUT_MS, 60_000))
+        .property("max_retries", int(0, MAX_RETRIES, 2))
+        .property("enabled", enabled)
+        .required("name")
+        .required("kind")
+        .required("models")
+        .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)))
+}
+
+fn null() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::Null)
+}
+
+/// The three shapes a provider is registered in.
+fn input_schema() -> Schema {
+    let remote = ["openai", "anthropic"];
+    let with_credential = common(
+        &remote,
+        "A provider whose key is a credential the platform bound to this tenant          (GET /v1/gateway/credentials). The key goes to the credential's base URL only:          leave base_url out or give exactly that URL.",
+    )
+    .property("credential", string().pattern(Some(NAME_PATTERN)))
+    .property("base_url", string().max_length(Some(MAX_BASE_URL)))
+    .required("credential");
+    let url = string()
+        .pattern(Some(BASE_URL_PATTERN))
+        .max_length(Some(MAX_BASE_URL))
+        .examples(["https://llm.example.com/v1"]);
+    let with_url = common(
+        &remote,
+        "A provider called without a key, at a base URL the egress policy allows.",
+    )
+    .property("credential", null())
+    .property("base_url", url)
+    .required("base_url");
+    let local = common(&["local"], "The built-in local embedding model.")
+        .property("credential", null())
+        .property("base_url", string().max_length(Some(0)));
+    OneOfBuilder::new()
+        .item(with_credential)
+        .item(with_url)
+        .item(local)
+        .into()
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -236,10 +336,9 @@ fn validate_fields(input: &ProviderInput) -> ApiResult<()> {
 }
 
 /// The base URL calls will go to, once the input's credential and URL are allowed for the
-/// tenant. A credential that does not exist and one bound to other tenants are refused
-/// alike.
+/// tenant: 404 for a credential the tenant may not use (whether it does not exist or serves
+/// others only), 403 for a URL the policy forbids, 422 for a malformed one.
 fn base_url_for(state: &AppState, tenant: &str, input: &ProviderInput) -> ApiResult<String> {
-    let egress = &state.config.egress;
     match (&input.credential, input.kind) {
         (Some(_), ProviderKind::Local) => {
             Err(invalid("credential: the local model takes no credential"))
@@ -248,35 +347,38 @@ fn base_url_for(state: &AppState, tenant: &str, input: &ProviderInput) -> ApiRes
             Err(invalid("base_url: the local model takes no base_url"))
         }
         (None, ProviderKind::Local) => Ok(String::new()),
-        (Some(name), _) => {
-            let cred = egress.credentials.for_tenant(name, tenant).ok_or_else(|| {
-                invalid(format!(
-                    "credential: no credential named {name:?} is available to this tenant"
-                ))
-            })?;
-            let given = (!input.base_url.is_empty())
-                .then(|| normalise_base_url(&input.base_url))
-                .transpose()
-                .map_err(|m| invalid(format!("base_url: {m}")))?;
-            match given {
-                Some(url) if url != cred.base_url => Err(invalid(format!(
-                    "base_url: the credential {name} may only be used with {}; leave base_url out",
-                    cred.base_url
-                ))),
-                _ => Ok(cred.base_url.clone()),
-            }
-        }
+        (Some(name), _) => credential_url(state, tenant, name, &input.base_url),
         (None, _) => {
             let url = normalise_base_url(&input.base_url)
                 .map_err(|m| invalid(format!("base_url: {m}")))?;
             let parsed = url::Url::parse(&url).map_err(|_| invalid("base_url: not a URL"))?;
-            egress
+            state
+                .config
+                .egress
                 .policy
                 .check_url(&parsed)
-                .map_err(|r| invalid(format!("base_url: {r}")))?;
+                .map_err(|r| ApiError::Forbidden(format!("base_url: {r}")))?;
             Ok(url)
         }
     }
+}
+
+/// The base URL of a credential the tenant may use; `given`, if any, must be that URL.
+fn credential_url(state: &AppState, tenant: &str, name: &str, given: &str) -> ApiResult<String> {
+    let creds = &state.config.egress.credentials;
+    let cred = creds.for_tenant(name, tenant).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "credential: no credential named {name:?} is available to this tenant"
+        ))
+    })?;
+    let same = given.is_empty() || normalise_base_url(given).is_ok_and(|u| u == cred.base_url);
+    if !same {
+        return Err(ApiError::Forbidden(format!(
+            "base_url: the credential {name} may only be used with {}; leave base_url out",
+            cred.base_url
+        )));
+    }
+    Ok(cred.base_url.clone())
 }
 
 fn check(state: &AppState, tenant: &str, input: &ProviderInput) -> ApiResult<String> {
@@ -295,9 +397,10 @@ fn name_taken(name: &str) -> impl FnOnce(sqlx::Error) -> ApiError + '_ {
 
 #[utoipa::path(post, path = "/v1/gateway/providers", tag = "gateway", request_body = ProviderInput,
     responses((status = 201, description = "The provider, as registered", body = Provider),
-              (status = 403, description = "The caller is not the tenant's admin"),
+              (status = 403, description = "The caller is not the tenant's admin, or the egress policy or the credential's binding forbids the base URL"),
+              (status = 404, description = "No credential of this name is available to the tenant"),
               (status = 409, description = "A provider of this name exists"),
-              (status = 422, description = "A field is invalid, the credential is not available to the tenant, or the base URL is not allowed")))]
+              (status = 422, description = "A field is invalid")))]
 pub async fn create(
     State(state): State<AppState>,
     p: Principal,
@@ -372,10 +475,10 @@ pub async fn get_one(
 #[utoipa::path(put, path = "/v1/gateway/providers/{id}", tag = "gateway", request_body = ProviderInput,
     params(("id" = String, Path, description = "The provider's id")),
     responses((status = 200, description = "The provider, as changed", body = Provider),
-              (status = 403, description = "The caller is not the tenant's admin"),
-              (status = 404, description = "No such provider in this tenant"),
+              (status = 403, description = "The caller is not the tenant's admin, or the egress policy or the credential's binding forbids the base URL"),
+              (status = 404, description = "No such provider in this tenant, or no credential of this name is available to it"),
               (status = 409, description = "Another provider has this name"),
-              (status = 422, description = "A field is invalid, the credential is not available to the tenant, or the base URL is not allowed")))]
+              (status = 422, description = "A field is invalid")))]
 pub async fn update(
     State(state): State<AppState>,
     p: Principal,
@@ -535,4 +638,43 @@ pub async fn all_usable(state: &AppState, tenant: &str) -> ApiResult<Vec<Provide
         .map(|r| from_row(state, r))
         .collect::<ApiResult<_>>()?;
     Ok(all.into_iter().filter(Provider::usable).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_the_pattern_admits_are_urls_and_the_others_are_not() {
+        let pattern = regex::Regex::new(BASE_URL_PATTERN).unwrap();
+        for ok in [
+            "https://api.openai.com/v1",
+            "HTTP://Example.COM.:8080/a/%zz",
+            "http://127.0.0.1:65535",
+            "http://[::1]/v1",
+            "http://[2001:db8::8a2e:370:7334]/",
+            "http://xn-a.example/",
+            "http://x/",
+            "http://-a.b/",
+        ] {
+            assert!(pattern.is_match(ok), "{ok}");
+            assert!(normalise_base_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ftp://a.com",
+            "http://",
+            "http://a.com?x=1",
+            "http://a.com/#f",
+            "http://u:p@a.com",
+            "http://a.com:65536",
+            "http://1.2.3.256/",
+            "http://a.0x1/",
+            "http://xn--/",
+            "http://xn--zz.com/",
+            "http://[:1:3Aec:440d:::6bC5:]",
+            "http://a..b/",
+        ] {
+            assert!(!pattern.is_match(bad), "{bad}");
+        }
+    }
 }

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
 
+use super::body::{integral, opt_integer};
 use crate::platform::ApiError;
 
 fn of_type(t: Type) -> ObjectBuilder {
@@ -40,6 +41,16 @@ fn stop_schema() -> Schema {
         .into()
 }
 
+fn vector_schema() -> Schema {
+    OneOfBuilder::new()
+        .item(array_of(of_type(Type::Number), 0, None))
+        .item(of_type(Type::String))
+        .description(Some(
+            "Floats, or with `encoding_format: base64` a base64 string of little-endian f32.",
+        ))
+        .into()
+}
+
 fn input_schema() -> Schema {
     let text = || of_type(Type::String).min_length(Some(1));
     let token = || {
@@ -60,8 +71,15 @@ fn input_schema() -> Schema {
 
 /// Token ids are 32-bit.
 const MAX_TOKEN_ID: u32 = u32::MAX;
-fn is_token(v: &Value) -> bool {
-    v.as_u64().is_some_and(|t| t <= u64::from(MAX_TOKEN_ID))
+fn token(v: &Value) -> Option<u32> {
+    v.as_number()
+        .and_then(integral::<i64>)
+        .and_then(|t| u32::try_from(t).ok())
+}
+
+/// Token ids as integers, however the client wrote them.
+fn tokens(a: &[Value]) -> Option<Vec<u32>> {
+    a.iter().map(token).collect()
 }
 
 /// The most inputs one embeddings request may hold.
@@ -108,7 +126,11 @@ pub struct StreamOptions {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ChatRequest {
     /// A model name, or `provider/model` to pin a provider.
-    #[schema(min_length = 1, max_length = 264)]
+    #[schema(
+        min_length = 1,
+        max_length = 264,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
     pub model: String,
     #[schema(min_items = 1)]
     pub messages: Vec<ChatMessage>,
@@ -123,14 +145,26 @@ pub struct ChatRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0, maximum = 1)]
     pub top_p: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_integer"
+    )]
     #[schema(minimum = 1, maximum = 4_294_967_295_u32)]
     pub max_tokens: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_integer"
+    )]
     #[schema(minimum = 1, maximum = 4_294_967_295_u32)]
     pub max_completion_tokens: Option<u32>,
     /// Only 1 is supported.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_integer"
+    )]
     #[schema(minimum = 1, maximum = 1)]
     pub n: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,10 +185,14 @@ fn invalid(reason: impl Into<String>) -> ApiError {
     ApiError::Validation(reason.into())
 }
 
-/// A model name as clients give it: 1 to 264 characters.
+/// A model name as clients give it: 1 to 264 characters, none of them a control character
+/// (no provider could serve such a name).
 fn validate_model(model: &str) -> Result<(), ApiError> {
-    if model.is_empty() || model.chars().count() > MAX_MODEL_CHARS {
-        return Err(invalid("model: must be 1 to 264 characters"));
+    let n = model.chars().count();
+    if n == 0 || n > MAX_MODEL_CHARS || model.chars().any(char::is_control) {
+        return Err(invalid(
+            "model: must be 1 to 264 characters, without control characters",
+        ));
     }
     Ok(())
 }
@@ -262,14 +300,22 @@ pub enum EncodingFormat {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EmbeddingsRequest {
-    #[schema(min_length = 1, max_length = 264)]
+    #[schema(
+        min_length = 1,
+        max_length = 264,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
     pub model: String,
     #[schema(schema_with = input_schema)]
     pub input: Value,
     /// `float` (default) or `base64`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding_format: Option<EncodingFormat>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_integer"
+    )]
     #[schema(minimum = 1, maximum = 8192)]
     pub dimensions: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -278,7 +324,36 @@ pub struct EmbeddingsRequest {
 
 pub enum EmbeddingInput {
     Texts(Vec<String>),
+    /// Token ids (one list, or one list per input), as integers.
     Tokens(Value),
+}
+
+/// An array input: non-empty strings, token ids, or non-empty lists of token ids.
+fn array_input(a: &[Value]) -> Result<EmbeddingInput, ApiError> {
+    let texts: Option<Vec<String>> = a
+        .iter()
+        .map(|v| v.as_str().filter(|s| !s.is_empty()).map(String::from))
+        .collect();
+    if let Some(texts) = texts {
+        return Ok(EmbeddingInput::Texts(texts));
+    }
+    if let Some(ids) = tokens(a) {
+        return Ok(EmbeddingInput::Tokens(serde_json::json!(ids)));
+    }
+    let lists: Option<Vec<Vec<u32>>> = a
+        .iter()
+        .map(|v| {
+            v.as_array()
+                .filter(|t| !t.is_empty())
+                .and_then(|t| tokens(t))
+        })
+        .collect();
+    match lists {
+        Some(lists) => Ok(EmbeddingInput::Tokens(serde_json::json!(lists))),
+        None => Err(invalid(
+            "input: must be a non-empty string, an array of non-empty strings, or token arrays",
+        )),
+    }
 }
 
 impl EmbeddingsRequest {
@@ -292,29 +367,10 @@ impl EmbeddingsRequest {
         }
         let input = match &self.input {
             Value::String(s) if !s.is_empty() => EmbeddingInput::Texts(vec![s.clone()]),
-            Value::Array(a) if !a.is_empty() && a.len() <= MAX_INPUTS => {
-                if a.iter().all(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
-                    EmbeddingInput::Texts(
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(String::from))
-                            .collect(),
-                    )
-                } else if a.iter().all(is_token)
-                    || a.iter().all(|v| {
-                        v.as_array()
-                            .is_some_and(|t| !t.is_empty() && t.iter().all(is_token))
-                    })
-                {
-                    EmbeddingInput::Tokens(self.input.clone())
-                } else {
-                    return Err(ApiError::Validation(
-                        "input: must be a non-empty string, an array of non-empty strings, or token arrays".into(),
-                    ));
-                }
-            }
+            Value::Array(a) if !a.is_empty() && a.len() <= MAX_INPUTS => array_input(a)?,
             _ => {
-                return Err(ApiError::Validation(
-                    "input: must be a non-empty string or an array of 1 to 2048 items".into(),
+                return Err(invalid(
+                    "input: must be a non-empty string or an array of 1 to 2048 items",
                 ));
             }
         };
@@ -326,7 +382,7 @@ impl EmbeddingsRequest {
 /// passed on as they are, so fields beyond these may appear.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ChatCompletion {
-    #[schema(value_type = Object)]
+    #[schema(value_type = Vec<Object>)]
     pub choices: Vec<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -336,6 +392,14 @@ pub struct ChatCompletion {
     pub model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Value>,
+}
+
+/// One event of a streamed chat completion.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChatCompletionEvent {
+    /// A `chat.completion.chunk` as JSON, an `{"error": …}` object if the stream failed, or
+    /// `[DONE]` at the end.
+    pub data: String,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -360,8 +424,7 @@ pub struct Embedding {
     /// Always `embedding`.
     pub object: &'static str,
     pub index: usize,
-    /// Floats, or with `encoding_format: base64` a base64 string of little-endian f32.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = vector_schema)]
     pub embedding: Value,
 }
 

@@ -495,10 +495,10 @@ pub async fn embeddings(
 ) -> Attempt<(Vec<Vec<f32>>, Usage)> {
     match p.kind {
         ProviderKind::Local => {
-            let EmbeddingInput::Texts(texts) = input else {
-                return Attempt::Fatal(ApiError::Validation(
-                    "input: the local embedding model takes text, not token arrays".into(),
-                ));
+            // Token ids are embedded as words: the same ids give the same vector.
+            let texts = match input {
+                EmbeddingInput::Texts(texts) => texts.clone(),
+                EmbeddingInput::Tokens(ids) => token_texts(ids),
             };
             let dims = req.dimensions.unwrap_or(384) as usize;
             let tokens: u64 = texts
@@ -520,7 +520,11 @@ pub async fn embeddings(
             p.name
         ))),
         ProviderKind::Openai => {
-            let mut body = json!({"model": model, "input": req.input, "encoding_format": "float"});
+            let input = match input {
+                EmbeddingInput::Tokens(ids) => ids,
+                EmbeddingInput::Texts(_) => &req.input,
+            };
+            let mut body = json!({"model": model, "input": input, "encoding_format": "float"});
             if let Some(d) = req.dimensions {
                 body["dimensions"] = json!(d);
             }
@@ -569,6 +573,24 @@ pub async fn embeddings(
                 },
             ))
         }
+    }
+}
+
+/// One text per token list: the ids separated by spaces.
+fn token_texts(ids: &Value) -> Vec<String> {
+    let join = |list: &[Value]| {
+        list.iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match ids.as_array() {
+        Some(lists) if lists.iter().all(Value::is_array) => lists
+            .iter()
+            .map(|l| join(l.as_array().map(Vec::as_slice).unwrap_or_default()))
+            .collect(),
+        Some(list) => vec![join(list)],
+        None => Vec::new(),
     }
 }
 
