@@ -487,4 +487,38 @@ mod tests {
         assert!(matches!(Source::new(e), Err(ConfigError::File { .. })));
         std::fs::remove_dir_all(dir).unwrap();
     }
+    #[test]
+    fn egress_settings_are_read_and_a_wrong_entry_names_its_setting() {
+        let creds = r#"[{"name": "openai", "tenants": "*", "base_url": "https://api.openai.com/v1", "key_env": "LLM_API_KEY_OPENAI"}]"#;
+        let e = env(&[
+            ("FAAS_AUTH", "disabled"),
+            ("FAAS_EGRESS_ALLOW", "10.1.0.0/16 vllm.ml.svc.cluster.local"),
+            ("FAAS_GATEWAY_CREDENTIALS", creds),
+            ("LLM_API_KEY_OPENAI", "sk-from-a-secret"),
+        ]);
+        let c = Config::from_source(&Source::new(e).unwrap()).unwrap();
+        assert!(c.egress.policy.allows_host("vllm.ml.svc.cluster.local"));
+        let cred = c.egress.credentials.for_tenant("openai", "anyone").unwrap();
+        assert_eq!(&*cred.key, "sk-from-a-secret");
+        assert!(!format!("{c:?}").contains("sk-from-a-secret"));
+        let key = ("LLM_API_KEY_OPENAI", "sk-from-a-secret");
+        for (name, value, extra) in [
+            ("FAAS_EGRESS_ALLOW", "10.0.0.0/33", vec![]),
+            ("FAAS_EGRESS_PUBLIC", "sometimes", vec![]),
+            // The variable is not set.
+            ("FAAS_GATEWAY_CREDENTIALS", creds, vec![]),
+            // The base URL is not allowed when only the allowlist may be reached.
+            (
+                "FAAS_GATEWAY_CREDENTIALS",
+                creds,
+                vec![key, ("FAAS_EGRESS_PUBLIC", "false")],
+            ),
+        ] {
+            let mut e = env(&extra);
+            e.insert("FAAS_AUTH".into(), "disabled".into());
+            e.insert(name.into(), value.into());
+            let err = Config::from_source(&Source::new(e).unwrap()).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}: {err}");
+        }
+    }
 }
