@@ -87,6 +87,8 @@ fn spawn(services: &str) -> Runtime {
         .env("FAAS_REDIS_PREFIX", unique("bench"))
         .env("FAAS_NATS_PREFIX", &nats_prefix)
         .env("FAAS_DB_MAX_CONNECTIONS", "20")
+        // The measured provider is a local server.
+        .env("FAAS_EGRESS_ALLOW", "127.0.0.1")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
