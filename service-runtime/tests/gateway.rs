@@ -1542,7 +1542,7 @@ async fn redirects_are_not_followed(pool: sqlx::PgPool) {
 }
 
 #[sqlx::test]
-async fn numbers_at_their_extremes_are_client_errors_never_server_errors(pool: sqlx::PgPool) {
+async fn provider_numbers_at_their_extremes_are_client_errors(pool: sqlx::PgPool) {
     let (app, mock) = gateway(pool).await;
     let tenant = unique("gw");
     let a = admin(&tenant);
@@ -1595,7 +1595,12 @@ async fn numbers_at_their_extremes_are_client_errors_never_server_errors(pool: s
         .await
         .assert_problem(422);
     }
+}
 
+#[sqlx::test]
+async fn limits_at_their_extremes_are_client_errors(pool: sqlx::PgPool) {
+    let (app, _mock) = gateway(pool).await;
+    let tenant = unique("gw");
     let platform = token("platform", "ops", &["platform-admin"]);
     let uri = format!("/v1/gateway/limits/{tenant}");
     for body in [
@@ -1649,7 +1654,12 @@ async fn numbers_at_their_extremes_are_client_errors_never_server_errors(pool: s
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
+}
 
+#[sqlx::test]
+async fn call_numbers_at_their_extremes_are_client_errors(pool: sqlx::PgPool) {
+    let (app, mock) = gateway(pool).await;
+    let tenant = unique("gw");
     add_provider(
         &app,
         &tenant,
@@ -1729,8 +1739,20 @@ async fn numbers_at_their_extremes_are_client_errors_never_server_errors(pool: s
     )
     .await
     .assert_openai_error(422);
+}
 
-    // A provider reporting absurd figures is served; the counts saturate.
+#[sqlx::test]
+async fn absurd_figures_from_a_provider_saturate(pool: sqlx::PgPool) {
+    let (app, mock) = gateway(pool).await;
+    let tenant = unique("gw");
+    let t = user(&tenant);
+    add_provider(
+        &app,
+        &tenant,
+        openai_provider(&mock, "main", &["overflow-usage"], 1),
+    )
+    .await;
+    // A provider reporting more tokens than any counter holds is served.
     let r = call(
         &app.router,
         "POST",

@@ -385,75 +385,61 @@ pub async fn chat(
         Attempt::Fatal(e) => return Attempt::Fatal(e),
     };
     match p.kind {
-        ProviderKind::Anthropic => {
-            let text: String = v
-                .get("content")
-                .and_then(Value::as_array)
-                .map(|blocks| {
-                    blocks
-                        .iter()
-                        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-                        .filter_map(|b| b.get("text").and_then(Value::as_str))
-                        .collect::<Vec<_>>()
-                        .join("")
-                })
-                .unwrap_or_default();
-            let tool_calls: Vec<Value> = v
-                .get("content")
-                .and_then(Value::as_array)
-                .map(|blocks| {
-                    blocks
-                        .iter()
-                        .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
-                        .map(|b| {
-                            json!({
-                                "id": b["id"], "type": "function",
-                                "function": {"name": b["name"], "arguments": b["input"].to_string()},
-                            })
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let pt = v
-                .pointer("/usage/input_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            let ct = v
-                .pointer("/usage/output_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            let usage = Usage::new(pt, ct);
-            let id = v.get("id").and_then(Value::as_str).unwrap_or("msg");
-            let mut message = json!({"role": "assistant", "content": text, "refusal": null});
-            if !tool_calls.is_empty() {
-                if text.is_empty() {
-                    message["content"] = Value::Null;
-                }
-                message["tool_calls"] = json!(tool_calls);
-            }
-            let out = json!({
-                "id": format!("chatcmpl-{id}"),
-                "object": "chat.completion",
-                "created": chrono::Utc::now().timestamp(),
-                "model": v.get("model").and_then(Value::as_str).unwrap_or(model),
-                "choices": [{
-                    "index": 0,
-                    "message": message,
-                    "logprobs": null,
-                    "finish_reason": finish_reason(v.get("stop_reason").and_then(Value::as_str)),
-                }],
-                "usage": usage,
-            });
-            Attempt::Done((out, usage))
-        }
+        ProviderKind::Anthropic => Attempt::Done(from_anthropic(&v, model)),
+        _ if v.get("choices").and_then(Value::as_array).is_none() => Attempt::Failed(malformed(p)),
         _ => {
-            if v.get("choices").and_then(Value::as_array).is_none() {
-                return Attempt::Failed(malformed(p));
-            }
             let usage = usage_from_openai(&v);
             Attempt::Done((v, usage))
         }
     }
+}
+
+/// The blocks of an Anthropic answer of one type.
+fn blocks<'a>(v: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    v.get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(move |b| b.get("type").and_then(Value::as_str) == Some(kind))
+}
+
+/// An Anthropic Messages answer as an OpenAI chat completion.
+fn from_anthropic(v: &Value, model: &str) -> (Value, Usage) {
+    let text: String = blocks(v, "text")
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .collect();
+    let tool_calls: Vec<Value> = blocks(v, "tool_use")
+        .map(|b| {
+            json!({
+                "id": b["id"], "type": "function",
+                "function": {"name": b["name"], "arguments": b["input"].to_string()},
+            })
+        })
+        .collect();
+    let n = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let usage = Usage::new(n("/usage/input_tokens"), n("/usage/output_tokens"));
+    let id = v.get("id").and_then(Value::as_str).unwrap_or("msg");
+    let mut message = json!({"role": "assistant", "content": text, "refusal": null});
+    if !tool_calls.is_empty() {
+        if text.is_empty() {
+            message["content"] = Value::Null;
+        }
+        message["tool_calls"] = json!(tool_calls);
+    }
+    let out = json!({
+        "id": format!("chatcmpl-{id}"),
+        "object": "chat.completion",
+        "created": chrono::Utc::now().timestamp(),
+        "model": v.get("model").and_then(Value::as_str).unwrap_or(model),
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": null,
+            "finish_reason": finish_reason(v.get("stop_reason").and_then(Value::as_str)),
+        }],
+        "usage": usage,
+    });
+    (out, usage)
 }
 
 /// Opens a streamed chat call; the head is checked before anything is sent
@@ -494,27 +480,7 @@ pub async fn embeddings(
     input: &EmbeddingInput,
 ) -> Attempt<(Vec<Vec<f32>>, Usage)> {
     match p.kind {
-        ProviderKind::Local => {
-            // Token ids are embedded as words: the same ids give the same vector.
-            let texts = match input {
-                EmbeddingInput::Texts(texts) => texts.clone(),
-                EmbeddingInput::Tokens(ids) => token_texts(ids),
-            };
-            let dims = req.dimensions.unwrap_or(384) as usize;
-            let tokens: u64 = texts
-                .iter()
-                .map(|t| t.split_whitespace().count().max(1) as u64)
-                .sum();
-            let vectors = texts.iter().map(|t| local_embedding(t, dims)).collect();
-            Attempt::Done((
-                vectors,
-                Usage {
-                    prompt_tokens: tokens,
-                    completion_tokens: 0,
-                    total_tokens: tokens,
-                },
-            ))
-        }
+        ProviderKind::Local => Attempt::Done(embed_locally(req, input)),
         ProviderKind::Anthropic => Attempt::Failed(ApiError::BadGateway(format!(
             "provider {} has no embeddings API",
             p.name
@@ -532,48 +498,60 @@ pub async fn embeddings(
                 body["user"] = json!(u);
             }
             let url = format!("{}/embeddings", p.base_url);
-            let v = match call_json(state, ctx, p, url, &body).await {
-                Attempt::Done(v) => v,
-                Attempt::Failed(e) => return Attempt::Failed(e),
-                Attempt::Fatal(e) => return Attempt::Fatal(e),
-            };
-            let Some(data) = v.get("data").and_then(Value::as_array) else {
-                return Attempt::Failed(malformed(p));
-            };
-            let mut vectors = vec![Vec::new(); data.len()];
-            for (i, item) in data.iter().enumerate() {
-                let idx = item
-                    .get("index")
-                    .and_then(Value::as_u64)
-                    .map(|x| x as usize)
-                    .unwrap_or(i);
-                let emb = match item.get("embedding") {
-                    Some(Value::Array(a)) => a
-                        .iter()
-                        .filter_map(Value::as_f64)
-                        .map(|x| x as f32)
-                        .collect(),
-                    Some(Value::String(s)) => decode_base64_f32(s).unwrap_or_default(),
-                    _ => Vec::new(),
-                };
-                if idx < vectors.len() {
-                    vectors[idx] = emb;
+            match call_json(state, ctx, p, url, &body).await {
+                Attempt::Done(v) => {
+                    vectors_from(&v).map_or_else(|| Attempt::Failed(malformed(p)), Attempt::Done)
                 }
+                Attempt::Failed(e) => Attempt::Failed(e),
+                Attempt::Fatal(e) => Attempt::Fatal(e),
             }
-            let pt = v
-                .pointer("/usage/prompt_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            Attempt::Done((
-                vectors,
-                Usage {
-                    prompt_tokens: pt,
-                    completion_tokens: 0,
-                    total_tokens: pt,
-                },
-            ))
         }
     }
+}
+
+/// The local model's vectors; token ids are embedded as words, so the same ids give the
+/// same vector.
+fn embed_locally(req: &EmbeddingsRequest, input: &EmbeddingInput) -> (Vec<Vec<f32>>, Usage) {
+    let texts = match input {
+        EmbeddingInput::Texts(texts) => texts.clone(),
+        EmbeddingInput::Tokens(ids) => token_texts(ids),
+    };
+    let dims = req.dimensions.unwrap_or(384) as usize;
+    let tokens: u64 = texts
+        .iter()
+        .map(|t| t.split_whitespace().count().max(1) as u64)
+        .sum();
+    let vectors = texts.iter().map(|t| local_embedding(t, dims)).collect();
+    (vectors, Usage::new(tokens, 0))
+}
+
+/// The vectors of an OpenAI embeddings answer, in input order, and its usage.
+fn vectors_from(v: &Value) -> Option<(Vec<Vec<f32>>, Usage)> {
+    let data = v.get("data").and_then(Value::as_array)?;
+    let mut vectors = vec![Vec::new(); data.len()];
+    for (i, item) in data.iter().enumerate() {
+        let idx = item
+            .get("index")
+            .and_then(Value::as_u64)
+            .map_or(i, |x| x as usize);
+        let emb = match item.get("embedding") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_f64)
+                .map(|x| x as f32)
+                .collect(),
+            Some(Value::String(s)) => decode_base64_f32(s).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        if let Some(slot) = vectors.get_mut(idx) {
+            *slot = emb;
+        }
+    }
+    let pt = v
+        .pointer("/usage/prompt_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Some((vectors, Usage::new(pt, 0)))
 }
 
 /// One text per token list: the ids separated by spaces.
