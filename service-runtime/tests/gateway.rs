@@ -3,27 +3,56 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use common::mock::MockServer;
 use common::*;
 use faas_runtime::Component;
+use faas_runtime::platform::config::Config;
+use faas_runtime::platform::egress::{CredentialSet, EgressPolicy, EgressSettings};
 use faas_runtime::platform::events::Envelope;
 use futures::StreamExt;
 use prost::Message;
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-mock-secret-123";
+const TEAM_KEY: &str = "sk-team-only-key-456";
+
+/// Credentials as the platform would set them: one shared by every tenant for each mock
+/// API, and one for the tenant `team-a` only.
+fn credentials(mock: &MockServer) -> String {
+    json!([
+        {"name": "mock-openai", "tenants": "*", "base_url": mock.openai_url(), "key_env": "LLM_API_KEY_MOCK"},
+        {"name": "mock-anthropic", "tenants": "*", "base_url": mock.anthropic_url(), "key_env": "LLM_API_KEY_MOCK"},
+        {"name": "echo", "tenants": "*", "base_url": mock.echo_url(), "key_env": "LLM_API_KEY_MOCK"},
+        {"name": "team-only", "tenants": ["team-a"], "base_url": mock.openai_url(), "key_env": "LLM_API_KEY_TEAM"}
+    ])
+    .to_string()
+}
+
+/// A gateway configuration whose egress policy allows only loopback (the mock), or with
+/// `allow` empty, the default rules with nothing allowed beyond them.
+fn gateway_config(allow: &str, creds: &str) -> Config {
+    let mut config = test_config();
+    let keys = &mut config.provider_keys.0;
+    keys.insert("LLM_API_KEY_MOCK".into(), KEY.into());
+    keys.insert("LLM_API_KEY_TEAM".into(), TEAM_KEY.into());
+    // Tests never leave the machine: nothing public is allowed either.
+    let policy = EgressPolicy::parse(allow).unwrap().with_public(false);
+    let credentials = CredentialSet::parse(creds, keys, &policy).unwrap();
+    config.egress = EgressSettings {
+        policy: Arc::new(policy),
+        credentials: Arc::new(credentials),
+    };
+    config.platform_admin_role = "platform-admin".into();
+    config
+}
 
 async fn gateway(pool: sqlx::PgPool) -> (TestApp, MockServer) {
     let mock = common::mock::start().await;
-    let mut config = test_config();
-    config
-        .provider_keys
-        .0
-        .insert("LLM_API_KEY_MOCK".into(), KEY.into());
-    config.platform_admin_role = "platform-admin".into();
+    let config = gateway_config("127.0.0.1", &credentials(&mock));
     let app = app_with(Some(pool), &[Component::Gateway], config).await;
     (app, mock)
 }
@@ -41,9 +70,8 @@ async fn add_provider(app: &TestApp, tenant: &str, body: Value) -> Value {
     r.body
 }
 
-fn openai_provider(mock: &MockServer, name: &str, models: &[&str], priority: i32) -> Value {
-    json!({"name": name, "kind": "openai", "base_url": mock.openai_url(), "api_key_env": "LLM_API_KEY_MOCK",
-           "models": models, "priority": priority})
+fn openai_provider(_mock: &MockServer, name: &str, models: &[&str], priority: i32) -> Value {
+    json!({"name": name, "kind": "openai", "credential": "mock-openai", "models": models, "priority": priority})
 }
 
 fn chat(model: &str, text: &str) -> Value {
@@ -238,8 +266,8 @@ async fn anthropic_is_translated_plain_and_streamed(pool: sqlx::PgPool) {
     add_provider(
         &app,
         &tenant,
-        json!({"name": "claude", "kind": "anthropic", "base_url": mock.anthropic_url(),
-               "api_key_env": "LLM_API_KEY_MOCK", "models": ["claude-sonnet-4-0"]}),
+        json!({"name": "claude", "kind": "anthropic", "credential": "mock-anthropic",
+               "models": ["claude-sonnet-4-0"]}),
     )
     .await;
     let t = user(&tenant);
@@ -593,8 +621,8 @@ async fn bad_input_gets_openai_shaped_4xx(pool: sqlx::PgPool) {
     )
     .await
     .assert_openai_error(422);
-    // A request the provider rejects as malformed is a 400 with its reason,
-    // and no other provider is tried.
+    // A request the provider rejects as malformed is a 400 with the gateway's reason, never
+    // the provider's body, and no other provider is tried.
     let r = call(
         &app.router,
         "POST",
@@ -604,12 +632,9 @@ async fn bad_input_gets_openai_shaped_4xx(pool: sqlx::PgPool) {
     )
     .await;
     r.assert_openai_error(400);
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("unsupported parameter")
-    );
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("answered 400"), "{message}");
+    assert!(!message.contains("unsupported parameter"), "{message}");
 }
 
 #[sqlx::test]
@@ -815,8 +840,9 @@ async fn provider_registry_validates_hides_keys_and_isolates_tenants(pool: sqlx:
     let b = unique("tb");
     let created = add_provider(&app, &a, openai_provider(&mock, "main", &["gpt-4o"], 1)).await;
     let id = created["id"].as_str().unwrap().to_string();
-    assert_eq!(created["api_key_env"], "LLM_API_KEY_MOCK");
-    assert_eq!(created["api_key_present"], true);
+    assert_eq!(created["credential"], "mock-openai");
+    assert_eq!(created["credential_available"], true);
+    assert_eq!(created["base_url"], mock.openai_url());
     assert!(!created.to_string().contains(KEY));
 
     let uri = format!("/v1/gateway/providers/{id}");
@@ -847,10 +873,13 @@ async fn provider_registry_validates_hides_keys_and_isolates_tenants(pool: sqlx:
     for (patch, word) in [
         (json!({"api_key_env": "DATABASE_URL"}), "api_key_env"),
         (
-            json!({"base_url": "http://user:pw@example.test/v1"}),
+            json!({"credential": null, "base_url": "http://user:pw@example.test/v1"}),
             "base_url",
         ),
-        (json!({"base_url": "not a url"}), "base_url"),
+        (
+            json!({"credential": null, "base_url": "not a url"}),
+            "base_url",
+        ),
         (json!({"name": "Bad Name"}), "name"),
         (json!({"models": []}), "models"),
         (json!({"timeout_ms": 0}), "timeout_ms"),
@@ -991,8 +1020,8 @@ async fn anthropic_tool_calls_are_translated_both_ways(pool: sqlx::PgPool) {
     add_provider(
         &app,
         &tenant,
-        json!({"name": "claude", "kind": "anthropic", "base_url": mock.anthropic_url(),
-               "api_key_env": "LLM_API_KEY_MOCK", "models": ["claude-sonnet-4-0"]}),
+        json!({"name": "claude", "kind": "anthropic", "credential": "mock-anthropic",
+               "models": ["claude-sonnet-4-0"]}),
     )
     .await;
     let t = user(&tenant);
@@ -1091,4 +1120,852 @@ async fn anthropic_tool_calls_are_translated_both_ways(pool: sqlx::PgPool) {
             .iter()
             .any(|c| c["choices"][0]["finish_reason"] == "tool_calls")
     );
+}
+
+fn message(r: &Resp) -> String {
+    r.body["error"]["message"]
+        .as_str()
+        .or_else(|| r.body["detail"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn register(app: &TestApp, tenant: &str, body: Value) -> Resp {
+    call(
+        &app.router,
+        "POST",
+        "/v1/gateway/providers",
+        Some(&admin(tenant)),
+        Some(body),
+    )
+    .await
+}
+
+#[sqlx::test]
+async fn credentials_serve_only_their_tenants_and_only_their_base_url(pool: sqlx::PgPool) {
+    let (app, mock) = gateway(pool.clone()).await;
+    let other = unique("gw");
+    let own =
+        json!({"name": "team", "kind": "openai", "credential": "team-only", "models": ["gpt-4o"]});
+    let team = register(&app, "team-a", own.clone()).await;
+    assert_eq!(team.status, 201, "{}", team.body);
+    assert_eq!(team.body["base_url"], mock.openai_url());
+
+    // Another tenant cannot tell a credential bound to others from one that does not exist.
+    let taken = register(&app, &other, own.clone()).await;
+    taken.assert_problem(404);
+    let mut missing = own.clone();
+    missing["credential"] = json!("no-such");
+    let missing = register(&app, &other, missing).await;
+    missing.assert_problem(404);
+    assert_eq!(
+        message(&taken).replace("team-only", "X"),
+        message(&missing).replace("no-such", "X")
+    );
+    let listed = call(
+        &app.router,
+        "GET",
+        "/v1/gateway/credentials",
+        Some(&user(&other)),
+        None,
+    )
+    .await;
+    let names: Vec<&str> = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["mock-openai", "mock-anthropic", "echo"]);
+    let listed = call(
+        &app.router,
+        "GET",
+        "/v1/gateway/credentials",
+        Some(&user("team-a")),
+        None,
+    )
+    .await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 4);
+    assert!(
+        !listed
+            .raw
+            .windows(TEAM_KEY.len())
+            .any(|w| w == TEAM_KEY.as_bytes())
+    );
+
+    // The key goes to the credential's base URL only: another base URL is refused.
+    for base_url in [
+        mock.broken_url(),
+        format!("{}/../broken/v1", mock.openai_url()),
+        "not a url".into(),
+    ] {
+        let mut moved = own.clone();
+        moved["name"] = json!("moved");
+        moved["base_url"] = json!(base_url);
+        let r = register(&app, "team-a", moved).await;
+        r.assert_problem(403);
+        assert!(message(&r).contains("base_url"), "{}", r.body);
+    }
+    let mut same = own.clone();
+    same["name"] = json!("same");
+    same["base_url"] = json!(format!("{}/", mock.openai_url()));
+    assert_eq!(register(&app, "team-a", same).await.status, 201);
+    let local =
+        json!({"name": "local", "kind": "local", "credential": "mock-openai", "models": ["e"]});
+    register(&app, "team-a", local).await.assert_problem(422);
+
+    // Calls carry the tenant's key to its credential's URL, and no key elsewhere.
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&user("team-a")),
+        Some(chat("team/gpt-4o", "x")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let plain = json!({"name": "plain", "kind": "openai", "base_url": mock.limited_url(), "models": ["m9"]});
+    assert_eq!(register(&app, &other, plain).await.status, 201);
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&user(&other)),
+        Some(chat("m9", "x")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen = mock.seen();
+    assert_eq!(
+        seen[0].headers["authorization"],
+        format!("Bearer {TEAM_KEY}")
+    );
+    assert!(
+        seen.iter()
+            .filter(|s| s.path.starts_with("/limited/"))
+            .all(|s| !s.headers.contains_key("authorization"))
+    );
+
+    // When the platform unbinds the credential, the provider stays but is not used.
+    let unbound = gateway_config("127.0.0.1", &json!([]).to_string());
+    let app2 = app_with(Some(pool), &[Component::Gateway], unbound).await;
+    let r = call(
+        &app2.router,
+        "GET",
+        &format!(
+            "/v1/gateway/providers/{}",
+            team.body["id"].as_str().unwrap()
+        ),
+        Some(&user("team-a")),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["credential_available"], false, "{}", r.body);
+    let r = call(
+        &app2.router,
+        "GET",
+        "/v1/models",
+        Some(&user("team-a")),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["data"], json!([]));
+    let before = mock.seen().len();
+    call(
+        &app2.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&user("team-a")),
+        Some(chat("gpt-4o", "x")),
+    )
+    .await
+    .assert_openai_error(404);
+    assert_eq!(mock.seen().len(), before);
+}
+
+#[sqlx::test]
+async fn upstream_error_bodies_and_headers_never_reach_the_client(pool: sqlx::PgPool) {
+    let (app, _mock) = gateway(pool).await;
+    let tenant = unique("gw");
+    let models = [
+        "echo-400",
+        "echo-401",
+        "echo-403",
+        "echo-404",
+        "echo-429",
+        "echo-500",
+        "echo-503",
+        "echo-200",
+        "echo-stream",
+    ];
+    add_provider(&app, &tenant, json!({"name": "echo", "kind": "openai", "credential": "echo", "models": models, "max_retries": 0})).await;
+    add_provider(&app, &tenant, json!({"name": "claude", "kind": "anthropic", "credential": "mock-anthropic", "models": ["echo-401", "echo-500"], "priority": 200})).await;
+    let t = user(&tenant);
+    for (model, status) in [
+        ("echo-400", 400),
+        ("echo-401", 502),
+        ("echo-403", 502),
+        ("echo-404", 502),
+        ("echo-429", 429),
+        ("echo-500", 502),
+        ("echo-503", 502),
+        ("claude/echo-401", 502),
+        ("claude/echo-500", 502),
+    ] {
+        let r = call(
+            &app.router,
+            "POST",
+            "/v1/chat/completions",
+            Some(&t),
+            Some(chat(model, "x")),
+        )
+        .await;
+        r.assert_openai_error(status);
+        let upstream_status = &model[model.len() - 3..];
+        assert!(
+            message(&r).contains(&format!("answered {upstream_status}")),
+            "{model}: {}",
+            r.body
+        );
+        assert!(!message(&r).contains("credentials"), "{model}: {}", r.body);
+        assert_no_secret(&r);
+    }
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&t),
+        Some(chat("echo-200", "x")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let content = r.body["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(content.trim(), "Bearer [redacted]");
+    assert_no_secret(&r);
+    let mut stream = chat("echo-stream", "x");
+    stream["stream"] = json!(true);
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&t),
+        Some(stream),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let data = sse_data(&r.raw);
+    let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
+    assert_eq!(
+        last["error"]["message"],
+        "provider echo reported an error in its stream"
+    );
+    assert_no_secret(&r);
+}
+
+fn assert_no_secret(r: &Resp) {
+    let mut text = String::from_utf8_lossy(&r.raw).into_owned();
+    for (name, value) in &r.headers {
+        text.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or_default()));
+    }
+    for secret in [KEY, TEAM_KEY] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+}
+
+#[sqlx::test]
+async fn registration_refuses_addresses_the_egress_policy_does_not_allow(pool: sqlx::PgPool) {
+    let mock = common::mock::start().await;
+    let app = app_with(Some(pool), &[Component::Gateway], gateway_config("", "[]")).await;
+    let tenant = unique("gw");
+    let port = mock.base.rsplit(':').next().unwrap();
+    let mut details = std::collections::BTreeSet::new();
+    for base_url in [
+        mock.openai_url(),
+        format!("http://localhost:{port}/openai/v1"),
+        format!("http://[::1]:{port}/v1"),
+        format!("http://[::ffff:127.0.0.1]:{port}/v1"),
+        "http://2130706433/v1".to_string(),
+        "http://169.254.169.254/latest/meta-data".into(),
+        "http://10.0.0.1/v1".into(),
+        "http://192.168.1.10/v1".into(),
+        "http://100.64.0.1/v1".into(),
+        "http://[fd00::1]/v1".into(),
+        "http://0.0.0.0/v1".into(),
+        "http://kubernetes.default/api".into(),
+        "http://vllm.ml.svc.cluster.local/v1".into(),
+        "http://redis:6379".into(),
+        // Public, but this policy allows nothing beyond its list.
+        "https://api.openai.com/v1".into(),
+    ] {
+        let body = json!({"name": "p", "kind": "openai", "base_url": base_url, "models": ["m"]});
+        let r = register(&app, &tenant, body).await;
+        r.assert_problem(403);
+        details.insert(message(&r));
+    }
+    assert_eq!(
+        details.len(),
+        1,
+        "one reason whatever the address: {details:?}"
+    );
+    let r = register(
+        &app,
+        &tenant,
+        json!({"name": "p", "kind": "openai", "base_url": "ftp://a.example.com/", "models": ["m"]}),
+    )
+    .await;
+    r.assert_problem(422);
+    assert!(message(&r).contains("http"), "{}", r.body);
+    assert!(mock.seen().is_empty());
+}
+
+/// A provider stored under an earlier policy (or written by hand) is refused when called.
+async fn insert_provider(
+    pool: &sqlx::PgPool,
+    tenant: &str,
+    name: &str,
+    base_url: &str,
+    model: &str,
+) {
+    sqlx::query(
+        "INSERT INTO gateway_providers (id, tenant_id, name, kind, base_url, models, max_retries) \
+         VALUES ($1, $2, $3, 'openai', $4, $5, 0)",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(tenant)
+    .bind(name)
+    .bind(base_url)
+    .bind(vec![model.to_string()])
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+#[sqlx::test]
+async fn calls_to_addresses_the_policy_does_not_allow_are_refused_before_connecting(
+    pool: sqlx::PgPool,
+) {
+    let mock = common::mock::start().await;
+    let app = app_with(
+        Some(pool.clone()),
+        &[Component::Gateway],
+        gateway_config("", "[]"),
+    )
+    .await;
+    let tenant = unique("gw");
+    let port = mock.base.rsplit(':').next().unwrap();
+    insert_provider(&pool, &tenant, "ip", &mock.openai_url(), "m1").await;
+    insert_provider(
+        &pool,
+        &tenant,
+        "name",
+        &format!("http://localhost:{port}/openai/v1"),
+        "m2",
+    )
+    .await;
+    insert_provider(
+        &pool,
+        &tenant,
+        "mapped",
+        &format!("http://[::ffff:127.0.0.1]:{port}/openai/v1"),
+        "m3",
+    )
+    .await;
+    insert_provider(
+        &pool,
+        &tenant,
+        "v6",
+        &format!("http://[::1]:{port}/openai/v1"),
+        "m4",
+    )
+    .await;
+    let mut details = std::collections::BTreeSet::new();
+    for model in ["m1", "m2", "m3", "m4"] {
+        let r = call(
+            &app.router,
+            "POST",
+            "/v1/chat/completions",
+            Some(&user(&tenant)),
+            Some(chat(model, "x")),
+        )
+        .await;
+        r.assert_openai_error(502);
+        details.insert(message(&r).split_once(": ").unwrap().1.to_string());
+        let r = call(
+            &app.router,
+            "POST",
+            "/v1/embeddings",
+            Some(&user(&tenant)),
+            Some(json!({"model": model, "input": "x"})),
+        )
+        .await;
+        r.assert_openai_error(502);
+    }
+    assert_eq!(details.len(), 1, "{details:?}");
+    assert!(mock.seen().is_empty(), "nothing reached the mock");
+
+    // With loopback allowed the same rows are served.
+    let allowed = app_with(
+        Some(pool),
+        &[Component::Gateway],
+        gateway_config("127.0.0.1", "[]"),
+    )
+    .await;
+    let r = call(
+        &allowed.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&user(&tenant)),
+        Some(chat("m1", "x")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[sqlx::test]
+async fn redirects_are_not_followed(pool: sqlx::PgPool) {
+    let (app, mock) = gateway(pool).await;
+    let tenant = unique("gw");
+    add_provider(&app, &tenant, json!({"name": "moved", "kind": "openai", "base_url": mock.redirect_url(), "models": ["m"]})).await;
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&user(&tenant)),
+        Some(chat("m", "x")),
+    )
+    .await;
+    r.assert_openai_error(502);
+    assert!(message(&r).contains("answered 307"), "{}", r.body);
+    assert_eq!(mock.calls_to("/redirect/"), 1);
+    assert_eq!(mock.calls_to("/openai/"), 0);
+}
+
+#[sqlx::test]
+async fn provider_numbers_at_their_extremes_are_client_errors(pool: sqlx::PgPool) {
+    let (app, mock) = gateway(pool).await;
+    let tenant = unique("gw");
+    let a = admin(&tenant);
+    let base =
+        || json!({"name": "p", "kind": "openai", "base_url": mock.openai_url(), "models": ["m"]});
+    for (field, value) in [
+        ("priority", json!(i32::MAX)),
+        ("priority", json!(i32::MIN)),
+        ("priority", json!(i64::MAX)),
+        ("priority", json!(-1)),
+        ("timeout_ms", json!(i32::MAX)),
+        ("timeout_ms", json!(i64::MIN)),
+        ("timeout_ms", json!(1.5)),
+        ("timeout_ms", json!("100")),
+        ("max_retries", json!(i32::MAX)),
+        ("max_retries", json!(-1)),
+        ("max_retries", json!(u64::MAX)),
+        ("models", json!(["a\u{0}b"])),
+        ("models", json!(["x".repeat(201)])),
+        (
+            "base_url",
+            json!(format!("{}/{}", mock.openai_url(), "a".repeat(2100))),
+        ),
+    ] {
+        let mut body = base();
+        body[field] = value.clone();
+        let r = call(
+            &app.router,
+            "POST",
+            "/v1/gateway/providers",
+            Some(&a),
+            Some(body),
+        )
+        .await;
+        r.assert_problem(422);
+        assert!(
+            message(&r).contains(field) || message(&r).contains("invalid"),
+            "{field}={value}: {}",
+            r.body
+        );
+    }
+    for body in [json!([]), json!([1, 2]), json!("x"), json!(null)] {
+        call(
+            &app.router,
+            "POST",
+            "/v1/gateway/providers",
+            Some(&a),
+            Some(body),
+        )
+        .await
+        .assert_problem(422);
+    }
+}
+
+#[sqlx::test]
+async fn limits_at_their_extremes_are_client_errors(pool: sqlx::PgPool) {
+    let (app, _mock) = gateway(pool).await;
+    let tenant = unique("gw");
+    let platform = token("platform", "ops", &["platform-admin"]);
+    let uri = format!("/v1/gateway/limits/{tenant}");
+    for body in [
+        json!([]),
+        json!([5]),
+        json!({"requests_per_minute": i64::MAX}),
+        json!({"requests_per_minute": -1}),
+        json!({"tokens_per_minute": i32::MIN}),
+        json!({"budget_usd": -0.5}),
+        json!({"budget_usd": "1"}),
+        json!({"budget_period": "week"}),
+        json!({"extra": 1}),
+    ] {
+        let r = call(
+            &app.router,
+            "PUT",
+            &uri,
+            Some(&platform),
+            Some(body.clone()),
+        )
+        .await;
+        r.assert_problem(422);
+    }
+    for raw in [
+        &b"{\"budget_usd\": 1e400}"[..],
+        b"{\"budget_usd\": NaN}",
+        b"{\"budget_usd\": Infinity}",
+    ] {
+        let r = raw_call(
+            &app.router,
+            "PUT",
+            &uri,
+            Some(&platform),
+            "application/json",
+            raw,
+        )
+        .await;
+        assert!(
+            r.status.is_client_error(),
+            "{}: {}",
+            String::from_utf8_lossy(raw),
+            r.body
+        );
+    }
+    let r = call(
+        &app.router,
+        "PUT",
+        &uri,
+        Some(&platform),
+        Some(json!({"budget_usd": 1e308, "requests_per_minute": i32::MAX})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[sqlx::test]
+async fn call_numbers_at_their_extremes_are_client_errors(pool: sqlx::PgPool) {
+    let (app, mock) = gateway(pool).await;
+    let tenant = unique("gw");
+    add_provider(
+        &app,
+        &tenant,
+        openai_provider(&mock, "main", &["gpt-4o", "overflow-usage"], 1),
+    )
+    .await;
+    let t = user(&tenant);
+    for (field, value) in [
+        ("max_tokens", json!(u64::from(u32::MAX) + 1)),
+        ("max_tokens", json!(-1)),
+        ("max_tokens", json!(0)),
+        ("max_completion_tokens", json!(i64::MIN)),
+        ("n", json!(2)),
+        ("n", json!(u64::MAX)),
+        ("temperature", json!(-0.1)),
+        ("temperature", json!(f64::MAX)),
+        ("top_p", json!(1.01)),
+        ("stop", json!({"a": 1})),
+        ("stop", json!([1])),
+        ("model", json!("m".repeat(300))),
+        ("model", json!("")),
+        ("messages", json!([{"role": "user", "content": [1, 2]}])),
+        ("messages", json!([{"role": "user", "content": 5}])),
+    ] {
+        let mut body = chat("gpt-4o", "x");
+        body[field] = value.clone();
+        let r = call(
+            &app.router,
+            "POST",
+            "/v1/chat/completions",
+            Some(&t),
+            Some(body),
+        )
+        .await;
+        r.assert_openai_error(422);
+        assert!(
+            message(&r).contains(field) || message(&r).contains("invalid"),
+            "{field}={value}: {}",
+            r.body
+        );
+    }
+    for body in [json!([]), json!(["gpt-4o", []]), json!(1)] {
+        call(
+            &app.router,
+            "POST",
+            "/v1/chat/completions",
+            Some(&t),
+            Some(body),
+        )
+        .await
+        .assert_openai_error(422);
+    }
+    for patch in [
+        json!({"dimensions": 0}),
+        json!({"dimensions": 8193}),
+        json!({"dimensions": u64::MAX}),
+        json!({"input": [-1]}),
+        json!({"input": [u64::from(u32::MAX) + 1]}),
+        json!({"input": [[]]}),
+        json!({"input": vec!["a"; 2049]}),
+        json!({"input": {"text": "x"}}),
+        json!({"encoding_format": "hex"}),
+    ] {
+        let mut body = json!({"model": "gpt-4o", "input": "x"});
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = call(&app.router, "POST", "/v1/embeddings", Some(&t), Some(body)).await;
+        r.assert_openai_error(422);
+    }
+    call(
+        &app.router,
+        "POST",
+        "/v1/embeddings",
+        Some(&t),
+        Some(json!(["gpt-4o", "x"])),
+    )
+    .await
+    .assert_openai_error(422);
+}
+
+#[sqlx::test]
+async fn absurd_figures_from_a_provider_saturate(pool: sqlx::PgPool) {
+    let (app, mock) = gateway(pool).await;
+    let tenant = unique("gw");
+    let t = user(&tenant);
+    add_provider(
+        &app,
+        &tenant,
+        openai_provider(&mock, "main", &["overflow-usage"], 1),
+    )
+    .await;
+    // A provider reporting more tokens than any counter holds is served.
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&t),
+        Some(chat("overflow-usage", "x")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let events = llmop_events(&app, 1).await;
+    assert_eq!(events[0].1["tokens_in"], i64::MAX);
+    // So does a Retry-After no duration can hold.
+    add_provider(&app, &tenant, json!({"name": "busy", "kind": "openai", "base_url": mock.huge_retry_url(), "models": ["b"], "max_retries": 3})).await;
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/chat/completions",
+        Some(&t),
+        Some(chat("b", "x")),
+    )
+    .await;
+    r.assert_openai_error(502);
+}
+
+/// Starts the real binary serving the gateway, its stdout and stderr going to files.
+struct Runtime {
+    child: std::process::Child,
+    base: String,
+    logs: std::path::PathBuf,
+}
+
+impl Runtime {
+    fn start(envs: &[(&str, String)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let logs = std::env::temp_dir().join(unique("faas-gw-logs-"));
+        std::fs::create_dir_all(&logs).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_faas-runtime"));
+        cmd.args(["serve", "--service", "gateway"])
+            .env_clear()
+            .env("DATABASE_URL", require_env("DATABASE_URL"))
+            .env("REDIS_URL", require_env("REDIS_URL"))
+            .env("NATS_URL", require_env("NATS_URL"))
+            .env("FAAS_LISTEN", format!("127.0.0.1:{port}"))
+            .env("FAAS_REDIS_PREFIX", unique("t"))
+            .env("FAAS_NATS_PREFIX", unique("t"))
+            .stdout(std::fs::File::create(logs.join("stdout")).unwrap())
+            .stderr(std::fs::File::create(logs.join("stderr")).unwrap());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        Self {
+            child: cmd.spawn().unwrap(),
+            base: format!("http://127.0.0.1:{port}"),
+            logs,
+        }
+    }
+
+    async fn ready(&mut self, client: &reqwest::Client) {
+        for _ in 0..400 {
+            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the runtime exited ({status}): {}", self.output());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the runtime did not become ready: {}", self.output());
+    }
+
+    /// Stops the process (SIGTERM) and returns everything it wrote.
+    fn stop(mut self) -> String {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let out = self.output();
+        let _ = std::fs::remove_dir_all(&self.logs);
+        out
+    }
+
+    fn output(&self) -> String {
+        ["stdout", "stderr"]
+            .iter()
+            .map(|f| std::fs::read_to_string(self.logs.join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Sends a request and renders the whole answer (status, headers, body) as text.
+async fn exchange(rb: reqwest::RequestBuilder) -> (u16, String) {
+    let resp = rb.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let mut text = format!("{status}\n");
+    for (k, v) in resp.headers() {
+        text.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or_default()));
+    }
+    text.push_str(&resp.text().await.unwrap_or_default());
+    (status, text)
+}
+
+#[tokio::test]
+async fn no_configured_secret_reaches_a_response_or_a_log_line() {
+    let mock = common::mock::start().await;
+    let db_password = reqwest::Url::parse(&require_env("DATABASE_URL"))
+        .unwrap()
+        .password()
+        .expect("a password in DATABASE_URL")
+        .to_string();
+    let creds = json!([
+        {"name": "echo", "tenants": "*", "base_url": mock.echo_url(), "key_env": "LLM_API_KEY_ECHO"},
+        {"name": "claude", "tenants": "*", "base_url": mock.anthropic_url(), "key_env": "LLM_API_KEY_ECHO"}
+    ]);
+    let mut rt = Runtime::start(&[
+        ("FAAS_JWT_HS256_SECRET", SECRET.into()),
+        ("LLM_API_KEY_ECHO", KEY.into()),
+        ("FAAS_GATEWAY_CREDENTIALS", creds.to_string()),
+        ("FAAS_EGRESS_ALLOW", "127.0.0.1".into()),
+        ("FAAS_EGRESS_PUBLIC", "false".into()),
+        ("RUST_LOG", "debug".into()),
+    ]);
+    let client = reqwest::Client::new();
+    rt.ready(&client).await;
+    let tenant = unique("gw");
+    let (a, t) = (admin(&tenant), user(&tenant));
+    let url = |p: &str| format!("{}{p}", rt.base);
+    let mut answers = Vec::new();
+    let models = [
+        "echo-400",
+        "echo-401",
+        "echo-429",
+        "echo-500",
+        "echo-503",
+        "echo-200",
+        "echo-stream",
+    ];
+    for body in [
+        json!({"name": "echo", "kind": "openai", "credential": "echo", "models": models, "max_retries": 1}),
+        json!({"name": "claude", "kind": "anthropic", "credential": "claude", "models": ["echo-401", "echo-500"], "priority": 200}),
+    ] {
+        let (status, text) = exchange(
+            client
+                .post(url("/v1/gateway/providers"))
+                .bearer_auth(&a)
+                .json(&body),
+        )
+        .await;
+        assert_eq!(status, 201, "{text}");
+        answers.push(text);
+    }
+    for model in models
+        .iter()
+        .copied()
+        .chain(["claude/echo-401", "claude/echo-500"])
+    {
+        let mut body = chat(model, "x");
+        body["stream"] = json!(model == "echo-stream");
+        let rb = client
+            .post(url("/v1/chat/completions"))
+            .bearer_auth(&t)
+            .json(&body);
+        answers.push(
+            exchange(rb.header("x-correlation-id", "sk-live-0123456789abcdef"))
+                .await
+                .1,
+        );
+        let rb = client.post(url("/v1/embeddings")).bearer_auth(&t);
+        answers.push(
+            exchange(rb.json(&json!({"model": model, "input": "x"})))
+                .await
+                .1,
+        );
+    }
+    for path in [
+        "/v1/gateway/providers",
+        "/v1/gateway/credentials",
+        "/v1/models",
+        "/v1/gateway/limits",
+    ] {
+        answers.push(exchange(client.get(url(path)).bearer_auth(&t)).await.1);
+    }
+    // The key offered as a token, and the signing key as one, are refused without an echo.
+    answers.push(
+        exchange(client.get(url("/v1/models")).bearer_auth(KEY))
+            .await
+            .1,
+    );
+    answers.push(
+        exchange(client.get(url("/v1/models")).bearer_auth(SECRET))
+            .await
+            .1,
+    );
+    let logs = rt.stop();
+
+    assert!(logs.contains("serving"), "{logs}");
+    assert!(
+        answers.iter().any(|a| a.contains("answered 401")),
+        "{answers:?}"
+    );
+    for secret in [KEY, SECRET, db_password.as_str()] {
+        for a in &answers {
+            assert!(!a.contains(secret), "{secret} in an answer: {a}");
+        }
+        assert!(!logs.contains(secret), "{secret} in the logs: {logs}");
+    }
+    // Credential-shaped text is redacted too, whoever supplied it.
+    assert!(!logs.contains("sk-live-0123456789abcdef"), "{logs}");
+    assert!(logs.contains("[redacted]"), "{logs}");
 }

@@ -3,8 +3,11 @@
 //! response cache for deterministic requests, and an LLM-operation event for
 //! every call.
 
+pub mod body;
 pub mod limits;
+mod openapi;
 pub mod providers;
+pub mod relay;
 pub mod sse;
 pub mod types;
 pub mod upstream;
@@ -20,15 +23,18 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use redis::AsyncCommands;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use utoipa::OpenApi;
 
 use crate::llmops::LlmOpEvent;
 use crate::platform::events::Envelope;
-use crate::platform::{ApiError, AppState, Principal, RequestContext};
+use crate::platform::{ApiError, ApiResult, AppState, Principal, RequestContext};
+use providers::{Chain, Provider};
 use types::{ChatRequest, EmbeddingsRequest, Usage};
 use upstream::Attempt;
+
+pub use openapi::openapi;
 
 pub fn limit_cache() -> &'static limits::LimitCache {
     static CACHE: OnceLock<limits::LimitCache> = OnceLock::new();
@@ -50,6 +56,7 @@ pub fn router() -> Router<AppState> {
                 .put(providers::update)
                 .delete(providers::delete),
         )
+        .route("/v1/gateway/credentials", get(providers::credentials))
         .route("/v1/gateway/limits", get(limits::get_own))
         .route(
             "/v1/gateway/limits/{tenant_id}",
@@ -57,142 +64,159 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    paths(
-        chat_completions, embeddings, models,
-        providers::create, providers::list, providers::get_one, providers::update, providers::delete,
-        limits::get_own, limits::put
-    ),
-    components(schemas(
-        ChatRequest, types::ChatMessage, types::StreamOptions, EmbeddingsRequest, Usage,
-        providers::ProviderInput, providers::Provider, providers::ProviderKind,
-        limits::Limits, limits::LimitsView, crate::platform::error::Problem
-    )),
-    tags((name = "gateway", description = "OpenAI-compatible LLM gateway"))
-)]
-struct Doc;
-
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    Doc::openapi()
+/// One call of the OpenAI-compatible API being served.
+#[derive(Clone)]
+struct Call {
+    state: AppState,
+    ctx: RequestContext,
+    principal: Principal,
+    agent: Option<String>,
+    operation: &'static str,
+    started: Instant,
 }
 
 /// What is known about a call when it ends, for its LLM-operation event.
-struct CallRecord {
+struct Outcome {
     model: String,
     provider: String,
-    operation: &'static str,
     usage: Usage,
-    started: Instant,
     error: Option<String>,
     cached: bool,
 }
 
-/// The providers that serve `model` for the caller's tenant, once the tenant's limits admit
-/// the call. A refused call is still metered, so it shows in error rates.
-async fn route_and_admit(
-    state: &AppState,
-    ctx: &RequestContext,
-    p: &Principal,
-    agent: &Option<String>,
-    model: &str,
-    operation: &'static str,
-    started: Instant,
-) -> Result<providers::Chain, ApiError> {
-    let chain = providers::route(state, &p.tenant_id, model).await?;
-    if chain.is_empty() {
-        return Err(ApiError::NotFound(format!(
-            "the model `{model}` does not exist or is not served here"
-        )));
-    }
-    if let Err(e) = limits::admit(state, limit_cache(), &p.tenant_id).await {
-        if matches!(e, ApiError::TooManyRequests { .. }) {
-            let rec = CallRecord {
-                model: chain[0].1.clone(),
-                provider: String::new(),
-                operation,
-                usage: Usage::default(),
-                started,
-                error: Some(e.public_detail()),
-                cached: false,
-            };
-            emit(state, ctx, p, agent.clone(), rec);
+impl Outcome {
+    fn failed(model: &str, provider: &str, e: &ApiError) -> Self {
+        Self {
+            model: model.to_string(),
+            provider: provider.to_string(),
+            usage: Usage::default(),
+            error: Some(e.public_detail()),
+            cached: false,
         }
-        return Err(e);
     }
-    Ok(chain)
+
+    fn served(model: &str, provider: &str, usage: Usage) -> Self {
+        Self {
+            model: model.to_string(),
+            provider: provider.to_string(),
+            usage,
+            error: None,
+            cached: false,
+        }
+    }
 }
 
-/// Meters the call and publishes its event, off the request path.
-fn emit(
-    state: &AppState,
-    ctx: &RequestContext,
+impl Call {
+    /// The providers that serve `model` for the caller's tenant, once the tenant's limits
+    /// admit the call. A refused call is still metered, so it shows in error rates.
+    async fn route_and_admit(&self, model: &str) -> ApiResult<Chain> {
+        let tenant = &self.principal.tenant_id;
+        let mut chain = providers::route(&self.state, tenant, model).await?;
+        chain.retain(|(p, _)| p.kind.serves(self.operation));
+        if chain.is_empty() {
+            return Err(ApiError::NotFound(format!(
+                "the model `{model}` does not exist or is not served here for {}",
+                self.operation
+            )));
+        }
+        if let Err(e) = limits::admit(&self.state, limit_cache(), tenant).await {
+            if matches!(e, ApiError::TooManyRequests { .. }) {
+                self.emit(Outcome::failed(&chain[0].1, "", &e));
+            }
+            return Err(e);
+        }
+        Ok(chain)
+    }
+
+    /// The error when every provider failed, metered.
+    fn all_failed(&self, chain: &Chain, last: Option<ApiError>) -> ApiError {
+        let err = last
+            .unwrap_or_else(|| ApiError::BadGateway("no provider could serve the request".into()));
+        let provider = chain.last().map(|c| c.0.name.as_str()).unwrap_or_default();
+        self.emit(Outcome::failed(&chain[0].1, provider, &err));
+        err
+    }
+
+    /// Meters the call and publishes its event, off the request path.
+    fn emit(&self, out: Outcome) {
+        let state = self.state.clone();
+        let ctx = self.ctx.clone();
+        let p = self.principal.clone();
+        let agent = self.agent.clone();
+        let operation = self.operation;
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        tokio::spawn(async move {
+            let cost = if out.cached {
+                0.0
+            } else {
+                let u = &out.usage;
+                crate::llmops::cost_for(
+                    &state,
+                    &p.tenant_id,
+                    &out.model,
+                    u.prompt_tokens,
+                    u.completion_tokens,
+                )
+                .await
+                .unwrap_or(0.0)
+            };
+            if !out.cached {
+                limits::record_usage(
+                    &state,
+                    limit_cache(),
+                    &p.tenant_id,
+                    out.usage.total_tokens,
+                    cost,
+                )
+                .await;
+            }
+            let event = llmop_event(&p, agent, operation, out, latency_ms, cost, &ctx);
+            let publish = async {
+                let env = Envelope::new_json(crate::llmops::EVENT_TYPE, &ctx, &event)?;
+                state
+                    .events()
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+                    .publish(crate::llmops::EVENT_KIND, &env)
+                    .await
+            };
+            if let Err(e) = publish.await {
+                tracing::warn!(error = %e, "publishing LLM-operation event");
+            }
+        });
+    }
+}
+
+fn clamp_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn llmop_event(
     p: &Principal,
     agent: Option<String>,
-    rec: CallRecord,
-) {
-    let state = state.clone();
-    let ctx = ctx.clone();
-    let p = p.clone();
-    let latency_ms = rec.started.elapsed().as_secs_f64() * 1000.0;
-    tokio::spawn(async move {
-        let cost = if rec.cached {
-            0.0
-        } else {
-            crate::llmops::cost_for(
-                &state,
-                &p.tenant_id,
-                &rec.model,
-                rec.usage.prompt_tokens,
-                rec.usage.completion_tokens,
-            )
-            .await
-            .unwrap_or(0.0)
-        };
-        if !rec.cached {
-            limits::record_usage(
-                &state,
-                limit_cache(),
-                &p.tenant_id,
-                rec.usage.total_tokens,
-                cost,
-            )
-            .await;
-        }
-        let event = LlmOpEvent {
-            id: Some(uuid::Uuid::now_v7()),
-            occurred_at: Some(chrono::Utc::now()),
-            user_id: Some(p.user_id.clone()),
-            agent_id: agent,
-            model: rec.model,
-            provider: rec.provider,
-            operation: rec.operation.to_string(),
-            tokens_in: rec.usage.prompt_tokens as i64,
-            tokens_out: rec.usage.completion_tokens as i64,
-            latency_ms,
-            cost_usd: Some(cost),
-            status: if rec.error.is_some() {
-                "error".into()
-            } else {
-                "ok".into()
-            },
-            error: rec.error,
-            cached: rec.cached,
-            correlation_id: Some(ctx.correlation_id.clone()),
-            request_id: Some(ctx.request_id.clone()),
-        };
-        let publish = async {
-            let env = Envelope::new_json(crate::llmops::EVENT_TYPE, &ctx, &event)?;
-            state
-                .events()
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .publish(crate::llmops::EVENT_KIND, &env)
-                .await
-        };
-        if let Err(e) = publish.await {
-            tracing::warn!(error = %e, "publishing LLM-operation event");
-        }
-    });
+    operation: &'static str,
+    out: Outcome,
+    latency_ms: f64,
+    cost: f64,
+    ctx: &RequestContext,
+) -> LlmOpEvent {
+    LlmOpEvent {
+        id: Some(uuid::Uuid::now_v7()),
+        occurred_at: Some(chrono::Utc::now()),
+        user_id: Some(p.user_id.clone()),
+        agent_id: agent,
+        model: out.model,
+        provider: out.provider,
+        operation: operation.to_string(),
+        tokens_in: clamp_i64(out.usage.prompt_tokens),
+        tokens_out: clamp_i64(out.usage.completion_tokens),
+        latency_ms,
+        cost_usd: Some(cost),
+        status: if out.error.is_some() { "error" } else { "ok" }.into(),
+        error: out.error,
+        cached: out.cached,
+        correlation_id: Some(ctx.correlation_id.clone()),
+        request_id: Some(ctx.request_id.clone()),
+    }
 }
 
 fn agent_header(headers: &HeaderMap) -> Option<String> {
@@ -224,287 +248,295 @@ fn json_response(status: StatusCode, body: Vec<u8>, cache: Option<&'static str>)
     resp
 }
 
+type Body_ = Result<axum::Json<Value>, JsonRejection>;
+
+/// A body of the OpenAI-compatible routes: a JSON object read as `T`.
+fn read_body<T: DeserializeOwned>(body: Body_) -> ApiResult<T> {
+    let axum::Json(value) = body.map_err(ApiError::from)?;
+    body::from_object(value)
+}
+
+/// Starts serving an OpenAI-compatible call.
+fn start(
+    state: AppState,
+    ctx: RequestContext,
+    principal: Result<Principal, ApiError>,
+    headers: &HeaderMap,
+    operation: &'static str,
+) -> ApiResult<Call> {
+    Ok(Call {
+        state,
+        ctx,
+        principal: principal?,
+        agent: agent_header(headers),
+        operation,
+        started: Instant::now(),
+    })
+}
+
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "gateway", request_body = ChatRequest,
     responses(
-        (status = 200, description = "An OpenAI chat completion, or with `stream: true` a text/event-stream of chunks"),
-        (status = 400, description = "Malformed request (OpenAI error shape)"),
-        (status = 404, description = "No provider serves the model"),
-        (status = 429, description = "A limit or the budget is used up"),
-        (status = 502, description = "Every provider in the chain failed")))]
+        (status = 200, description = "An OpenAI chat completion, or with `stream: true` a text/event-stream of chunks",
+         content((types::ChatCompletion = "application/json"), (types::ChatCompletionEvent = "text/event-stream"))),
+        (status = 400, description = "Malformed request, or a provider did not accept it"),
+        (status = 404, description = "No provider of the tenant serves the model for this operation"),
+        (status = 422, description = "A field is invalid"),
+        (status = 429, description = "A limit or the budget is used up, or the provider is rate limiting"),
+        (status = 502, description = "Every provider in the chain failed or is not allowed"),
+        (status = 503, description = "The providers are paused after failures, or a backing service is unavailable"),
+        (status = 504, description = "The provider did not answer in time")))]
 async fn chat_completions(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
     principal: Result<Principal, ApiError>,
     headers: HeaderMap,
-    body: Result<axum::Json<ChatRequest>, JsonRejection>,
+    body: Body_,
 ) -> Response {
-    match chat_inner(state, ctx, principal, headers, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_openai_response(),
+    let served = async {
+        let call = start(state, ctx, principal, &headers, "chat")?;
+        let req: ChatRequest = read_body(body)?;
+        req.validate()?;
+        chat(call, req).await
+    };
+    served.await.unwrap_or_else(ApiError::into_openai_response)
+}
+
+async fn chat(call: Call, req: ChatRequest) -> ApiResult<Response> {
+    let chain = call.route_and_admit(&req.model).await?;
+    let key = req
+        .is_deterministic()
+        .then(|| cache_key(&call.state, &call.principal.tenant_id, &req));
+    if let Some(key) = &key
+        && let Some(resp) = cached(&call, &chain, key).await?
+    {
+        return Ok(resp);
+    }
+    let mut last = None;
+    for (provider, model) in &chain {
+        let attempt = if req.stream {
+            stream_from(&call, provider, model, &req).await
+        } else {
+            answer_from(&call, provider, model, &req, key.as_deref()).await
+        };
+        match attempt {
+            Attempt::Done(resp) => return Ok(resp),
+            Attempt::Failed(e) => {
+                tracing::warn!(provider = %provider.name, error = %e, "provider failed; trying the next");
+                last = Some(e);
+            }
+            Attempt::Fatal(e) => {
+                last = Some(e);
+                break;
+            }
+        }
+    }
+    Err(call.all_failed(&chain, last))
+}
+
+/// The cached answer to a deterministic request, if there is one.
+async fn cached(call: &Call, chain: &Chain, key: &str) -> ApiResult<Option<Response>> {
+    let mut conn = call.state.redis()?;
+    let hit: Option<Vec<u8>> = conn.get(key).await.unwrap_or(None);
+    let Some(bytes) = hit else { return Ok(None) };
+    let usage = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .map(|v| {
+            let n = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+            Usage::new(n("/usage/prompt_tokens"), n("/usage/completion_tokens"))
+        })
+        .unwrap_or_default();
+    call.emit(Outcome {
+        cached: true,
+        ..Outcome::served(&chain[0].1, "cache", usage)
+    });
+    Ok(Some(json_response(StatusCode::OK, bytes, Some("hit"))))
+}
+
+async fn answer_from(
+    call: &Call,
+    provider: &Provider,
+    model: &str,
+    req: &ChatRequest,
+    cache_key: Option<&str>,
+) -> Attempt<Response> {
+    let (value, usage) = match upstream::chat(&call.state, &call.ctx, provider, model, req).await {
+        Attempt::Done(v) => v,
+        Attempt::Failed(e) => return Attempt::Failed(e),
+        Attempt::Fatal(e) => return Attempt::Fatal(e),
+    };
+    let bytes = match serde_json::to_vec(&value) {
+        Ok(b) => b,
+        Err(e) => return Attempt::Fatal(ApiError::internal(e)),
+    };
+    if let Some(key) = cache_key {
+        store(&call.state, key, &bytes).await;
+    }
+    call.emit(Outcome::served(model, &provider.name, usage));
+    Attempt::Done(json_response(
+        StatusCode::OK,
+        bytes,
+        cache_key.map(|_| "miss"),
+    ))
+}
+
+async fn store(state: &AppState, key: &str, bytes: &[u8]) {
+    let Ok(mut conn) = state.redis() else { return };
+    let ttl = state.config.gateway_cache_ttl.as_secs().max(1);
+    let r: redis::RedisResult<()> = conn.set_ex(key, bytes, ttl).await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "storing cached response");
     }
 }
 
-async fn chat_inner(
-    state: AppState,
-    ctx: RequestContext,
-    principal: Result<Principal, ApiError>,
-    headers: HeaderMap,
-    body: Result<axum::Json<ChatRequest>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let p = principal?;
-    let axum::Json(req) = body.map_err(ApiError::from)?;
-    req.validate()?;
-    let started = Instant::now();
-    let agent = agent_header(&headers);
-    let chain = route_and_admit(&state, &ctx, &p, &agent, &req.model, "chat", started).await?;
-
-    let cache_key = req
-        .is_deterministic()
-        .then(|| cache_key(&state, &p.tenant_id, &req));
-    if let Some(key) = &cache_key {
-        let mut conn = state.redis()?;
-        let hit: Option<Vec<u8>> = conn.get(key).await.unwrap_or(None);
-        if let Some(bytes) = hit {
-            let usage = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .map(|v| Usage {
-                    prompt_tokens: v
-                        .pointer("/usage/prompt_tokens")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0),
-                    completion_tokens: v
-                        .pointer("/usage/completion_tokens")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0),
-                    total_tokens: v
-                        .pointer("/usage/total_tokens")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0),
-                })
-                .unwrap_or_default();
-            let rec = CallRecord {
-                model: chain[0].1.clone(),
-                provider: "cache".into(),
-                operation: "chat",
-                usage,
-                started,
-                error: None,
-                cached: true,
-            };
-            emit(&state, &ctx, &p, agent, rec);
-            return Ok(json_response(StatusCode::OK, bytes, Some("hit")));
-        }
-    }
-
-    let mut last_err = None;
-    for (provider, model) in &chain {
-        if req.stream {
-            match upstream::chat_stream_open(&state, &ctx, provider, model, &req).await {
-                Attempt::Done(resp) => {
-                    let (tx, rx) =
-                        futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(32);
-                    let kind = provider.kind;
-                    let model = model.clone();
-                    let provider_name = provider.name.clone();
-                    let include_usage = req.include_usage();
-                    let estimate = req.estimated_prompt_tokens();
-                    let (state2, ctx2, p2) = (state.clone(), ctx.clone(), p.clone());
-                    tokio::spawn(async move {
-                        let end =
-                            upstream::relay_stream(kind, resp, &model, include_usage, tx, estimate)
-                                .await;
-                        let rec = CallRecord {
-                            model,
-                            provider: provider_name,
-                            operation: "chat",
-                            usage: end.usage,
-                            started,
-                            error: end.error,
-                            cached: false,
-                        };
-                        emit(&state2, &ctx2, &p2, agent, rec);
-                    });
-                    let mut resp = Response::new(Body::from_stream(rx));
-                    let h = resp.headers_mut();
-                    h.insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("text/event-stream"),
-                    );
-                    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-                    return Ok(resp);
-                }
-                Attempt::Failed(e) => {
-                    tracing::warn!(provider = %provider.name, error = %e, "provider failed; trying the next");
-                    last_err = Some(e);
-                }
-                Attempt::Fatal(e) => {
-                    last_err = Some(e);
-                    break;
-                }
-            }
-        } else {
-            match upstream::chat(&state, &ctx, provider, model, &req).await {
-                Attempt::Done((value, usage)) => {
-                    let bytes = serde_json::to_vec(&value).map_err(ApiError::internal)?;
-                    if let Some(key) = &cache_key {
-                        let mut conn = state.redis()?;
-                        let ttl = state.config.gateway_cache_ttl.as_secs().max(1);
-                        let r: redis::RedisResult<()> = conn.set_ex(key, &bytes, ttl).await;
-                        if let Err(e) = r {
-                            tracing::warn!(error = %e, "storing cached response");
-                        }
-                    }
-                    let rec = CallRecord {
-                        model: model.clone(),
-                        provider: provider.name.clone(),
-                        operation: "chat",
-                        usage,
-                        started,
-                        error: None,
-                        cached: false,
-                    };
-                    emit(&state, &ctx, &p, agent, rec);
-                    let cache = cache_key.as_ref().map(|_| "miss");
-                    return Ok(json_response(StatusCode::OK, bytes, cache));
-                }
-                Attempt::Failed(e) => {
-                    tracing::warn!(provider = %provider.name, error = %e, "provider failed; trying the next");
-                    last_err = Some(e);
-                }
-                Attempt::Fatal(e) => {
-                    last_err = Some(e);
-                    break;
-                }
-            }
-        }
-    }
-    let err = last_err
-        .unwrap_or_else(|| ApiError::BadGateway("no provider could serve the request".into()));
-    let rec = CallRecord {
-        model: chain[0].1.clone(),
-        provider: chain.last().map(|c| c.0.name.clone()).unwrap_or_default(),
-        operation: "chat",
-        usage: Usage::default(),
-        started,
-        error: Some(err.public_detail()),
-        cached: false,
+/// Opens the provider's stream and relays it; the call is metered when the stream ends.
+async fn stream_from(
+    call: &Call,
+    provider: &Provider,
+    model: &str,
+    req: &ChatRequest,
+) -> Attempt<Response> {
+    let resp = match upstream::chat_stream_open(&call.state, &call.ctx, provider, model, req).await
+    {
+        Attempt::Done(r) => r,
+        Attempt::Failed(e) => return Attempt::Failed(e),
+        Attempt::Fatal(e) => return Attempt::Fatal(e),
     };
-    emit(&state, &ctx, &p, agent, rec);
-    Err(err)
+    let (tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(32);
+    let stream = relay::StreamRequest {
+        model: model.to_string(),
+        include_usage: req.include_usage(),
+        prompt_estimate: req.estimated_prompt_tokens(),
+    };
+    let provider = provider.clone();
+    let call = call.clone();
+    let model = model.to_string();
+    tokio::spawn(async move {
+        let end = relay::relay_stream(&provider, resp, stream, tx).await;
+        call.emit(Outcome {
+            error: end.error,
+            ..Outcome::served(&model, &provider.name, end.usage)
+        });
+    });
+    let mut resp = Response::new(Body::from_stream(rx));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Attempt::Done(resp)
 }
 
 #[utoipa::path(post, path = "/v1/embeddings", tag = "gateway", request_body = EmbeddingsRequest,
-    responses((status = 200, description = "An OpenAI embeddings list; vectors as floats or base64"),
-              (status = 400, description = "Malformed request (OpenAI error shape)")))]
+    responses(
+        (status = 200, description = "An OpenAI embeddings list; vectors as floats or base64", body = types::EmbeddingList),
+        (status = 400, description = "Malformed request, or a provider did not accept it"),
+        (status = 404, description = "No provider of the tenant serves the model for this operation"),
+        (status = 422, description = "A field is invalid"),
+        (status = 429, description = "A limit or the budget is used up, or the provider is rate limiting"),
+        (status = 502, description = "Every provider in the chain failed or is not allowed"),
+        (status = 503, description = "The providers are paused after failures, or a backing service is unavailable"),
+        (status = 504, description = "The provider did not answer in time")))]
 async fn embeddings(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
     principal: Result<Principal, ApiError>,
     headers: HeaderMap,
-    body: Result<axum::Json<EmbeddingsRequest>, JsonRejection>,
+    body: Body_,
 ) -> Response {
-    match embeddings_inner(state, ctx, principal, headers, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_openai_response(),
-    }
+    let served = async {
+        let call = start(state, ctx, principal, &headers, "embeddings")?;
+        let req: EmbeddingsRequest = read_body(body)?;
+        embed(call, req).await
+    };
+    served.await.unwrap_or_else(ApiError::into_openai_response)
 }
 
-async fn embeddings_inner(
-    state: AppState,
-    ctx: RequestContext,
-    principal: Result<Principal, ApiError>,
-    headers: HeaderMap,
-    body: Result<axum::Json<EmbeddingsRequest>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let p = principal?;
-    let axum::Json(req) = body.map_err(ApiError::from)?;
+async fn embed(call: Call, req: EmbeddingsRequest) -> ApiResult<Response> {
     let (input, base64) = req.validate()?;
-    let started = Instant::now();
-    let agent = agent_header(&headers);
-    let chain =
-        route_and_admit(&state, &ctx, &p, &agent, &req.model, "embeddings", started).await?;
-    let mut last_err = None;
+    let chain = call.route_and_admit(&req.model).await?;
+    let mut last = None;
     for (provider, model) in &chain {
-        match upstream::embeddings(&state, &ctx, provider, model, &req, &input).await {
+        match upstream::embeddings(&call.state, &call.ctx, provider, model, &req, &input).await {
             Attempt::Done((vectors, usage)) => {
-                let data: Vec<Value> = vectors
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| {
-                        let emb = if base64 {
-                            json!(upstream::encode_base64_f32(v))
-                        } else {
-                            json!(v)
-                        };
-                        json!({"object": "embedding", "index": i, "embedding": emb})
-                    })
-                    .collect();
-                let body = json!({
-                    "object": "list",
-                    "data": data,
-                    "model": model,
-                    "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens},
-                });
-                let rec = CallRecord {
-                    model: model.clone(),
-                    provider: provider.name.clone(),
-                    operation: "embeddings",
-                    usage,
-                    started,
-                    error: None,
-                    cached: false,
-                };
-                emit(&state, &ctx, &p, agent, rec);
-                return Ok(json_response(
-                    StatusCode::OK,
-                    serde_json::to_vec(&body).map_err(ApiError::internal)?,
-                    None,
-                ));
+                let list = embedding_list(vectors, base64, model, &usage);
+                call.emit(Outcome::served(model, &provider.name, usage));
+                let bytes = serde_json::to_vec(&list).map_err(ApiError::internal)?;
+                return Ok(json_response(StatusCode::OK, bytes, None));
             }
             Attempt::Failed(e) => {
                 tracing::warn!(provider = %provider.name, error = %e, "provider failed; trying the next");
-                last_err = Some(e);
+                last = Some(e);
             }
             Attempt::Fatal(e) => {
-                last_err = Some(e);
+                last = Some(e);
                 break;
             }
         }
     }
-    let err = last_err
-        .unwrap_or_else(|| ApiError::BadGateway("no provider could serve the request".into()));
-    let rec = CallRecord {
-        model: chain[0].1.clone(),
-        provider: chain.last().map(|c| c.0.name.clone()).unwrap_or_default(),
-        operation: "embeddings",
-        usage: Usage::default(),
-        started,
-        error: Some(err.public_detail()),
-        cached: false,
-    };
-    emit(&state, &ctx, &p, agent, rec);
-    Err(err)
+    Err(call.all_failed(&chain, last))
+}
+
+fn embedding_list(
+    vectors: Vec<Vec<f32>>,
+    base64: bool,
+    model: &str,
+    usage: &Usage,
+) -> types::EmbeddingList {
+    let data = vectors
+        .iter()
+        .enumerate()
+        .map(|(index, v)| types::Embedding {
+            object: "embedding",
+            index,
+            embedding: if base64 {
+                json!(upstream::encode_base64_f32(v))
+            } else {
+                json!(v)
+            },
+        })
+        .collect();
+    types::EmbeddingList {
+        object: "list",
+        data,
+        model: model.to_string(),
+        usage: types::EmbeddingUsage {
+            prompt_tokens: usage.prompt_tokens,
+            total_tokens: usage.total_tokens,
+        },
+    }
 }
 
 #[utoipa::path(get, path = "/v1/models", tag = "gateway",
-    responses((status = 200, description = "OpenAI model list of the models the tenant's providers serve")))]
+    responses((status = 200, description = "The models the tenant's usable providers serve", body = types::ModelList)))]
 async fn models(State(state): State<AppState>, principal: Result<Principal, ApiError>) -> Response {
-    let result = async {
+    let listed = async {
         let p = principal?;
-        let providers = providers::all_enabled(&state, &p.tenant_id).await?;
+        let providers = providers::all_usable(&state, &p.tenant_id).await?;
         let mut seen = std::collections::BTreeMap::new();
         for prov in &providers {
             for m in &prov.models {
-                seen.entry(m.clone()).or_insert_with(|| (prov.name.clone(), prov.created_at.timestamp()));
+                seen.entry(m.clone())
+                    .or_insert_with(|| (prov.name.clone(), prov.created_at.timestamp()));
             }
         }
-        let data: Vec<Value> = seen
+        let data = seen
             .into_iter()
-            .map(|(id, (owner, created))| json!({"id": id, "object": "model", "created": created, "owned_by": owner}))
+            .map(|(id, (owned_by, created))| types::Model {
+                id,
+                object: "model",
+                created,
+                owned_by,
+            })
             .collect();
-        Ok::<_, ApiError>(axum::Json(json!({"object": "list", "data": data})).into_response())
-    }
-    .await;
-    result.unwrap_or_else(ApiError::into_openai_response)
+        Ok::<_, ApiError>(
+            axum::Json(types::ModelList {
+                object: "list",
+                data,
+            })
+            .into_response(),
+        )
+    };
+    listed.await.unwrap_or_else(ApiError::into_openai_response)
 }

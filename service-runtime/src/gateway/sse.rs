@@ -51,6 +51,12 @@ impl SseParser {
         out
     }
 
+    /// Bytes held for events not yet complete; a bound on it keeps a provider that never
+    /// ends an event from filling memory.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() + self.data.iter().map(String::len).sum::<usize>()
+    }
+
     /// Flushes an event left unterminated at the end of the body.
     pub fn finish(&mut self) -> Option<SseEvent> {
         let mut rest = std::mem::take(&mut self.buf);

@@ -5,13 +5,11 @@
 use std::time::Duration;
 
 use base64::Engine;
-use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::providers::{Provider, ProviderKind};
-use super::sse::{SseParser, data_event};
 use super::types::{ChatRequest, EmbeddingInput, EmbeddingsRequest, Usage};
 use crate::platform::http_client::{RetryPolicy, UpstreamError};
 use crate::platform::{ApiError, AppState, RequestContext};
@@ -27,6 +25,9 @@ pub enum Attempt<T> {
 
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 
+/// The largest answer read from a provider (a non-streamed body, or one stream event).
+pub const MAX_ANSWER_BYTES: usize = 32 << 20;
+
 fn breaker_key(tenant: &str, p: &Provider) -> String {
     format!("{tenant}/{}", p.id)
 }
@@ -39,28 +40,58 @@ fn anthropic_url(base: &str) -> String {
     }
 }
 
+/// Whether `url` lies under `base` (a base URL without trailing '/').
+fn is_under(url: &str, base: &str) -> bool {
+    url.strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 fn build(
     state: &AppState,
     p: &Provider,
     url: String,
     body: &Value,
 ) -> Result<reqwest::Request, ApiError> {
-    let mut rb = state.http.inner().post(url).json(body);
+    let mut rb = state.http.inner().post(&url).json(body);
+    // A provider's key is its credential's, and goes only under the URL it is bound to.
+    let key = p.key.as_ref().filter(|_| is_under(&url, &p.base_url));
     match p.kind {
         ProviderKind::Openai => {
-            if let Some(k) = p.api_key(state) {
-                rb = rb.bearer_auth(k);
+            if let Some(k) = key {
+                rb = rb.bearer_auth(&**k);
             }
         }
         ProviderKind::Anthropic => {
-            if let Some(k) = p.api_key(state) {
-                rb = rb.header("x-api-key", k);
+            if let Some(k) = key {
+                rb = rb.header("x-api-key", &**k);
             }
             rb = rb.header("anthropic-version", ANTHROPIC_VERSION);
         }
         ProviderKind::Local => {}
     }
     rb.build().map_err(ApiError::internal)
+}
+
+/// `text` without the provider's key, should the provider echo it.
+pub fn scrub<'a>(text: &'a str, p: &Provider) -> std::borrow::Cow<'a, str> {
+    match &p.key {
+        Some(k) if !k.is_empty() && text.contains(&**k) => text.replace(&**k, "[redacted]").into(),
+        _ => text.into(),
+    }
+}
+
+/// Reads a body of at most [`MAX_ANSWER_BYTES`].
+async fn read_capped(resp: reqwest::Response) -> Option<Vec<u8>> {
+    let mut body = resp.bytes_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.ok()?;
+        if out.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return None;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Some(out)
 }
 
 /// Posts `body` to the provider and parses its JSON answer.
@@ -80,15 +111,65 @@ async fn call_json(
         Attempt::Failed(e) => return Attempt::Failed(e),
         Attempt::Fatal(e) => return Attempt::Fatal(e),
     };
-    match resp.json().await {
-        Ok(v) => Attempt::Done(v),
-        Err(_) => Attempt::Failed(malformed(p)),
+    let Some(bytes) = read_capped(resp).await else {
+        return Attempt::Failed(malformed(p));
+    };
+    let parsed = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| serde_json::from_str(&scrub(text, p)).ok());
+    match parsed {
+        Some(v) => Attempt::Done(v),
+        None => Attempt::Failed(malformed(p)),
     }
 }
 
 /// The error for an answer that is not what the provider's protocol promises.
 fn malformed(p: &Provider) -> ApiError {
     ApiError::BadGateway(format!("provider {} sent a malformed answer", p.name))
+}
+
+/// The gateway's own error for a provider's error status. The provider's body is never
+/// read: it may echo what was sent to it, key included, and a tenant's own provider could
+/// put anything there.
+fn status_error(p: &Provider, resp: &reqwest::Response) -> Attempt<reqwest::Response> {
+    let status = resp.status().as_u16();
+    let detail = format!("provider {} answered {status}", p.name);
+    match status {
+        400 | 413 | 422 => Attempt::Fatal(ApiError::BadRequest(format!(
+            "{detail}: it did not accept the request"
+        ))),
+        429 => Attempt::Failed(ApiError::TooManyRequests {
+            detail: format!("{detail}: it is rate limiting"),
+            retry_after_secs: resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|s| s.min(86_400)),
+        }),
+        _ => Attempt::Failed(ApiError::BadGateway(detail)),
+    }
+}
+
+/// The gateway's own error for a call that got no answer.
+fn transport_error(p: &Provider, e: UpstreamError) -> ApiError {
+    match e {
+        UpstreamError::Timeout { .. } => {
+            ApiError::GatewayTimeout(format!("provider {} did not answer in time", p.name))
+        }
+        UpstreamError::CircuitOpen(_) => ApiError::Unavailable(format!(
+            "provider {} is failing; calls to it are paused for a while",
+            p.name
+        )),
+        UpstreamError::Blocked { refusal, .. } => {
+            ApiError::BadGateway(format!("provider {}: {refusal}", p.name))
+        }
+        UpstreamError::Connect { reason, .. } => {
+            tracing::warn!(provider = %p.name, %reason, "provider unreachable");
+            ApiError::BadGateway(format!("provider {} could not be reached", p.name))
+        }
+        UpstreamError::Request(reason) => ApiError::internal(anyhow::anyhow!(reason)),
+    }
 }
 
 async fn send(
@@ -98,10 +179,13 @@ async fn send(
     req: reqwest::Request,
 ) -> Attempt<reqwest::Response> {
     let tenant = ctx.tenant_id.as_deref().unwrap_or_default();
-    let policy = RetryPolicy::new(p.max_retries.max(0) as u32, false);
+    let http = match state.http.guarded(&state.config.egress.policy) {
+        Ok(h) => h,
+        Err(e) => return Attempt::Failed(ApiError::internal(e)),
+    };
+    let policy = RetryPolicy::new(p.max_retries.clamp(0, 10) as u32, false);
     let deadline = Some(Duration::from_millis(p.timeout_ms.max(1) as u64));
-    match state
-        .http
+    let sent = http
         .send(
             &breaker_key(tenant, p),
             p.kind.as_str(),
@@ -110,46 +194,11 @@ async fn send(
             policy,
             deadline,
         )
-        .await
-    {
+        .await;
+    match sent {
         Ok(resp) if resp.status().is_success() => Attempt::Done(resp),
-        Ok(resp) => {
-            let status = resp.status();
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            let msg: String = body
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .unwrap_or("no message")
-                .chars()
-                .take(500)
-                .collect();
-            let detail = format!("provider {} answered {}: {msg}", p.name, status.as_u16());
-            match status.as_u16() {
-                400 | 413 | 422 => Attempt::Fatal(ApiError::BadRequest(detail)),
-                429 => Attempt::Failed(ApiError::TooManyRequests {
-                    detail,
-                    retry_after_secs: retry_after,
-                }),
-                _ => Attempt::Failed(ApiError::BadGateway(detail)),
-            }
-        }
-        Err(UpstreamError::Timeout { .. }) => Attempt::Failed(ApiError::GatewayTimeout(format!(
-            "provider {} did not answer in time",
-            p.name
-        ))),
-        Err(e @ UpstreamError::CircuitOpen(_)) => Attempt::Failed(ApiError::Unavailable(
-            e.to_string().replace(&breaker_key(tenant, p), &p.name),
-        )),
-        Err(e) => Attempt::Failed(ApiError::BadGateway(format!(
-            "provider {} failed: {}",
-            p.name,
-            e.to_string().replace(&breaker_key(tenant, p), &p.name)
-        ))),
+        Ok(resp) => status_error(p, &resp),
+        Err(e) => Attempt::Failed(transport_error(p, e)),
     }
 }
 
@@ -157,6 +206,9 @@ async fn send(
 fn openai_body(req: &ChatRequest, model: &str, stream: bool) -> Value {
     let mut body = serde_json::to_value(req).unwrap_or(Value::Null);
     body["model"] = json!(model);
+    if let Some(o) = body.as_object_mut() {
+        o.remove("stream_options");
+    }
     if stream {
         // Always ask for usage so streamed calls are metered; the usage chunk
         // is passed on only when the client asked for it.
@@ -283,7 +335,7 @@ fn anthropic_messages(req: &ChatRequest) -> Vec<Value> {
         .collect()
 }
 
-fn finish_reason(anthropic_stop: Option<&str>) -> &'static str {
+pub(super) fn finish_reason(anthropic_stop: Option<&str>) -> &'static str {
     match anthropic_stop {
         Some("max_tokens") => "length",
         Some("tool_use") => "tool_calls",
@@ -291,7 +343,7 @@ fn finish_reason(anthropic_stop: Option<&str>) -> &'static str {
     }
 }
 
-fn usage_from_openai(v: &Value) -> Usage {
+pub(super) fn usage_from_openai(v: &Value) -> Usage {
     let p = v
         .pointer("/usage/prompt_tokens")
         .and_then(Value::as_u64)
@@ -300,11 +352,7 @@ fn usage_from_openai(v: &Value) -> Usage {
         .pointer("/usage/completion_tokens")
         .and_then(Value::as_u64)
         .unwrap_or(0);
-    Usage {
-        prompt_tokens: p,
-        completion_tokens: c,
-        total_tokens: p + c,
-    }
+    Usage::new(p, c)
 }
 
 /// One non-streamed chat call; the answer is in the OpenAI shape.
@@ -337,79 +385,61 @@ pub async fn chat(
         Attempt::Fatal(e) => return Attempt::Fatal(e),
     };
     match p.kind {
-        ProviderKind::Anthropic => {
-            let text: String = v
-                .get("content")
-                .and_then(Value::as_array)
-                .map(|blocks| {
-                    blocks
-                        .iter()
-                        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-                        .filter_map(|b| b.get("text").and_then(Value::as_str))
-                        .collect::<Vec<_>>()
-                        .join("")
-                })
-                .unwrap_or_default();
-            let tool_calls: Vec<Value> = v
-                .get("content")
-                .and_then(Value::as_array)
-                .map(|blocks| {
-                    blocks
-                        .iter()
-                        .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
-                        .map(|b| {
-                            json!({
-                                "id": b["id"], "type": "function",
-                                "function": {"name": b["name"], "arguments": b["input"].to_string()},
-                            })
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let pt = v
-                .pointer("/usage/input_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            let ct = v
-                .pointer("/usage/output_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            let usage = Usage {
-                prompt_tokens: pt,
-                completion_tokens: ct,
-                total_tokens: pt + ct,
-            };
-            let id = v.get("id").and_then(Value::as_str).unwrap_or("msg");
-            let mut message = json!({"role": "assistant", "content": text, "refusal": null});
-            if !tool_calls.is_empty() {
-                if text.is_empty() {
-                    message["content"] = Value::Null;
-                }
-                message["tool_calls"] = json!(tool_calls);
-            }
-            let out = json!({
-                "id": format!("chatcmpl-{id}"),
-                "object": "chat.completion",
-                "created": chrono::Utc::now().timestamp(),
-                "model": v.get("model").and_then(Value::as_str).unwrap_or(model),
-                "choices": [{
-                    "index": 0,
-                    "message": message,
-                    "logprobs": null,
-                    "finish_reason": finish_reason(v.get("stop_reason").and_then(Value::as_str)),
-                }],
-                "usage": usage,
-            });
-            Attempt::Done((out, usage))
-        }
+        ProviderKind::Anthropic => Attempt::Done(from_anthropic(&v, model)),
+        _ if v.get("choices").and_then(Value::as_array).is_none() => Attempt::Failed(malformed(p)),
         _ => {
-            if v.get("choices").and_then(Value::as_array).is_none() {
-                return Attempt::Failed(malformed(p));
-            }
             let usage = usage_from_openai(&v);
             Attempt::Done((v, usage))
         }
     }
+}
+
+/// The blocks of an Anthropic answer of one type.
+fn blocks<'a>(v: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    v.get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(move |b| b.get("type").and_then(Value::as_str) == Some(kind))
+}
+
+/// An Anthropic Messages answer as an OpenAI chat completion.
+fn from_anthropic(v: &Value, model: &str) -> (Value, Usage) {
+    let text: String = blocks(v, "text")
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .collect();
+    let tool_calls: Vec<Value> = blocks(v, "tool_use")
+        .map(|b| {
+            json!({
+                "id": b["id"], "type": "function",
+                "function": {"name": b["name"], "arguments": b["input"].to_string()},
+            })
+        })
+        .collect();
+    let n = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let usage = Usage::new(n("/usage/input_tokens"), n("/usage/output_tokens"));
+    let id = v.get("id").and_then(Value::as_str).unwrap_or("msg");
+    let mut message = json!({"role": "assistant", "content": text, "refusal": null});
+    if !tool_calls.is_empty() {
+        if text.is_empty() {
+            message["content"] = Value::Null;
+        }
+        message["tool_calls"] = json!(tool_calls);
+    }
+    let out = json!({
+        "id": format!("chatcmpl-{id}"),
+        "object": "chat.completion",
+        "created": chrono::Utc::now().timestamp(),
+        "model": v.get("model").and_then(Value::as_str).unwrap_or(model),
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": null,
+            "finish_reason": finish_reason(v.get("stop_reason").and_then(Value::as_str)),
+        }],
+        "usage": usage,
+    });
+    (out, usage)
 }
 
 /// Opens a streamed chat call; the head is checked before anything is sent
@@ -440,237 +470,6 @@ pub async fn chat_stream_open(
     }
 }
 
-/// How a stream ended.
-pub struct StreamEnd {
-    pub usage: Usage,
-    pub error: Option<String>,
-}
-
-/// Relays a streamed answer to the client as OpenAI chunks through `tx`.
-pub async fn relay_stream(
-    kind: ProviderKind,
-    resp: reqwest::Response,
-    model: &str,
-    include_usage: bool,
-    tx: futures::channel::mpsc::Sender<Result<Bytes, std::io::Error>>,
-    prompt_estimate: u64,
-) -> StreamEnd {
-    let mut tx = tx;
-    let mut parser = SseParser::default();
-    let mut body = resp.bytes_stream();
-    let mut usage = Usage::default();
-    let mut saw_usage = false;
-    let mut completion_chars = 0u64;
-    let id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
-    let created = chrono::Utc::now().timestamp();
-    let mut anthropic_model = model.to_string();
-    let mut error = None;
-    let mut finished = false;
-    // Anthropic content block index → OpenAI tool call index.
-    let mut tool_blocks: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
-
-    macro_rules! send {
-        ($bytes:expr) => {
-            if futures::SinkExt::send(&mut tx, Ok($bytes)).await.is_err() {
-                return StreamEnd {
-                    usage,
-                    error: Some("client disconnected".into()),
-                };
-            }
-        };
-    }
-    let chunk = |model: &str, delta: Value, finish: Option<&str>, include_usage: bool| -> Value {
-        let mut c = json!({
-            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "system_fingerprint": null,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        if include_usage {
-            c["usage"] = Value::Null;
-        }
-        c
-    };
-
-    'outer: loop {
-        let next = body.next().await;
-        let events = match next {
-            Some(Ok(bytes)) => parser.push(&bytes),
-            Some(Err(_)) => {
-                error = Some("the provider's stream broke off".into());
-                break;
-            }
-            None => {
-                let mut v = Vec::new();
-                if let Some(e) = parser.finish() {
-                    v.push(e);
-                }
-                finished = true;
-                v
-            }
-        };
-        for ev in events {
-            match kind {
-                ProviderKind::Anthropic => {
-                    let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
-                        continue;
-                    };
-                    match v.get("type").and_then(Value::as_str).unwrap_or_default() {
-                        "message_start" => {
-                            if let Some(m) = v.pointer("/message/model").and_then(Value::as_str) {
-                                anthropic_model = m.to_string();
-                            }
-                            usage.prompt_tokens = v
-                                .pointer("/message/usage/input_tokens")
-                                .and_then(Value::as_u64)
-                                .unwrap_or(0);
-                            let c = chunk(
-                                &anthropic_model,
-                                json!({"role": "assistant", "content": ""}),
-                                None,
-                                include_usage,
-                            );
-                            send!(data_event(&c.to_string()));
-                        }
-                        "content_block_start" => {
-                            let block = &v["content_block"];
-                            if block["type"] == "tool_use" {
-                                let k = tool_blocks.len();
-                                tool_blocks.insert(v["index"].as_u64().unwrap_or(0), k);
-                                let delta = json!({"tool_calls": [{
-                                    "index": k, "id": block["id"], "type": "function",
-                                    "function": {"name": block["name"], "arguments": ""},
-                                }]});
-                                let c = chunk(&anthropic_model, delta, None, include_usage);
-                                send!(data_event(&c.to_string()));
-                            }
-                        }
-                        "content_block_delta" => {
-                            if let Some(part) =
-                                v.pointer("/delta/partial_json").and_then(Value::as_str)
-                                && let Some(k) = tool_blocks.get(&v["index"].as_u64().unwrap_or(0))
-                            {
-                                completion_chars += part.len() as u64;
-                                let delta = json!({"tool_calls": [{"index": k, "function": {"arguments": part}}]});
-                                let c = chunk(&anthropic_model, delta, None, include_usage);
-                                send!(data_event(&c.to_string()));
-                            }
-                            if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
-                                completion_chars += t.len() as u64;
-                                let c = chunk(
-                                    &anthropic_model,
-                                    json!({"content": t}),
-                                    None,
-                                    include_usage,
-                                );
-                                send!(data_event(&c.to_string()));
-                            }
-                        }
-                        "message_delta" => {
-                            if let Some(o) =
-                                v.pointer("/usage/output_tokens").and_then(Value::as_u64)
-                            {
-                                usage.completion_tokens = o;
-                                saw_usage = true;
-                            }
-                            let stop = v.pointer("/delta/stop_reason").and_then(Value::as_str);
-                            let c = chunk(
-                                &anthropic_model,
-                                json!({}),
-                                Some(finish_reason(stop)),
-                                include_usage,
-                            );
-                            send!(data_event(&c.to_string()));
-                        }
-                        "message_stop" => {
-                            finished = true;
-                            break 'outer;
-                        }
-                        "error" => {
-                            error = Some(
-                                v.pointer("/error/message")
-                                    .and_then(Value::as_str)
-                                    .unwrap_or("provider error")
-                                    .into(),
-                            );
-                            break 'outer;
-                        }
-                        _ => {}
-                    }
-                }
-                _ => {
-                    if ev.data == "[DONE]" {
-                        finished = true;
-                        break 'outer;
-                    }
-                    let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
-                        continue;
-                    };
-                    if v.get("error").is_some() {
-                        error = Some(
-                            v.pointer("/error/message")
-                                .and_then(Value::as_str)
-                                .unwrap_or("provider error")
-                                .into(),
-                        );
-                        break 'outer;
-                    }
-                    let is_usage_chunk = v
-                        .get("choices")
-                        .and_then(Value::as_array)
-                        .is_some_and(|c| c.is_empty())
-                        && v.get("usage").is_some_and(|u| !u.is_null());
-                    if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-                        usage = usage_from_openai(&json!({"usage": u}));
-                        saw_usage = true;
-                    }
-                    if let Some(t) = v
-                        .pointer("/choices/0/delta/content")
-                        .and_then(Value::as_str)
-                    {
-                        completion_chars += t.len() as u64;
-                    }
-                    if is_usage_chunk && !include_usage {
-                        continue;
-                    }
-                    let mut v = v;
-                    if !include_usage && let Some(o) = v.as_object_mut() {
-                        o.remove("usage");
-                    }
-                    send!(data_event(&v.to_string()));
-                }
-            }
-        }
-        if finished {
-            break;
-        }
-    }
-    if !saw_usage {
-        // Providers that do not report usage on streams are estimated.
-        if usage.prompt_tokens == 0 {
-            usage.prompt_tokens = prompt_estimate;
-        }
-        usage.completion_tokens = completion_chars.div_ceil(4);
-    }
-    usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
-    if let Some(e) = &error {
-        let body = json!({"error": {"message": e, "type": "api_error", "param": null, "code": "upstream_error"}});
-        send!(data_event(&body.to_string()));
-    } else {
-        if !finished {
-            error = Some("the provider's stream ended early".into());
-        }
-        if include_usage && (kind == ProviderKind::Anthropic || !saw_usage) {
-            let u = json!({
-                "id": id, "object": "chat.completion.chunk", "created": created, "model": anthropic_model,
-                "system_fingerprint": null, "choices": [], "usage": usage,
-            });
-            send!(data_event(&u.to_string()));
-        }
-        send!(data_event("[DONE]"));
-    }
-    StreamEnd { usage, error }
-}
-
 /// Embeddings from one provider, as float vectors plus usage.
 pub async fn embeddings(
     state: &AppState,
@@ -681,33 +480,17 @@ pub async fn embeddings(
     input: &EmbeddingInput,
 ) -> Attempt<(Vec<Vec<f32>>, Usage)> {
     match p.kind {
-        ProviderKind::Local => {
-            let EmbeddingInput::Texts(texts) = input else {
-                return Attempt::Fatal(ApiError::Validation(
-                    "input: the local embedding model takes text, not token arrays".into(),
-                ));
-            };
-            let dims = req.dimensions.unwrap_or(384) as usize;
-            let tokens: u64 = texts
-                .iter()
-                .map(|t| t.split_whitespace().count().max(1) as u64)
-                .sum();
-            let vectors = texts.iter().map(|t| local_embedding(t, dims)).collect();
-            Attempt::Done((
-                vectors,
-                Usage {
-                    prompt_tokens: tokens,
-                    completion_tokens: 0,
-                    total_tokens: tokens,
-                },
-            ))
-        }
+        ProviderKind::Local => Attempt::Done(embed_locally(req, input)),
         ProviderKind::Anthropic => Attempt::Failed(ApiError::BadGateway(format!(
             "provider {} has no embeddings API",
             p.name
         ))),
         ProviderKind::Openai => {
-            let mut body = json!({"model": model, "input": req.input, "encoding_format": "float"});
+            let input = match input {
+                EmbeddingInput::Tokens(ids) => ids,
+                EmbeddingInput::Texts(_) => &req.input,
+            };
+            let mut body = json!({"model": model, "input": input, "encoding_format": "float"});
             if let Some(d) = req.dimensions {
                 body["dimensions"] = json!(d);
             }
@@ -715,47 +498,77 @@ pub async fn embeddings(
                 body["user"] = json!(u);
             }
             let url = format!("{}/embeddings", p.base_url);
-            let v = match call_json(state, ctx, p, url, &body).await {
-                Attempt::Done(v) => v,
-                Attempt::Failed(e) => return Attempt::Failed(e),
-                Attempt::Fatal(e) => return Attempt::Fatal(e),
-            };
-            let Some(data) = v.get("data").and_then(Value::as_array) else {
-                return Attempt::Failed(malformed(p));
-            };
-            let mut vectors = vec![Vec::new(); data.len()];
-            for (i, item) in data.iter().enumerate() {
-                let idx = item
-                    .get("index")
-                    .and_then(Value::as_u64)
-                    .map(|x| x as usize)
-                    .unwrap_or(i);
-                let emb = match item.get("embedding") {
-                    Some(Value::Array(a)) => a
-                        .iter()
-                        .filter_map(Value::as_f64)
-                        .map(|x| x as f32)
-                        .collect(),
-                    Some(Value::String(s)) => decode_base64_f32(s).unwrap_or_default(),
-                    _ => Vec::new(),
-                };
-                if idx < vectors.len() {
-                    vectors[idx] = emb;
+            match call_json(state, ctx, p, url, &body).await {
+                Attempt::Done(v) => {
+                    vectors_from(&v).map_or_else(|| Attempt::Failed(malformed(p)), Attempt::Done)
                 }
+                Attempt::Failed(e) => Attempt::Failed(e),
+                Attempt::Fatal(e) => Attempt::Fatal(e),
             }
-            let pt = v
-                .pointer("/usage/prompt_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            Attempt::Done((
-                vectors,
-                Usage {
-                    prompt_tokens: pt,
-                    completion_tokens: 0,
-                    total_tokens: pt,
-                },
-            ))
         }
+    }
+}
+
+/// The local model's vectors; token ids are embedded as words, so the same ids give the
+/// same vector.
+fn embed_locally(req: &EmbeddingsRequest, input: &EmbeddingInput) -> (Vec<Vec<f32>>, Usage) {
+    let texts = match input {
+        EmbeddingInput::Texts(texts) => texts.clone(),
+        EmbeddingInput::Tokens(ids) => token_texts(ids),
+    };
+    let dims = req.dimensions.unwrap_or(384) as usize;
+    let tokens: u64 = texts
+        .iter()
+        .map(|t| t.split_whitespace().count().max(1) as u64)
+        .sum();
+    let vectors = texts.iter().map(|t| local_embedding(t, dims)).collect();
+    (vectors, Usage::new(tokens, 0))
+}
+
+/// The vectors of an OpenAI embeddings answer, in input order, and its usage.
+fn vectors_from(v: &Value) -> Option<(Vec<Vec<f32>>, Usage)> {
+    let data = v.get("data").and_then(Value::as_array)?;
+    let mut vectors = vec![Vec::new(); data.len()];
+    for (i, item) in data.iter().enumerate() {
+        let idx = item
+            .get("index")
+            .and_then(Value::as_u64)
+            .map_or(i, |x| x as usize);
+        let emb = match item.get("embedding") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_f64)
+                .map(|x| x as f32)
+                .collect(),
+            Some(Value::String(s)) => decode_base64_f32(s).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        if let Some(slot) = vectors.get_mut(idx) {
+            *slot = emb;
+        }
+    }
+    let pt = v
+        .pointer("/usage/prompt_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Some((vectors, Usage::new(pt, 0)))
+}
+
+/// One text per token list: the ids separated by spaces.
+fn token_texts(ids: &Value) -> Vec<String> {
+    let join = |list: &[Value]| {
+        list.iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match ids.as_array() {
+        Some(lists) if lists.iter().all(Value::is_array) => lists
+            .iter()
+            .map(|l| join(l.as_array().map(Vec::as_slice).unwrap_or_default()))
+            .collect(),
+        Some(list) => vec![join(list)],
+        None => Vec::new(),
     }
 }
 

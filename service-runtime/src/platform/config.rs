@@ -74,6 +74,9 @@ pub struct Config {
     /// Provider API keys: environment variables named `LLM_API_KEY_*`
     /// (filled from Secrets). Never taken from the config file.
     pub provider_keys: Secrets,
+    // --- outgoing calls tenants influence (FAAS_EGRESS_ALLOW, FAAS_GATEWAY_CREDENTIALS) ---
+    /// Where such calls may go, and the credentials the platform binds to tenants.
+    pub egress: super::egress::EgressSettings,
 }
 
 /// A setting that may hold a credential (a signing key, a URL with a password); `Debug`
@@ -368,6 +371,8 @@ impl Config {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
             ),
+            // --- outgoing calls tenants influence ---
+            egress: egress_settings(src)?,
         })
     }
 
@@ -399,6 +404,32 @@ impl Config {
             reason: "the selected components use NATS JetStream".into(),
         })
     }
+}
+
+/// The egress allowlist, then the credentials (whose base URLs it must allow).
+fn egress_settings(src: &Source) -> Result<super::egress::EgressSettings, ConfigError> {
+    use super::egress::{
+        ALLOW_SETTING, CREDENTIALS_SETTING, CredentialSet, EgressPolicy, PUBLIC_SETTING,
+    };
+    let policy = EgressPolicy::parse(&src.get(ALLOW_SETTING).unwrap_or_default())
+        .map_err(|reason| ConfigError::Invalid {
+            name: ALLOW_SETTING,
+            reason,
+        })?
+        .with_public(src.parse(PUBLIC_SETTING, true)?);
+    let credentials = match src.get(CREDENTIALS_SETTING) {
+        None => CredentialSet::default(),
+        Some(text) => CredentialSet::parse(&text, &src.env, &policy).map_err(|reason| {
+            ConfigError::Invalid {
+                name: CREDENTIALS_SETTING,
+                reason,
+            }
+        })?,
+    };
+    Ok(super::egress::EgressSettings {
+        policy: std::sync::Arc::new(policy),
+        credentials: std::sync::Arc::new(credentials),
+    })
 }
 
 #[cfg(test)]
@@ -532,6 +563,41 @@ mod tests {
                 err.to_string().contains("FAAS_CORS_ALLOWED_ORIGINS"),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn egress_settings_are_read_and_a_wrong_entry_names_its_setting() {
+        let creds = r#"[{"name": "openai", "tenants": "*", "base_url": "https://api.openai.com/v1", "key_env": "LLM_API_KEY_OPENAI"}]"#;
+        let e = env(&[
+            ("FAAS_AUTH", "disabled"),
+            ("FAAS_EGRESS_ALLOW", "10.1.0.0/16 vllm.ml.svc.cluster.local"),
+            ("FAAS_GATEWAY_CREDENTIALS", creds),
+            ("LLM_API_KEY_OPENAI", "sk-from-a-secret"),
+        ]);
+        let c = Config::from_source(&Source::new(e).unwrap()).unwrap();
+        assert!(c.egress.policy.allows_host("vllm.ml.svc.cluster.local"));
+        let cred = c.egress.credentials.for_tenant("openai", "anyone").unwrap();
+        assert_eq!(&*cred.key, "sk-from-a-secret");
+        assert!(!format!("{c:?}").contains("sk-from-a-secret"));
+        let key = ("LLM_API_KEY_OPENAI", "sk-from-a-secret");
+        for (name, value, extra) in [
+            ("FAAS_EGRESS_ALLOW", "10.0.0.0/33", vec![]),
+            ("FAAS_EGRESS_PUBLIC", "sometimes", vec![]),
+            // The variable is not set.
+            ("FAAS_GATEWAY_CREDENTIALS", creds, vec![]),
+            // The base URL is not allowed when only the allowlist may be reached.
+            (
+                "FAAS_GATEWAY_CREDENTIALS",
+                creds,
+                vec![key, ("FAAS_EGRESS_PUBLIC", "false")],
+            ),
+        ] {
+            let mut e = env(&extra);
+            e.insert("FAAS_AUTH".into(), "disabled".into());
+            e.insert(name.into(), value.into());
+            let err = Config::from_source(&Source::new(e).unwrap()).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}: {err}");
         }
     }
 }

@@ -1,6 +1,10 @@
 //! Outgoing HTTP: timeouts, retries with exponential backoff and full jitter
 //! (honouring Retry-After), a circuit breaker per upstream, and the standard
 //! headers of the request being served.
+//!
+//! [`HttpClient::new`] calls URLs the platform configured. URLs a tenant can influence go
+//! through [`HttpClient::guarded`], which enforces the egress policy before each request
+//! and on every address a name resolves to, and follows no redirects.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,11 +14,15 @@ use rand::Rng;
 use reqwest::{Request, Response, StatusCode};
 
 use super::context::RequestContext;
+use super::egress::{EgressPolicy, GuardedResolver, Lookup, Refusal, SystemLookup};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("upstream {0} is failing; calls are paused for a while (circuit open)")]
     CircuitOpen(String),
+    /// Refused by the egress policy before any connection was made.
+    #[error("upstream {upstream}: {refusal}")]
+    Blocked { upstream: String, refusal: Refusal },
     #[error("upstream {upstream} did not answer in time")]
     Timeout { upstream: String },
     #[error("upstream {upstream} could not be reached: {reason}")]
@@ -117,11 +125,18 @@ impl Breakers {
     }
 }
 
+/// Clients for tenant-influenced URLs, one per egress policy in use (in practice one).
+type GuardedClients = Arc<Mutex<Vec<(Arc<EgressPolicy>, reqwest::Client)>>>;
+
 #[derive(Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
     breakers: Arc<Breakers>,
     metrics: Arc<super::metrics::Metrics>,
+    timeout: Duration,
+    /// Set on clients for tenant-influenced URLs: checked before every request.
+    egress: Option<Arc<EgressPolicy>>,
+    guarded: GuardedClients,
 }
 
 fn retry_after(resp: &Response) -> Option<Duration> {
@@ -133,8 +148,7 @@ fn retry_after(resp: &Response) -> Option<Duration> {
     v.trim()
         .parse::<f64>()
         .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
 fn is_retryable_status(status: StatusCode, idempotent: bool) -> bool {
@@ -153,17 +167,61 @@ impl HttpClient {
         breakers: Arc<Breakers>,
         metrics: Arc<super::metrics::Metrics>,
     ) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5).min(timeout))
-            .read_timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("faas-runtime/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         Ok(Self {
-            client,
+            client: builder(timeout).build()?,
             breakers,
             metrics,
+            timeout,
+            egress: None,
+            guarded: GuardedClients::default(),
         })
+    }
+
+    /// This client, for URLs a tenant can influence: requests to a URL or an address
+    /// `policy` does not allow are refused before any connection, and redirects are not
+    /// followed. Connections are pooled per policy, so callers may ask for it per call.
+    pub fn guarded(&self, policy: &Arc<EgressPolicy>) -> anyhow::Result<HttpClient> {
+        let mut clients = self.guarded.lock().unwrap_or_else(|e| e.into_inner());
+        let client = match clients.iter().find(|(p, _)| **p == **policy) {
+            Some((_, c)) => c.clone(),
+            None => {
+                let c = self.guarded_client(policy, Arc::new(SystemLookup))?;
+                clients.push((policy.clone(), c.clone()));
+                c
+            }
+        };
+        Ok(self.with_client(policy, client))
+    }
+
+    /// [`Self::guarded`] with another name resolution; builds a new connection pool.
+    pub fn guarded_with_lookup(
+        &self,
+        policy: &Arc<EgressPolicy>,
+        lookup: Arc<dyn Lookup>,
+    ) -> anyhow::Result<HttpClient> {
+        let client = self.guarded_client(policy, lookup)?;
+        Ok(self.with_client(policy, client))
+    }
+
+    fn guarded_client(
+        &self,
+        policy: &Arc<EgressPolicy>,
+        lookup: Arc<dyn Lookup>,
+    ) -> anyhow::Result<reqwest::Client> {
+        // A proxy would resolve the names itself, out of the policy's sight.
+        Ok(builder(self.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver::new(policy.clone(), lookup)))
+            .build()?)
+    }
+
+    fn with_client(&self, policy: &Arc<EgressPolicy>, client: reqwest::Client) -> HttpClient {
+        HttpClient {
+            client,
+            egress: Some(policy.clone()),
+            ..self.clone()
+        }
     }
 
     pub fn inner(&self) -> &reqwest::Client {
@@ -176,7 +234,8 @@ impl HttpClient {
 
     /// Sends `req` to `upstream` (a bounded name for metrics and the breaker).
     /// Returns the last response even when it is an error status, so the
-    /// caller can map it; transport failures and an open circuit are errors.
+    /// caller can map it; transport failures, an open circuit and a refusal of the
+    /// egress policy are errors.
     pub async fn send(
         &self,
         upstream: &str,
@@ -194,6 +253,14 @@ impl HttpClient {
         if let Some(d) = deadline {
             *req.timeout_mut() = Some(d);
         }
+        // The resolver never sees IP-literal hosts: they are judged here.
+        if let Some(refusal) = self
+            .egress
+            .as_ref()
+            .and_then(|p| p.check_url(req.url()).err())
+        {
+            return Err(self.blocked(upstream, metric_label, refusal));
+        }
         let mut attempt = 0;
         loop {
             if !self.breakers.allow(upstream) {
@@ -203,60 +270,100 @@ impl HttpClient {
             let this = req
                 .try_clone()
                 .ok_or_else(|| UpstreamError::Request("the body cannot be repeated".into()))?;
-            let result = self.client.execute(this).await;
-            let (wait, err) = match result {
+            let retry = attempt < policy.max_retries;
+            let wait = match self.client.execute(this).await {
                 Ok(resp) => {
-                    let status = resp.status();
-                    let server_fault =
-                        status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-                    self.breakers.record(upstream, !status.is_server_error());
-                    self.metrics.upstream(
-                        metric_label,
-                        if server_fault { "error_status" } else { "ok" },
-                    );
-                    if attempt < policy.max_retries
-                        && is_retryable_status(status, policy.idempotent)
+                    match self.after_response(upstream, metric_label, resp, retry, &policy, attempt)
                     {
-                        let wait = retry_after(&resp).unwrap_or_else(|| policy.backoff(attempt));
-                        if wait > policy.max_delay {
-                            // The upstream asks for a longer pause than we
-                            // wait inside a request: hand its answer back.
-                            return Ok(resp);
-                        }
-                        (wait, None)
-                    } else {
-                        return Ok(resp);
+                        Ok(resp) => return Ok(resp),
+                        Err(wait) => wait,
                     }
                 }
                 Err(e) => {
-                    self.breakers.record(upstream, false);
-                    let refused = e.is_connect();
-                    let err = if e.is_timeout() {
-                        self.metrics.upstream(metric_label, "timeout");
-                        UpstreamError::Timeout {
-                            upstream: upstream.to_string(),
-                        }
-                    } else {
-                        self.metrics.upstream(metric_label, "transport_error");
-                        UpstreamError::Connect {
-                            upstream: upstream.to_string(),
-                            reason: without_url(&e),
-                        }
-                    };
-                    if attempt < policy.max_retries && (refused || policy.idempotent) {
-                        (policy.backoff(attempt), Some(err))
-                    } else {
+                    let err = self.transport_error(upstream, metric_label, &e);
+                    let repeatable = e.is_connect() || policy.idempotent;
+                    if !retry || !repeatable || matches!(err, UpstreamError::Blocked { .. }) {
                         return Err(err);
                     }
+                    tracing::debug!(upstream, attempt, error = %err, "retrying upstream call");
+                    policy.backoff(attempt)
                 }
             };
-            if let Some(e) = err {
-                tracing::debug!(upstream, attempt, error = %e, "retrying upstream call");
-            }
             attempt += 1;
             tokio::time::sleep(wait).await;
         }
     }
+
+    /// Records an answer; gives it back, or the pause before trying again.
+    fn after_response(
+        &self,
+        upstream: &str,
+        metric_label: &str,
+        resp: Response,
+        retry: bool,
+        policy: &RetryPolicy,
+        attempt: u32,
+    ) -> Result<Response, Duration> {
+        let status = resp.status();
+        let server_fault = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+        self.breakers.record(upstream, !status.is_server_error());
+        self.metrics.upstream(
+            metric_label,
+            if server_fault { "error_status" } else { "ok" },
+        );
+        if !retry || !is_retryable_status(status, policy.idempotent) {
+            return Ok(resp);
+        }
+        let wait = retry_after(&resp).unwrap_or_else(|| policy.backoff(attempt));
+        if wait > policy.max_delay {
+            // The upstream asks for a longer pause than we wait inside a
+            // request: hand its answer back.
+            return Ok(resp);
+        }
+        Err(wait)
+    }
+
+    /// Records a failed call and names its cause.
+    fn transport_error(
+        &self,
+        upstream: &str,
+        metric_label: &str,
+        e: &reqwest::Error,
+    ) -> UpstreamError {
+        if let Some(refusal) = super::egress::refusal_in(e) {
+            return self.blocked(upstream, metric_label, refusal);
+        }
+        self.breakers.record(upstream, false);
+        if e.is_timeout() {
+            self.metrics.upstream(metric_label, "timeout");
+            return UpstreamError::Timeout {
+                upstream: upstream.to_string(),
+            };
+        }
+        self.metrics.upstream(metric_label, "transport_error");
+        UpstreamError::Connect {
+            upstream: upstream.to_string(),
+            reason: without_url(e),
+        }
+    }
+
+    /// A refusal is the caller's configuration, not a failure of the upstream: the breaker
+    /// is left alone.
+    fn blocked(&self, upstream: &str, metric_label: &str, refusal: Refusal) -> UpstreamError {
+        self.metrics.upstream(metric_label, "blocked");
+        UpstreamError::Blocked {
+            upstream: upstream.to_string(),
+            refusal,
+        }
+    }
+}
+
+fn builder(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5).min(timeout))
+        .read_timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("faas-runtime/", env!("CARGO_PKG_VERSION")))
 }
 
 /// Error text without the URL, which may hold credentials in its query.

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod context;
+pub mod egress;
 pub mod error;
 pub mod events;
 pub mod extract;

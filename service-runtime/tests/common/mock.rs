@@ -4,6 +4,11 @@
 //!   /anthropic/v1/messages
 //!   /broken/... answers 500, /slow/... answers after 3 s, /limited/... answers 429 (Retry-After: 0) once
 //!   per model, then like /openai.
+//!   /echo/... answers the status a model `echo-<status>` names (and /anthropic the same for such
+//!   models) with the credentials it received in its body and headers, as a hostile or careless
+//!   upstream might; `echo-200` and `echo-stream` put them in a successful answer.
+//!   /redirect/... answers 307 to the same path under /openai; /huge-retry/... answers 503 with a
+//!   Retry-After of 1e300 seconds. The model `overflow-usage` reports u64::MAX tokens.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,6 +54,15 @@ impl MockServer {
     }
     pub fn limited_url(&self) -> String {
         format!("{}/limited/v1", self.base)
+    }
+    pub fn echo_url(&self) -> String {
+        format!("{}/echo/v1", self.base)
+    }
+    pub fn redirect_url(&self) -> String {
+        format!("{}/redirect/v1", self.base)
+    }
+    pub fn huge_retry_url(&self) -> String {
+        format!("{}/huge-retry/v1", self.base)
     }
     pub fn seen(&self) -> Vec<Seen> {
         self.mock.seen.lock().unwrap().clone()
@@ -101,9 +115,49 @@ fn sse(events: Vec<String>) -> Response {
     ([("content-type", "text/event-stream")], body).into_response()
 }
 
+/// What the upstream was sent that it should never be able to hand back.
+fn credentials_seen(headers: &HeaderMap) -> String {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    format!("{} {}", h("authorization"), h("x-api-key"))
+}
+
+/// An answer with status `echo-<status>` naming, carrying the credentials it received.
+fn echo(headers: &HeaderMap, model: &str) -> Option<Response> {
+    let status: u16 = model.strip_prefix("echo-")?.parse().ok()?;
+    if status < 300 {
+        return None;
+    }
+    let seen = credentials_seen(headers);
+    let body = json!({"error": {"message": format!("your credentials: {seen}"), "type": "echo"},
+                      "type": "error"});
+    let mut resp = (StatusCode::from_u16(status).ok()?, axum::Json(body)).into_response();
+    for name in ["x-echo-credentials", "www-authenticate"] {
+        resp.headers_mut()
+            .insert(name, seen.trim().parse().unwrap());
+    }
+    Some(resp)
+}
+
 /// Common failure modes, by flavor.
-async fn failure(mock: &Mock, flavor: &str, model: &str) -> Option<Response> {
+async fn failure(mock: &Mock, flavor: &str, model: &str, headers: &HeaderMap) -> Option<Response> {
     match flavor {
+        "echo" => echo(headers, model),
+        "redirect" => Some(
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [("location", "/openai/v1/chat/completions")],
+            )
+                .into_response(),
+        ),
+        "huge-retry" => {
+            Some((StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1e300")]).into_response())
+        }
         "slow" => {
             tokio::time::sleep(std::time::Duration::from_secs(3)).await;
             None
@@ -151,8 +205,11 @@ async fn chat(
         &body,
     );
     let model = body["model"].as_str().unwrap_or_default().to_string();
-    if let Some(f) = failure(&mock, &flavor, &model).await {
+    if let Some(f) = failure(&mock, &flavor, &model, &headers).await {
         return f;
+    }
+    if flavor == "echo" {
+        return echo_answer(&headers, &model, body["stream"] == true);
     }
     if model == "bad-request" {
         return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": {"message": "unsupported parameter", "type": "invalid_request_error"}}))).into_response();
@@ -188,6 +245,11 @@ async fn chat(
         events.push("data: [DONE]\n\n".into());
         return sse(events);
     }
+    let usage = if model == "overflow-usage" {
+        json!({"prompt_tokens": u64::MAX, "completion_tokens": u64::MAX, "total_tokens": u64::MAX})
+    } else {
+        json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15})
+    };
     axum::Json(json!({
         "id": "chatcmpl-mock",
         "object": "chat.completion",
@@ -200,9 +262,32 @@ async fn chat(
             "logprobs": null,
             "finish_reason": "stop"
         }],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        "usage": usage
     }))
     .into_response()
+}
+
+/// A successful answer that carries the credentials it received.
+fn echo_answer(headers: &HeaderMap, model: &str, stream: bool) -> Response {
+    let seen = credentials_seen(headers);
+    if stream {
+        let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": model,
+            "choices": [{"index": 0, "delta": {"content": seen}, "finish_reason": null}]});
+        let error = json!({"error": {"message": format!("stream failed for {seen}")}});
+        return sse(vec![
+            format!("data: {chunk}\n\n"),
+            format!("data: {error}\n\n"),
+        ]);
+    }
+    let mut resp = axum::Json(json!({
+        "id": "chatcmpl-echo", "object": "chat.completion", "created": 1, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": seen}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    }))
+    .into_response();
+    resp.headers_mut()
+        .insert("x-echo-credentials", seen.trim().parse().unwrap());
+    resp
 }
 
 async fn embeddings(
@@ -213,7 +298,7 @@ async fn embeddings(
 ) -> Response {
     record(&mock, format!("/{flavor}/v1/embeddings"), &headers, &body);
     let model = body["model"].as_str().unwrap_or_default().to_string();
-    if let Some(f) = failure(&mock, &flavor, &model).await {
+    if let Some(f) = failure(&mock, &flavor, &model, &headers).await {
         return f;
     }
     let inputs: Vec<String> = match &body["input"] {
@@ -237,6 +322,9 @@ async fn messages(
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
     record(&mock, "/anthropic/v1/messages".into(), &headers, &body);
+    if let Some(e) = echo(&headers, body["model"].as_str().unwrap_or_default()) {
+        return e;
+    }
     if headers.get("anthropic-version").is_none() || headers.get("x-api-key").is_none() {
         return (StatusCode::UNAUTHORIZED, axum::Json(json!({"type": "error", "error": {"type": "authentication_error", "message": "missing headers"}}))).into_response();
     }

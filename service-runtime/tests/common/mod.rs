@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use faas_runtime::Component;
 use faas_runtime::platform::config::{Config, Sensitive};
+use faas_runtime::platform::egress::EgressPolicy;
 use faas_runtime::platform::events::EventBus;
 use faas_runtime::platform::metrics::Metrics;
 use faas_runtime::platform::{AppState, StateParts};
@@ -51,6 +52,10 @@ pub fn test_config() -> Config {
     config.redis_prefix = unique("t");
     config.nats_prefix = unique("t");
     config.nats_max_deliver = 3;
+    // Outgoing calls tenants influence may reach the local mock upstreams, and nothing
+    // beyond this machine.
+    let loopback = EgressPolicy::parse("127.0.0.1").expect("an allowlist");
+    config.egress.policy = Arc::new(loopback.with_public(false));
     config
 }
 
