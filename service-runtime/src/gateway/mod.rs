@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -248,11 +247,13 @@ fn json_response(status: StatusCode, body: Vec<u8>, cache: Option<&'static str>)
     resp
 }
 
-type Body_ = Result<axum::Json<Value>, JsonRejection>;
+/// Read by the platform's extractor: only after authentication, within the nesting
+/// bound, no NUL in any text.
+type Body_ = Result<crate::platform::extract::Json<Value>, ApiError>;
 
 /// A body of the OpenAI-compatible routes: a JSON object read as `T`.
 fn read_body<T: DeserializeOwned>(body: Body_) -> ApiResult<T> {
-    let axum::Json(value) = body.map_err(ApiError::from)?;
+    let crate::platform::extract::Json(value) = body?;
     body::from_object(value)
 }
 

@@ -148,30 +148,99 @@ fn document_platform_errors(op: &mut utoipa::openapi::path::Operation, style: Er
     }
 }
 
-/// Strings nowhere may hold a NUL (requests with one are refused), so every string
-/// schema of the document says so.
+/// No text anywhere may hold a NUL (requests with one are refused), so every schema
+/// of the document says so of its strings and of its objects' keys.
 fn forbid_nul_in_strings(doc: &mut serde_json::Value) {
+    use serde_json::Value;
+    let mut schemas: Vec<&mut Value> = Vec::new();
     let mut stack = vec![doc];
+    // Find the schema positions: `schema` of parameters, bodies and responses, and
+    // the named schemas of the components.
     while let Some(v) = stack.pop() {
         match v {
-            serde_json::Value::Object(map) => {
-                let is_string = match map.get("type") {
-                    Some(serde_json::Value::String(t)) => t == "string",
-                    Some(serde_json::Value::Array(ts)) => ts.iter().any(|t| t == "string"),
-                    _ => false,
-                };
-                let free = ["pattern", "enum", "const", "format"]
-                    .iter()
-                    .all(|k| !map.contains_key(*k));
-                if is_string && free {
-                    map.insert("pattern".into(), serde_json::Value::from(NO_NUL_PATTERN));
+            Value::Object(map) => {
+                for (k, child) in map.iter_mut() {
+                    if k == "schema" {
+                        schemas.push(child);
+                    } else if k == "schemas" && child.is_object() {
+                        schemas.extend(
+                            child
+                                .as_object_mut()
+                                .into_iter()
+                                .flat_map(|m| m.values_mut()),
+                        );
+                    } else {
+                        stack.push(child);
+                    }
                 }
-                stack.extend(map.values_mut());
             }
-            serde_json::Value::Array(items) => stack.extend(items.iter_mut()),
+            Value::Array(items) => stack.extend(items.iter_mut()),
             _ => {}
         }
     }
+    while let Some(schema) = schemas.pop() {
+        let Value::Object(map) = schema else { continue };
+        if map.contains_key("$ref") {
+            continue;
+        }
+        let kinds: Vec<String> = match map.get("type") {
+            Some(Value::String(t)) => vec![t.clone()],
+            Some(Value::Array(ts)) => ts
+                .iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect(),
+            _ => vec!["string".into(), "object".into()],
+        };
+        let free = ["pattern", "enum", "const", "format"]
+            .iter()
+            .all(|k| !map.contains_key(*k));
+        if free && kinds.iter().any(|k| k == "string") {
+            map.insert("pattern".into(), Value::from(NO_NUL_PATTERN));
+        }
+        if kinds.iter().any(|k| k == "object") {
+            map.entry("propertyNames")
+                .or_insert_with(|| serde_json::json!({"pattern": NO_NUL_PATTERN}));
+            // Values of free-form members are free of NUL too, at any depth.
+            if matches!(
+                map.get("additionalProperties"),
+                None | Some(Value::Bool(true))
+            ) {
+                map.insert("additionalProperties".into(), nul_free_ref());
+            }
+        }
+        if kinds.iter().any(|k| k == "array") || map.get("type").is_none() {
+            map.entry("items").or_insert_with(nul_free_ref);
+        }
+        for (k, child) in map.iter_mut() {
+            match (k.as_str(), child) {
+                ("properties" | "patternProperties" | "$defs", Value::Object(props)) => {
+                    schemas.extend(props.values_mut())
+                }
+                ("items" | "additionalProperties" | "not" | "contains", c @ Value::Object(_)) => {
+                    schemas.push(c)
+                }
+                ("allOf" | "anyOf" | "oneOf" | "prefixItems", Value::Array(list)) => {
+                    schemas.extend(list.iter_mut())
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn nul_free_ref() -> serde_json::Value {
+    serde_json::json!({"$ref": "#/components/schemas/NulFreeValue"})
+}
+
+/// Any JSON value whose strings and keys hold no NUL, at any depth.
+fn nul_free_value_schema() -> serde_json::Value {
+    serde_json::json!({
+        "description": "Any JSON value with no NUL character in its strings or keys",
+        "pattern": NO_NUL_PATTERN,
+        "propertyNames": {"pattern": NO_NUL_PATTERN},
+        "additionalProperties": nul_free_ref(),
+        "items": nul_free_ref(),
+    })
 }
 
 /// Any text without the NUL character.
@@ -181,6 +250,12 @@ pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
 pub fn openapi_document(components: &[crate::Component]) -> serde_json::Value {
     let mut doc = serde_json::to_value(openapi_for(components)).unwrap_or_default();
     forbid_nul_in_strings(&mut doc);
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(|s| s.as_object_mut())
+    {
+        schemas.insert("NulFreeValue".into(), nul_free_value_schema());
+    }
     doc
 }
 
