@@ -17,9 +17,17 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::platform::extract::{Json, Path, Query};
 use crate::platform::{ApiError, ApiResult, AppState, Principal};
 
-/// Work a single render may do (minijinja fuel), so a template cannot spin.
-const RENDER_FUEL: u64 = 200_000;
-const MAX_TEMPLATE: usize = 256 * 1024;
+mod budget;
+mod render;
+mod structure;
+
+use render::{check_source, environment, template_error};
+
+const MAX_MESSAGES: usize = 64;
+const MAX_VARIABLES: usize = 128;
+const MAX_DESCRIPTION: usize = 2000;
+/// Serialized size of a variable's default and of `model_defaults`.
+const MAX_JSON_BYTES: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -131,22 +139,6 @@ pub struct PromptTemplate {
 
 const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 
-fn environment() -> minijinja::Environment<'static> {
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.set_fuel(Some(RENDER_FUEL));
-    env
-}
-
-fn template_error(what: &str, e: &minijinja::Error) -> ApiError {
-    let at = e
-        .line()
-        .map(|l| format!(" at line {l}"))
-        .unwrap_or_default();
-    let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
-    ApiError::Validation(format!("{what}: {}{at}{detail}", e.kind()))
-}
-
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 128
@@ -183,16 +175,77 @@ struct Content {
     model_defaults: Option<Value>,
 }
 
-impl Content {
-    fn validate(&self) -> ApiResult<()> {
-        if self.description.as_ref().is_some_and(|d| d.len() > 2000) {
-            return Err(ApiError::Validation(
-                "description: at most 2000 characters".into(),
-            ));
+/// A text field a client fills: bounded, and without NUL or other control
+/// characters (newlines and tabs allowed where `multiline`).
+fn check_text(what: &str, s: &str, max: usize, multiline: bool) -> ApiResult<()> {
+    if s.chars().count() > max {
+        return Err(ApiError::Validation(format!(
+            "{what}: at most {max} characters"
+        )));
+    }
+    let bad = |c: char| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t'));
+    if s.chars().any(bad) {
+        return Err(ApiError::Validation(format!(
+            "{what}: control characters are not allowed"
+        )));
+    }
+    Ok(())
+}
+
+fn check_json_size(what: &str, v: &Value) -> ApiResult<()> {
+    let len = serde_json::to_vec(v).map_err(ApiError::internal)?.len();
+    if len > MAX_JSON_BYTES {
+        return Err(ApiError::Validation(format!(
+            "{what}: at most {MAX_JSON_BYTES} bytes of JSON"
+        )));
+    }
+    Ok(())
+}
+
+fn check_variable(i: usize, var: &Variable) -> ApiResult<()> {
+    if !valid_var(&var.name) {
+        return Err(ApiError::Validation(format!(
+            "variables[{i}].name: {:?} is not an identifier (letters, digits, '_', at most 64)",
+            var.name
+        )));
+    }
+    if let Some(d) = &var.description {
+        check_text(
+            &format!("variables[{i}].description"),
+            d,
+            MAX_DESCRIPTION,
+            true,
+        )?;
+    }
+    if let Some(k) = &var.kind
+        && !matches!(
+            k.as_str(),
+            "string" | "number" | "integer" | "boolean" | "array" | "object"
+        )
+    {
+        return Err(ApiError::Validation(format!(
+            "variables[{i}].type: {k:?} is not one of string, number, integer, boolean, array, object"
+        )));
+    }
+    if let Some(d) = &var.default {
+        check_json_size(&format!("variables[{i}].default"), d)?;
+        if let Some(k) = &var.kind
+            && !type_matches(k, d)
+        {
+            return Err(ApiError::Validation(format!(
+                "variables[{i}].default: is not of type {k}"
+            )));
         }
-        let sources: Vec<(String, &str)> = match (&self.template, &self.messages) {
-            (Some(t), None) => vec![("template".into(), t.as_str())],
-            (None, Some(ms)) if !ms.is_empty() => {
+    }
+    Ok(())
+}
+
+impl Content {
+    /// The templates of this version, each with the name of its field.
+    fn sources(&self) -> ApiResult<Vec<(String, &str)>> {
+        match (&self.template, &self.messages) {
+            (Some(t), None) => Ok(vec![("template".into(), t.as_str())]),
+            (None, Some(ms)) if !ms.is_empty() && ms.len() <= MAX_MESSAGES => {
                 let mut v = Vec::new();
                 for (i, m) in ms.iter().enumerate() {
                     if !ROLES.contains(&m.role.as_str()) {
@@ -204,59 +257,59 @@ impl Content {
                     }
                     v.push((format!("messages[{i}].template"), m.template.as_str()));
                 }
-                v
+                Ok(v)
             }
-            _ => {
-                return Err(ApiError::Validation(
-                    "give exactly one of template, messages (a non-empty list)".into(),
-                ));
-            }
-        };
+            (None, Some(ms)) if ms.len() > MAX_MESSAGES => Err(ApiError::Validation(format!(
+                "messages: at most {MAX_MESSAGES}"
+            ))),
+            _ => Err(ApiError::Validation(
+                "give exactly one of template, messages (a non-empty list)".into(),
+            )),
+        }
+    }
+
+    fn check_variables(&self) -> ApiResult<HashSet<&str>> {
+        if self.variables.len() > MAX_VARIABLES {
+            return Err(ApiError::Validation(format!(
+                "variables: at most {MAX_VARIABLES}"
+            )));
+        }
         let mut declared = HashSet::new();
         for (i, var) in self.variables.iter().enumerate() {
-            if !valid_var(&var.name) {
-                return Err(ApiError::Validation(format!(
-                    "variables[{i}].name: {:?} is not an identifier",
-                    var.name
-                )));
-            }
+            check_variable(i, var)?;
             if !declared.insert(var.name.as_str()) {
                 return Err(ApiError::Validation(format!(
                     "variables[{i}].name: {} is declared twice",
                     var.name
                 )));
             }
-            if let Some(k) = &var.kind
-                && !matches!(
-                    k.as_str(),
-                    "string" | "number" | "integer" | "boolean" | "array" | "object"
-                )
-            {
-                return Err(ApiError::Validation(format!(
-                    "variables[{i}].type: {k:?} is not one of string, number, integer, boolean, array, object"
-                )));
-            }
-            if let (Some(k), Some(d)) = (&var.kind, &var.default)
-                && !type_matches(k, d)
-            {
-                return Err(ApiError::Validation(format!(
-                    "variables[{i}].default: is not of type {k}"
-                )));
-            }
         }
+        Ok(declared)
+    }
+
+    /// Checks the version; the templates are checked before minijinja
+    /// parses them, with each variable at a nominal size.
+    fn validate(&self) -> ApiResult<()> {
+        if let Some(d) = &self.description {
+            check_text("description", d, MAX_DESCRIPTION, true)?;
+        }
+        if let Some(m) = &self.model_defaults {
+            check_json_size("model_defaults", m)?;
+        }
+        let sources = self.sources()?;
+        let declared = self.check_variables()?;
+        let nominal = render::nominal_inputs(&self.variables);
         let env = environment();
+        let globals: HashSet<&str> = env.globals().map(|(name, _)| name).collect();
         let mut undeclared = std::collections::BTreeSet::new();
         for (what, src) in &sources {
-            if src.len() > MAX_TEMPLATE {
-                return Err(ApiError::Validation(format!(
-                    "{what}: longer than {MAX_TEMPLATE} bytes"
-                )));
-            }
+            check_text(what, src, render::MAX_TEMPLATE_BYTES, true)?;
+            check_source(what, src, &nominal)?;
             let tmpl = env
                 .template_from_str(src)
                 .map_err(|e| template_error(what, &e))?;
             for v in tmpl.undeclared_variables(false) {
-                if !declared.contains(v.as_str()) {
+                if !declared.contains(v.as_str()) && !globals.contains(v.as_str()) {
                     undeclared.insert(v);
                 }
             }
@@ -279,6 +332,36 @@ impl Content {
             "description": self.description,
         });
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+/// Checks a version off the async workers: a large template takes a while.
+async fn validated(c: Content) -> ApiResult<Content> {
+    tokio::task::spawn_blocking(move || c.validate().map(|()| c))
+        .await
+        .map_err(ApiError::internal)?
+}
+
+/// A template name in a path: what `name` allows, and the names of
+/// PromptTemplate resources (up to 253 characters).
+fn path_name(name: &str) -> ApiResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        return Err(ApiError::BadRequest(
+            "name: 1 to 253 lower-case letters, digits, '-', '_' or '.'".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn version_param(version: Option<i32>) -> ApiResult<Option<i32>> {
+    match version {
+        Some(v) if v < 1 => Err(ApiError::BadRequest("version: at least 1".into())),
+        other => Ok(other),
     }
 }
 
@@ -352,6 +435,7 @@ async fn latest(
     name: &str,
     version: Option<i32>,
 ) -> ApiResult<PromptTemplate> {
+    path_name(name)?;
     let row: Option<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM prompt_templates WHERE tenant_id = $1 AND name = $2 \
          AND ($3::int IS NULL OR version = $3) ORDER BY version DESC LIMIT 1"
@@ -401,7 +485,7 @@ async fn create(
         variables: input.variables,
         model_defaults: input.model_defaults,
     };
-    c.validate()?;
+    let c = validated(c).await?;
     let exists: Option<i32> = sqlx::query_scalar(
         "SELECT version FROM prompt_templates WHERE tenant_id = $1 AND name = $2 LIMIT 1",
     )
@@ -474,7 +558,8 @@ async fn get_one(
     Path(name): Path<String>,
     Query(q): Query<VersionQuery>,
 ) -> ApiResult<Json<PromptTemplate>> {
-    Ok(Json(latest(&state, &p.tenant_id, &name, q.version).await?))
+    let version = version_param(q.version)?;
+    Ok(Json(latest(&state, &p.tenant_id, &name, version).await?))
 }
 
 #[utoipa::path(put, path = "/v1/prompts/{name}", tag = "prompt", request_body = UpdateInput,
@@ -495,7 +580,7 @@ async fn update(
         variables: input.variables,
         model_defaults: input.model_defaults,
     };
-    c.validate()?;
+    let c = validated(c).await?;
     if c.hash() == current.content_hash {
         // Nothing changed: no new version.
         return Ok(Json(current));
@@ -546,6 +631,7 @@ async fn versions(
     p: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Vec<VersionInfo>>> {
+    path_name(&name)?;
     let rows: Vec<(i32, String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
         "SELECT version, content_hash, created_by, created_at FROM prompt_templates \
          WHERE tenant_id = $1 AND name = $2 ORDER BY version DESC",
@@ -601,11 +687,12 @@ pub struct Rendered {
     pub tokens: u64,
 }
 
-/// Renders a template with strict variables.
-pub fn render_template(
+/// The render context: the given variables over the defaults, each checked
+/// against its declaration.
+fn render_context(
     t: &PromptTemplate,
     given: &serde_json::Map<String, Value>,
-) -> ApiResult<Rendered> {
+) -> ApiResult<BTreeMap<String, Value>> {
     let declared: HashSet<&str> = t.variables.iter().map(|v| v.name.as_str()).collect();
     let mut unknown: Vec<&str> = given
         .keys()
@@ -646,35 +733,59 @@ pub fn render_template(
             missing.join(", ")
         )));
     }
-    let env = environment();
-    let ctx = minijinja::Value::from_serialize(&ctx);
-    let run = |what: &str, src: &str| -> ApiResult<String> {
-        let tmpl = env
-            .template_from_str(src)
-            .map_err(|e| template_error(what, &e))?;
-        tmpl.render(&ctx).map_err(|e| template_error(what, &e))
-    };
-    let (text, messages, tokens) = match (&t.template, &t.messages) {
-        (Some(src), _) => {
-            let text = run("template", src)?;
-            let tokens = estimate_tokens(&text);
-            (Some(text), None, tokens)
-        }
-        (None, Some(ms)) => {
-            let mut out = Vec::new();
-            for (i, m) in ms.iter().enumerate() {
-                out.push(RenderedMessage {
-                    role: m.role.clone(),
-                    content: run(&format!("messages[{i}]"), &m.template)?,
-                });
-            }
-            let tokens = out.iter().map(|m| estimate_tokens(&m.content) + 4).sum();
-            (None, Some(out), tokens)
-        }
+    Ok(ctx)
+}
+
+/// Renders a template with strict variables, within the limits of
+/// [`render`]: the templates are checked again with the sizes of the given
+/// values before they are compiled, and the rendered text is bounded.
+/// CPU-bound: call it off the async workers.
+pub fn render_template(
+    t: &PromptTemplate,
+    given: &serde_json::Map<String, Value>,
+) -> ApiResult<Rendered> {
+    let ctx = render_context(t, given)?;
+    let inputs = render::actual_inputs(&ctx);
+    let sources: Vec<(String, &str)> = match (&t.template, &t.messages) {
+        (Some(src), _) => vec![("template".into(), src.as_str())],
+        (None, Some(ms)) => ms
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (format!("messages[{i}]"), m.template.as_str()))
+            .collect(),
         (None, None) => {
             return Err(ApiError::internal(anyhow::anyhow!(
                 "template without content"
             )));
+        }
+    };
+    for (what, src) in &sources {
+        check_source(what, src, &inputs)?;
+    }
+    let env = environment();
+    let ctx = minijinja::Value::from_serialize(&ctx);
+    let mut left = render::MAX_OUTPUT_BYTES;
+    let mut texts = Vec::with_capacity(sources.len());
+    for (what, src) in &sources {
+        texts.push(render::render_source(&env, what, src, &ctx, &mut left)?);
+    }
+    let (text, messages, tokens) = match &t.messages {
+        Some(ms) if t.template.is_none() => {
+            let out: Vec<RenderedMessage> = ms
+                .iter()
+                .zip(texts)
+                .map(|(m, content)| RenderedMessage {
+                    role: m.role.clone(),
+                    content,
+                })
+                .collect();
+            let tokens = out.iter().map(|m| estimate_tokens(&m.content) + 4).sum();
+            (None, Some(out), tokens)
+        }
+        _ => {
+            let text = texts.into_iter().next().unwrap_or_default();
+            let tokens = estimate_tokens(&text);
+            (Some(text), None, tokens)
         }
     };
     Ok(Rendered {
@@ -696,8 +807,15 @@ async fn render(
     Path(name): Path<String>,
     Json(input): Json<RenderInput>,
 ) -> ApiResult<Json<Rendered>> {
+    if input.version.is_some_and(|v| v < 1) {
+        return Err(ApiError::Validation("version: at least 1".into()));
+    }
     let t = latest(&state, &p.tenant_id, &name, input.version).await?;
-    Ok(Json(render_template(&t, &input.variables)?))
+    let vars = input.variables;
+    let rendered = tokio::task::spawn_blocking(move || render_template(&t, &vars))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(rendered))
 }
 
 /// A rough token estimate: four characters a token.
