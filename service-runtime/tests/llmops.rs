@@ -624,3 +624,34 @@ async fn gateway_calls_end_up_in_the_history(pool: sqlx::PgPool) {
             .unwrap();
     }
 }
+
+/// Event ids are the client's: they are unique per tenant.
+#[sqlx::test]
+async fn tenants_may_use_the_same_event_ids(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Llmops]).await;
+    let a = user(&unique("oa"));
+    let b = user(&unique("ob"));
+    let id = uuid::Uuid::new_v4();
+    let mut ea = event("model-a", 1.0, "ok", 1);
+    ea["id"] = json!(id);
+    let mut eb = event("model-b", 2.0, "error", 0);
+    eb["id"] = json!(id);
+    let ingest = |t: &str, e: &Value| {
+        let (router, t, body) = (app.router.clone(), t.to_string(), json!({"events": [e]}));
+        async move { call(&router, "POST", "/v1/llmops/events", Some(&t), Some(body)).await }
+    };
+    let r = ingest(&a, &ea).await;
+    assert_eq!(r.body["stored"], 1, "{}", r.body);
+    // B cannot tell that A used the id, and does not hide A's event.
+    let r = ingest(&b, &eb).await;
+    assert_eq!(r.body["stored"], 1, "{}", r.body);
+    assert_eq!(ingest(&a, &ea).await.body["stored"], 0);
+    assert_eq!(ingest(&b, &eb).await.body["stored"], 0);
+    for (t, model) in [(&a, "model-a"), (&b, "model-b")] {
+        let r = call(&app.router, "GET", "/v1/llmops/events", Some(t), None).await;
+        let items = r.body["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{}", r.body);
+        assert_eq!(items[0]["id"], json!(id));
+        assert_eq!(items[0]["model"], model);
+    }
+}

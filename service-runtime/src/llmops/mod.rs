@@ -222,7 +222,7 @@ pub async fn store(state: &AppState, tenant: &str, events: Vec<LlmOpEvent>) -> A
             .push_bind(e.correlation_id)
             .push_bind(e.request_id);
     });
-    qb.push(" ON CONFLICT (id) DO NOTHING");
+    qb.push(" ON CONFLICT (tenant_id, id) DO NOTHING");
     let done = qb.build().execute(state.db()?).await?;
     Ok(done.rows_affected())
 }
