@@ -17,9 +17,16 @@ use crate::platform::extract::{Json, Path};
 use crate::platform::{ApiError, ApiResult, AppState, Principal};
 
 const MAX_KEY: usize = 512;
+const MAX_TAG: usize = 128;
 const MAX_TAGS: usize = 32;
 const MAX_BATCH: usize = 1000;
 const MAX_TTL: u64 = 30 * 86_400;
+/// A value, as JSON.
+const MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// The values one batch get returns together.
+const MAX_BATCH_BYTES: u64 = 8 * 1024 * 1024;
+/// Keys deleted per command when invalidating.
+const CHUNK: usize = 500;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -43,10 +50,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
 }
 
-fn check_text(what: &str, s: &str, max: usize) -> ApiResult<()> {
-    if s.is_empty() || s.len() > max || s.chars().any(char::is_control) {
+/// Keys, tags and prefixes: 1 (prefixes 0) to `max` characters, none of
+/// them a control character. Glob characters are allowed; they are escaped
+/// wherever a pattern is built.
+fn check_text(what: &str, s: &str, min: usize, max: usize) -> ApiResult<()> {
+    let n = s.chars().count();
+    if n < min || n > max || s.chars().any(char::is_control) {
         return Err(ApiError::Validation(format!(
-            "{what}: 1 to {max} bytes without control characters"
+            "{what}: {min} to {max} characters without control characters"
         )));
     }
     Ok(())
@@ -103,7 +114,7 @@ async fn put_item(
     Path(key): Path<String>,
     Json(input): Json<PutItem>,
 ) -> ApiResult<Json<Item>> {
-    check_text("key", &key, MAX_KEY)?;
+    check_text("key", &key, 1, MAX_KEY)?;
     let ttl = input
         .ttl_seconds
         .unwrap_or_else(|| state.config.cache_default_ttl_secs);
@@ -116,9 +127,14 @@ async fn put_item(
         return Err(ApiError::Validation(format!("tags: at most {MAX_TAGS}")));
     }
     for t in &input.tags {
-        check_text("tags[]", t, 128)?;
+        check_text("tags[]", t, 1, MAX_TAG)?;
     }
     let bytes = serde_json::to_vec(&input.value).map_err(ApiError::internal)?;
+    if bytes.len() > MAX_VALUE_BYTES {
+        return Err(ApiError::Validation(format!(
+            "value: at most {MAX_VALUE_BYTES} bytes of JSON"
+        )));
+    }
     let mut conn = state.redis()?;
     let mut pipe = redis::pipe();
     pipe.atomic()
@@ -146,7 +162,7 @@ async fn get_item(
     p: Principal,
     Path(key): Path<String>,
 ) -> ApiResult<Json<Item>> {
-    check_text("key", &key, MAX_KEY)?;
+    check_text("key", &key, 1, MAX_KEY)?;
     let mut conn = state.redis()?;
     let k = item_key(&state, &p.tenant_id, &key);
     let (raw, ttl): (Option<Vec<u8>>, i64) =
@@ -167,7 +183,7 @@ async fn delete_item(
     p: Principal,
     Path(key): Path<String>,
 ) -> ApiResult<StatusCode> {
-    check_text("key", &key, MAX_KEY)?;
+    check_text("key", &key, 1, MAX_KEY)?;
     let mut conn = state.redis()?;
     let n: i64 = conn.del(item_key(&state, &p.tenant_id, &key)).await?;
     if n == 0 {
@@ -202,7 +218,7 @@ async fn batch_get(
         return Err(ApiError::Validation(format!("keys: 1 to {MAX_BATCH} keys")));
     }
     for k in &input.keys {
-        check_text("keys[]", k, MAX_KEY)?;
+        check_text("keys[]", k, 1, MAX_KEY)?;
     }
     let full: Vec<String> = input
         .keys
@@ -210,6 +226,18 @@ async fn batch_get(
         .map(|k| item_key(&state, &p.tenant_id, k))
         .collect();
     let mut conn = state.redis()?;
+    // Sizes first, so that a batch of large values is refused before it is read.
+    let mut sizes = redis::pipe();
+    for k in &full {
+        sizes.strlen(k);
+    }
+    let sizes: Vec<u64> = sizes.query_async(&mut conn).await?;
+    let total = sizes.iter().fold(0u64, |acc, n| acc.saturating_add(*n));
+    if total > MAX_BATCH_BYTES {
+        return Err(ApiError::Validation(format!(
+            "keys: their values hold {total} bytes, more than the {MAX_BATCH_BYTES} one batch returns; ask for fewer keys"
+        )));
+    }
     let raws: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&full).query_async(&mut conn).await?;
     let mut items = BTreeMap::new();
     let mut found = 0;
@@ -249,59 +277,15 @@ async fn invalidate(
     p: Principal,
     Json(input): Json<Invalidate>,
 ) -> ApiResult<Json<Invalidated>> {
-    let mut conn = state.redis()?;
     let deleted = match (input.prefix, input.tag) {
         (Some(prefix), None) => {
             // An empty prefix clears the tenant's whole cache.
-            if prefix.len() > MAX_KEY || prefix.chars().any(char::is_control) {
-                return Err(ApiError::Validation(
-                    "prefix: at most 512 bytes without control characters".into(),
-                ));
-            }
-            let pattern = format!("{}*", glob_escape(&item_key(&state, &p.tenant_id, &prefix)));
-            let mut deleted = 0u64;
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut conn)
-                    .await?;
-                if !keys.is_empty() {
-                    let n: u64 = redis::cmd("UNLINK")
-                        .arg(&keys)
-                        .query_async(&mut conn)
-                        .await?;
-                    deleted += n;
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-            deleted
+            check_text("prefix", &prefix, 0, MAX_KEY)?;
+            invalidate_prefix(&state, &p.tenant_id, &prefix).await?
         }
         (None, Some(tag)) => {
-            check_text("tag", &tag, 128)?;
-            let tk = tag_key(&state, &p.tenant_id, &tag);
-            let members: Vec<String> = conn.smembers(&tk).await?;
-            let mut deleted = 0u64;
-            for chunk in members.chunks(500) {
-                let keys: Vec<String> = chunk
-                    .iter()
-                    .map(|k| item_key(&state, &p.tenant_id, k))
-                    .collect();
-                let n: u64 = redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async(&mut conn)
-                    .await?;
-                deleted += n;
-            }
-            let _: i64 = conn.del(&tk).await?;
-            deleted
+            check_text("tag", &tag, 1, MAX_TAG)?;
+            invalidate_tag(&state, &p.tenant_id, &tag).await?
         }
         _ => {
             return Err(ApiError::Validation(
@@ -310,6 +294,67 @@ async fn invalidate(
         }
     };
     Ok(Json(Invalidated { deleted }))
+}
+
+/// Deletes the tenant's items whose key starts with `prefix`; glob
+/// characters in it match only themselves.
+async fn invalidate_prefix(state: &AppState, tenant: &str, prefix: &str) -> ApiResult<u64> {
+    let mut conn = state.redis()?;
+    let pattern = format!("{}*", glob_escape(&item_key(state, tenant, prefix)));
+    let mut deleted = 0u64;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        deleted += unlink(&mut conn, &keys).await?;
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}
+
+/// Deletes the tenant's items set with `tag`, reading the tag's members a
+/// chunk at a time.
+async fn invalidate_tag(state: &AppState, tenant: &str, tag: &str) -> ApiResult<u64> {
+    let mut conn = state.redis()?;
+    let tk = tag_key(state, tenant, tag);
+    let mut deleted = 0u64;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, members): (u64, Vec<String>) = redis::cmd("SSCAN")
+            .arg(&tk)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(CHUNK)
+            .query_async(&mut conn)
+            .await?;
+        let keys: Vec<String> = members.iter().map(|k| item_key(state, tenant, k)).collect();
+        deleted += unlink(&mut conn, &keys).await?;
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let _: i64 = conn.del(&tk).await?;
+    Ok(deleted)
+}
+
+async fn unlink(conn: &mut redis::aio::ConnectionManager, keys: &[String]) -> ApiResult<u64> {
+    let mut n = 0u64;
+    for chunk in keys.chunks(CHUNK) {
+        n += redis::cmd("UNLINK")
+            .arg(chunk)
+            .query_async::<u64>(conn)
+            .await?;
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
