@@ -637,7 +637,7 @@ async fn times_at_the_edges_of_their_range_are_refused(pool: sqlx::PgPool) {
         ("to", "-262143-01-01T00:00:00Z"),
         ("from", "-262143-01-01T00:00:00Z"),
         ("to", "+262142-12-31T23:59:59Z"),
-        ("from", "0000-12-31T23:59:59Z"),
+        ("from", "-0001-12-31T23:59:59Z"),
         ("to", "10000-01-01T00:00:00Z"),
     ] {
         for route in ["events", "metrics"] {
@@ -660,9 +660,9 @@ async fn times_at_the_edges_of_their_range_are_refused(pool: sqlx::PgPool) {
             );
         }
     }
-    // The first and last representable days work, default window included.
+    // The first and last four-digit years work, default window included.
     for q in [
-        "to=0001-01-01T00:00:00Z",
+        "to=0000-01-01T00:00:00Z",
         "from=0001-01-01T00:00:00Z&to=9999-12-31T23:59:59Z",
         "from=9999-12-31T00:00:00Z&to=9999-12-31T23:59:59Z",
     ] {
@@ -823,4 +823,35 @@ async fn tenants_may_use_the_same_event_ids(pool: sqlx::PgPool) {
         assert_eq!(items[0]["id"], json!(id));
         assert_eq!(items[0]["model"], model);
     }
+}
+
+/// The OpenAPI document states what the routes answer and the limits they enforce.
+#[sqlx::test]
+async fn the_openapi_document_states_answers_and_limits(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Llmops]).await;
+    let doc = call(&app.router, "GET", "/openapi.json", None, None)
+        .await
+        .body;
+    let ingest = &doc["paths"]["/v1/llmops/events"]["post"]["responses"];
+    for status in ["202", "400", "401", "413", "415", "422", "429", "503"] {
+        assert!(ingest[status].is_object(), "POST events lacks {status}");
+        if status != "202" {
+            assert!(ingest[status]["content"]["application/problem+json"].is_object());
+        }
+    }
+    assert!(doc["paths"]["/v1/llmops/metrics"]["get"]["responses"]["403"].is_object());
+    assert!(doc["paths"]["/v1/llmops/pricing/{model}"]["delete"]["responses"]["404"].is_object());
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["IngestBatch"]["properties"]["events"]["maxItems"],
+        1000
+    );
+    let event = &schemas["LlmOpEvent"]["properties"];
+    assert_eq!(event["tokens_in"]["maximum"], 100_000_000);
+    assert_eq!(event["model"]["maxLength"], 200);
+    let params = doc["paths"]["/v1/llmops/events"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let limit = params.iter().find(|p| p["name"] == "limit").unwrap();
+    assert_eq!(limit["schema"]["maximum"], 500);
 }

@@ -694,4 +694,70 @@ async fn names_versions_and_sizes_are_checked(pool: sqlx::PgPool) {
     )
     .await
     .assert_problem(422);
+    let render = |name: &str, body: serde_json::Value| {
+        let (router, uri, t) = (
+            app.router.clone(),
+            format!("/v1/prompts/{name}/render"),
+            t.clone(),
+        );
+        async move { call(&router, "POST", &uri, Some(&t), Some(body)).await }
+    };
+    // A version the template lacks is a fault of the body; a missing template a 404.
+    let r = render("r", json!({"version": 5})).await;
+    r.assert_problem(422);
+    assert!(detail(&r).contains("has no version 5"), "{}", r.body);
+    render("none", json!({"version": 5}))
+        .await
+        .assert_problem(404);
+    // Integers may be written as JSON Schema counts them.
+    let r = render("r", json!({"version": 1.0})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    render("r", json!({"version": 1.5}))
+        .await
+        .assert_problem(422);
+    // What jsonb cannot store or read back is refused.
+    let r = post(
+        json!({"name": "j", "template": "x", "model_defaults": {"k": 1.7976931348623157e308}}),
+    )
+    .await;
+    r.assert_problem(422);
+    let r = post(json!({"name": "j", "template": "x", "model_defaults": {"k": "a\u{0}b"}})).await;
+    assert!(r.status.is_client_error(), "{}", r.body);
+    post(json!({"name": "j", "template": "x", "model_defaults": "not an object"}))
+        .await
+        .assert_problem(422);
+}
+
+/// The OpenAPI document states what the routes answer and the limits they enforce.
+#[sqlx::test]
+async fn the_openapi_document_states_answers_and_limits(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Prompt]).await;
+    let doc = call(&app.router, "GET", "/openapi.json", None, None)
+        .await
+        .body;
+    let create = &doc["paths"]["/v1/prompts"]["post"]["responses"];
+    for status in [
+        "201", "400", "401", "409", "413", "415", "422", "429", "503",
+    ] {
+        assert!(
+            create[status].is_object(),
+            "POST /v1/prompts lacks {status}"
+        );
+    }
+    assert!(create["422"]["content"]["application/problem+json"].is_object());
+    let update = &doc["paths"]["/v1/prompts/{name}"]["put"]["responses"];
+    for status in ["200", "403", "404", "409", "413", "415", "422"] {
+        assert!(
+            update[status].is_object(),
+            "PUT /v1/prompts/{{name}} lacks {status}"
+        );
+    }
+    let input = &doc["components"]["schemas"]["TemplateInput"]["allOf"];
+    assert_eq!(input[0]["properties"]["name"]["maxLength"], 128);
+    assert_eq!(input[0]["properties"]["messages"]["maxItems"], 64);
+    assert_eq!(input[0]["properties"]["template"]["maxLength"], 262144);
+    assert_eq!(input[1]["oneOf"].as_array().unwrap().len(), 2);
+    let name = &doc["paths"]["/v1/prompts/{name}"]["get"]["parameters"][0];
+    assert_eq!(name["in"], "path");
+    assert_eq!(name["schema"]["maxLength"], 253);
 }

@@ -13,6 +13,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::platform::auth::valid_tenant_id;
+use crate::platform::error::Problem;
 use crate::platform::events::{Envelope, HandlerError};
 use crate::platform::extract::{Json, Path, Query};
 use crate::platform::{ApiError, ApiResult, AppState, Principal};
@@ -35,40 +36,65 @@ const MAX_FILTER: usize = 256;
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LlmOpEvent {
-    /// Unique id; re-sending the same id is ignored. Generated when absent.
+    /// Unique among the tenant's events; re-sending an id is ignored.
+    /// Generated when absent.
     #[serde(default)]
     pub id: Option<Uuid>,
-    /// When the operation happened; now when absent.
+    /// When the operation happened (years 0 to 9999); now when absent.
     #[serde(default)]
     pub occurred_at: Option<DateTime<Utc>>,
     #[serde(default)]
+    #[schema(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub user_id: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub agent_id: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub model: String,
     #[serde(default)]
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub provider: String,
     /// chat, embeddings, …
     #[serde(default = "chat")]
+    #[schema(
+        min_length = 1,
+        max_length = 50,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub operation: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral")]
+    #[schema(minimum = 0, maximum = 100000000)]
     pub tokens_in: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral")]
+    #[schema(minimum = 0, maximum = 100000000)]
     pub tokens_out: i64,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 86400000)]
     pub latency_ms: f64,
     /// Computed from the pricing table when absent.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000)]
     pub cost_usd: Option<f64>,
     /// ok or error.
+    #[schema(pattern = r"^(ok|error)$")]
     pub status: String,
     #[serde(default)]
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub error: Option<String>,
     #[serde(default)]
     pub cached: bool,
     #[serde(default)]
+    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub correlation_id: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub request_id: Option<String>,
 }
 
@@ -95,16 +121,16 @@ fn optional(name: &str, v: &Option<String>, max: usize, multiline: bool) -> Resu
         .map_or(Ok(()), |s| text(name, s, 0, max, multiline))
 }
 
-/// Timestamps a client may give: years 1 to 9999, inside the range of
-/// Postgres and of every computation on them.
+/// Timestamps a client may give: four-digit years (0 to 9999), inside the
+/// range of Postgres and of every computation on them.
 fn valid_time(t: &DateTime<Utc>) -> bool {
-    (1..=9999).contains(&t.year())
+    (0..=9999).contains(&t.year())
 }
 
 fn time_param(name: &str, t: Option<DateTime<Utc>>) -> ApiResult<Option<DateTime<Utc>>> {
     match t {
         Some(t) if !valid_time(&t) => Err(ApiError::BadRequest(format!(
-            "{name}: must be in the years 1 to 9999"
+            "{name}: must be in the years 0 to 9999"
         ))),
         other => Ok(other),
     }
@@ -148,7 +174,7 @@ impl LlmOpEvent {
             ));
         }
         if self.occurred_at.is_some_and(|t| !valid_time(&t)) {
-            return Err("occurred_at: must be in the years 1 to 9999".into());
+            return Err("occurred_at: must be in the years 0 to 9999".into());
         }
         optional("user_id", &self.user_id, 256, false)?;
         optional("agent_id", &self.agent_id, 256, false)?;
@@ -333,7 +359,7 @@ pub fn router() -> Router<AppState> {
 #[openapi(
     paths(ingest, query_events, metrics, list_pricing, put_pricing, delete_pricing),
     components(schemas(LlmOpEvent, IngestBatch, IngestResult, EventPage, StoredEvent, MetricsReport, MetricsGroup,
-                       Pricing, PricingInput, crate::platform::error::Problem)),
+                       Pricing, PricingInput, Problem)),
     tags((name = "llmops", description = "LLM-operation history, metrics and costs"))
 )]
 struct Doc;
@@ -342,10 +368,64 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
 }
 
+/// Problems every route of this component can answer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "describes responses, never built")]
+enum Problems {
+    /// The request is malformed: its path, query string or body; the
+    /// detail names the parameter.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// No valid bearer token.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// The tenant sends too many requests; `Retry-After` says when to retry.
+    #[response(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Problem),
+    /// The database is unavailable or busy, or the request took too long.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
+/// Problems of routes with a request body.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "describes responses, never built")]
+enum BodyProblems {
+    /// The body is larger than the service accepts.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// The body is neither JSON nor MessagePack.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+    /// The body breaks a rule of this API; the detail names the field and the limit.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
+}
+
+/// A value breaks a rule of this API; the detail names it and the limit.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 422, content_type = "application/problem+json")]
+#[allow(dead_code, reason = "describes responses, never built")]
+struct Invalid(Problem);
+
+/// The caller lacks the role: a tenant admin for prices, the platform's
+/// operators for metrics across tenants.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 403, content_type = "application/problem+json")]
+#[allow(dead_code, reason = "describes responses, never built")]
+struct Forbidden(Problem);
+
+/// The tenant has no own price for the model.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 404, content_type = "application/problem+json")]
+#[allow(dead_code, reason = "describes responses, never built")]
+struct NotFound(Problem);
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IngestBatch {
     /// 1 to 1000 events; the tenant is the caller's.
+    #[schema(min_items = 1, max_items = 1000)]
     pub events: Vec<LlmOpEvent>,
 }
 
@@ -357,7 +437,7 @@ pub struct IngestResult {
 }
 
 #[utoipa::path(post, path = "/v1/llmops/events", tag = "llmops", request_body = IngestBatch,
-    responses((status = 202, body = IngestResult), (status = 422, body = crate::platform::error::Problem)))]
+    responses((status = 202, description = "Stored; repeated ids are skipped", body = IngestResult), Problems, BodyProblems))]
 async fn ingest(
     State(state): State<AppState>,
     p: Principal,
@@ -383,18 +463,25 @@ async fn ingest(
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct EventFilter {
-    /// RFC 3339; default: 30 days ago.
+    /// RFC 3339, years 0 to 9999; default: 30 days before `to`.
     pub from: Option<DateTime<Utc>>,
-    /// RFC 3339; default: now.
+    /// RFC 3339, years 0 to 9999; default: now.
     pub to: Option<DateTime<Utc>>,
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub model: Option<String>,
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub provider: Option<String>,
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub agent_id: Option<String>,
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub user_id: Option<String>,
+    #[param(pattern = r"^(ok|error)$")]
     pub status: Option<String>,
     /// 1 to 500, default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// From the previous page's `next_cursor`.
+    #[param(max_length = 256)]
     pub cursor: Option<String>,
 }
 
@@ -452,7 +539,6 @@ fn range(
         Some(t) => t,
         None => Utc::now() + Duration::seconds(1),
     };
-    // Near year 1 the default window is what is left of the 30 days.
     let from = from.unwrap_or_else(|| {
         to.checked_sub_signed(Duration::days(30))
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
@@ -500,7 +586,7 @@ impl EventFilter {
 }
 
 #[utoipa::path(get, path = "/v1/llmops/events", tag = "llmops", params(EventFilter),
-    responses((status = 200, body = EventPage), (status = 400, body = crate::platform::error::Problem)))]
+    responses((status = 200, description = "The tenant's events, newest first", body = EventPage), Problems))]
 async fn query_events(
     State(state): State<AppState>,
     p: Principal,
@@ -543,11 +629,16 @@ async fn query_events(
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsQuery {
+    /// RFC 3339, years 0 to 9999; default: 30 days before `to`.
     pub from: Option<DateTime<Utc>>,
+    /// RFC 3339, years 0 to 9999; default: now.
     pub to: Option<DateTime<Utc>>,
     /// model, provider, agent, user, day, none (default), or tenant (platform admins only, across tenants).
+    #[param(pattern = r"^(model|provider|agent|user|day|tenant|none)$")]
     pub group_by: Option<String>,
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub model: Option<String>,
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub agent_id: Option<String>,
 }
 
@@ -637,7 +728,7 @@ const METRICS_COLUMNS: &str = "count(*) AS requests, count(*) FILTER (WHERE stat
      percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) AS p99";
 
 #[utoipa::path(get, path = "/v1/llmops/metrics", tag = "llmops", params(MetricsQuery),
-    responses((status = 200, body = MetricsReport), (status = 400, body = crate::platform::error::Problem)))]
+    responses((status = 200, description = "Metrics by group", body = MetricsReport), Problems, Forbidden))]
 async fn metrics(
     State(state): State<AppState>,
     p: Principal,
@@ -696,11 +787,16 @@ pub struct Pricing {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PricingInput {
+    /// USD per million input tokens.
+    #[schema(minimum = 0, maximum = 1000000)]
     pub input_per_million: f64,
+    /// USD per million output tokens.
+    #[schema(minimum = 0, maximum = 1000000)]
     pub output_per_million: f64,
 }
 
-#[utoipa::path(get, path = "/v1/llmops/pricing", tag = "llmops", responses((status = 200, body = Vec<Pricing>)))]
+#[utoipa::path(get, path = "/v1/llmops/pricing", tag = "llmops",
+    responses((status = 200, description = "The prices that apply to the tenant", body = Vec<Pricing>), Problems))]
 async fn list_pricing(
     State(state): State<AppState>,
     p: Principal,
@@ -728,8 +824,8 @@ async fn list_pricing(
     ))
 }
 
-#[utoipa::path(put, path = "/v1/llmops/pricing/{model}", tag = "llmops", request_body = PricingInput,
-    responses((status = 200, body = Pricing), (status = 403, body = crate::platform::error::Problem)))]
+#[utoipa::path(put, path = "/v1/llmops/pricing/{model}", tag = "llmops", params(("model" = String, Path, description = "The model's name", min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")), request_body = PricingInput,
+    responses((status = 200, description = "The tenant's own price", body = Pricing), Problems, BodyProblems, Forbidden))]
 async fn put_pricing(
     State(state): State<AppState>,
     p: Principal,
@@ -769,8 +865,8 @@ async fn put_pricing(
     }))
 }
 
-#[utoipa::path(delete, path = "/v1/llmops/pricing/{model}", tag = "llmops",
-    responses((status = 204), (status = 404, body = crate::platform::error::Problem)))]
+#[utoipa::path(delete, path = "/v1/llmops/pricing/{model}", tag = "llmops", params(("model" = String, Path, description = "The model's name", min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")),
+    responses((status = 204, description = "The default price applies again"), Problems, Invalid, Forbidden, NotFound))]
 async fn delete_pricing(
     State(state): State<AppState>,
     p: Principal,
@@ -790,6 +886,28 @@ async fn delete_pricing(
         ));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Integers as JSON Schema counts them: `3.0` is the integer 3.
+fn integral<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    let n = serde_json::Number::deserialize(d)?;
+    let out = if let Some(i) = n.as_i64() {
+        T::try_from(i).ok()
+    } else if let Some(u) = n.as_u64() {
+        T::try_from(u).ok()
+    } else {
+        // Beyond 2^53 a float no longer holds every integer.
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .and_then(|f| T::try_from(f as i64).ok())
+    };
+    out.ok_or_else(|| {
+        serde::de::Error::custom(format!("invalid value: {n}, expected an integer in range"))
+    })
 }
 
 #[cfg(test)]

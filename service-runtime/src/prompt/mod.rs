@@ -14,6 +14,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use crate::platform::error::Problem;
 use crate::platform::extract::{Json, Path, Query};
 use crate::platform::{ApiError, ApiResult, AppState, Principal};
 
@@ -46,29 +47,117 @@ pub fn router() -> Router<AppState> {
     paths(create, list, get_one, update, delete, versions, render, build_context),
     components(schemas(TemplateInput, UpdateInput, Variable, MessageTemplate, PromptTemplate, Summary, VersionInfo,
                        RenderInput, Rendered, RenderedMessage, ContextInput, ContextMessage, ContextResult,
-                       crate::platform::error::Problem)),
+                       Problem)),
     tags((name = "prompt", description = "Versioned prompt templates"))
 )]
 struct Doc;
 
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    Doc::openapi()
+    let mut doc = Doc::openapi();
+    if let Some(c) = doc.components.as_mut() {
+        for name in ["TemplateInput", "UpdateInput"] {
+            if let Some(schema) = c.schemas.remove(name) {
+                c.schemas.insert(name.into(), exactly_one_source(schema));
+            }
+        }
+    }
+    doc
 }
+
+/// The schema of a version, with what serde cannot say: exactly one of
+/// `template` and `messages`.
+fn exactly_one_source(
+    schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let null = || ObjectBuilder::new().schema_type(Type::Null);
+    let given = |ty: Type| ObjectBuilder::new().schema_type(ty);
+    let template = ObjectBuilder::new()
+        .property("template", given(Type::String))
+        .property("messages", null())
+        .required("template");
+    let messages = ObjectBuilder::new()
+        .property("messages", given(Type::Array))
+        .property("template", null())
+        .required("messages");
+    AllOfBuilder::new()
+        .item(schema)
+        .item(OneOfBuilder::new().item(template).item(messages))
+        .into()
+}
+
+/// Problems every route of this component can answer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "describes responses, never built")]
+enum Problems {
+    /// The request is malformed: its path, query string or body.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// No valid bearer token.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// The tenant sends too many requests; `Retry-After` says when to retry.
+    #[response(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Problem),
+    /// The database is unavailable or busy, or the request took too long.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
+/// Problems of routes with a request body.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "describes responses, never built")]
+enum BodyProblems {
+    /// The body is larger than the service accepts.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// The body is neither JSON nor MessagePack.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+    /// The body breaks a rule of this API; the detail names the field and the limit.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
+}
+
+/// No template by this name (or version) for the tenant.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 404, content_type = "application/problem+json")]
+#[allow(dead_code, reason = "describes responses, never built")]
+struct NotFound(Problem);
+
+/// The template comes from a PromptTemplate resource and is read-only here.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 403, content_type = "application/problem+json")]
+#[allow(dead_code, reason = "describes responses, never built")]
+struct ReadOnly(Problem);
+
+/// A template by this name exists, or changed concurrently.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 409, content_type = "application/problem+json")]
+#[allow(dead_code, reason = "describes responses, never built")]
+struct Conflict(Problem);
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Variable {
+    /// Letters, digits and '_', not starting with a digit; at most 64.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub description: Option<String>,
     /// Required unless a default is given; default true.
     #[serde(default = "yes")]
     pub required: bool,
+    /// Any JSON value (at most 64 KiB), of the declared type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub default: Option<Value>,
     /// string, number, integer, boolean, array or object; any when absent.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^(string|number|integer|boolean|array|object)$")]
     pub kind: Option<String>,
 }
 
@@ -80,27 +169,45 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct MessageTemplate {
     /// system, developer, user, assistant or tool.
+    #[schema(pattern = r"^(system|developer|user|assistant|tool)$")]
     pub role: String,
+    #[schema(
+        max_length = 262144,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub template: String,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateInput {
-    /// Lower-case letters, digits, '-', '_' or '.', 1 to 128 characters.
+    /// Lower-case letters, digits, '-', '_' or '.', 1 to 128 characters,
+    /// starting with a letter or digit.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[a-z0-9][a-z0-9._-]*$")]
     pub name: String,
     #[serde(default)]
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub description: Option<String>,
     /// A single template; give this or `messages`.
     #[serde(default)]
+    #[schema(
+        max_length = 262144,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub template: Option<String>,
     /// Chat messages, each a template; give this or `template`.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 64)]
     pub messages: Option<Vec<MessageTemplate>>,
     #[serde(default)]
+    #[schema(max_items = 128)]
     pub variables: Vec<Variable>,
+    /// A JSON object of at most 64 KiB.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub model_defaults: Option<Value>,
 }
 
@@ -108,15 +215,28 @@ pub struct TemplateInput {
 #[serde(deny_unknown_fields)]
 pub struct UpdateInput {
     #[serde(default)]
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub description: Option<String>,
+    /// A single template; give this or `messages`.
     #[serde(default)]
+    #[schema(
+        max_length = 262144,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub template: Option<String>,
+    /// Chat messages, each a template; give this or `template`.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 64)]
     pub messages: Option<Vec<MessageTemplate>>,
     #[serde(default)]
+    #[schema(max_items = 128)]
     pub variables: Vec<Variable>,
+    /// A JSON object of at most 64 KiB.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub model_defaults: Option<Value>,
 }
 
@@ -128,7 +248,6 @@ pub struct PromptTemplate {
     pub template: Option<String>,
     pub messages: Option<Vec<MessageTemplate>>,
     pub variables: Vec<Variable>,
-    #[schema(value_type = Object)]
     pub model_defaults: Option<Value>,
     /// `api`, or `resource` for templates from PromptTemplate resources (read-only).
     pub source: String,
@@ -192,6 +311,9 @@ fn check_text(what: &str, s: &str, max: usize, multiline: bool) -> ApiResult<()>
     Ok(())
 }
 
+/// JSON stored as jsonb: bounded, without NUL (jsonb cannot hold it) and
+/// with numbers that read back as they were written (jsonb writes them out
+/// in full, and near the end of the f64 range they parse as infinite).
 fn check_json_size(what: &str, v: &Value) -> ApiResult<()> {
     let len = serde_json::to_vec(v).map_err(ApiError::internal)?.len();
     if len > MAX_JSON_BYTES {
@@ -199,7 +321,22 @@ fn check_json_size(what: &str, v: &Value) -> ApiResult<()> {
             "{what}: at most {MAX_JSON_BYTES} bytes of JSON"
         )));
     }
+    if !storable(v) {
+        return Err(ApiError::Validation(format!(
+            "{what}: strings must not contain NUL and numbers must be within ±1e300"
+        )));
+    }
     Ok(())
+}
+
+fn storable(v: &Value) -> bool {
+    match v {
+        Value::String(s) => !s.contains('\0'),
+        Value::Number(n) => n.as_f64().is_some_and(|f| f.abs() <= 1e300),
+        Value::Array(items) => items.iter().all(storable),
+        Value::Object(m) => m.iter().all(|(k, v)| !k.contains('\0') && storable(v)),
+        Value::Null | Value::Bool(_) => true,
+    }
 }
 
 fn check_variable(i: usize, var: &Variable) -> ApiResult<()> {
@@ -294,6 +431,11 @@ impl Content {
             check_text("description", d, MAX_DESCRIPTION, true)?;
         }
         if let Some(m) = &self.model_defaults {
+            if !m.is_object() {
+                return Err(ApiError::Validation(
+                    "model_defaults: must be a JSON object".into(),
+                ));
+            }
             check_json_size("model_defaults", m)?;
         }
         let sources = self.sources()?;
@@ -303,7 +445,7 @@ impl Content {
         let globals: HashSet<&str> = env.globals().map(|(name, _)| name).collect();
         let mut undeclared = std::collections::BTreeSet::new();
         for (what, src) in &sources {
-            check_text(what, src, render::MAX_TEMPLATE_BYTES, true)?;
+            check_text(what, src, render::MAX_TEMPLATE_CHARS, true)?;
             check_source(what, src, &nominal)?;
             let tmpl = env
                 .template_from_str(src)
@@ -466,8 +608,7 @@ fn read_only(t: &PromptTemplate) -> ApiResult<()> {
 }
 
 #[utoipa::path(post, path = "/v1/prompts", tag = "prompt", request_body = TemplateInput,
-    responses((status = 201, body = PromptTemplate), (status = 409, body = crate::platform::error::Problem),
-              (status = 422, body = crate::platform::error::Problem)))]
+    responses((status = 201, description = "The first version", body = PromptTemplate), Problems, BodyProblems, Conflict))]
 async fn create(
     State(state): State<AppState>,
     p: Principal,
@@ -521,7 +662,8 @@ pub struct Summary {
     pub updated_at: DateTime<Utc>,
 }
 
-#[utoipa::path(get, path = "/v1/prompts", tag = "prompt", responses((status = 200, body = Vec<Summary>)))]
+#[utoipa::path(get, path = "/v1/prompts", tag = "prompt",
+    responses((status = 200, description = "The latest version of every template", body = Vec<Summary>), Problems))]
 async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec<Summary>>> {
     let rows: Vec<SummaryRow> = sqlx::query_as(
         "SELECT DISTINCT ON (name) name, version, description, source, created_at FROM prompt_templates \
@@ -547,11 +689,12 @@ async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec
 #[serde(deny_unknown_fields)]
 pub struct VersionQuery {
     /// A specific version; the latest when absent.
+    #[param(minimum = 1)]
     pub version: Option<i32>,
 }
 
-#[utoipa::path(get, path = "/v1/prompts/{name}", tag = "prompt", params(VersionQuery),
-    responses((status = 200, body = PromptTemplate), (status = 404, body = crate::platform::error::Problem)))]
+#[utoipa::path(get, path = "/v1/prompts/{name}", tag = "prompt", params(("name" = String, Path, description = "The template's name", min_length = 1, max_length = 253, pattern = r"^[a-z0-9._-]+$"), VersionQuery),
+    responses((status = 200, description = "The version asked for, else the latest", body = PromptTemplate), Problems, NotFound))]
 async fn get_one(
     State(state): State<AppState>,
     p: Principal,
@@ -562,9 +705,9 @@ async fn get_one(
     Ok(Json(latest(&state, &p.tenant_id, &name, version).await?))
 }
 
-#[utoipa::path(put, path = "/v1/prompts/{name}", tag = "prompt", request_body = UpdateInput,
-    responses((status = 200, body = PromptTemplate), (status = 403, body = crate::platform::error::Problem),
-              (status = 404, body = crate::platform::error::Problem)))]
+#[utoipa::path(put, path = "/v1/prompts/{name}", tag = "prompt", params(("name" = String, Path, description = "The template's name", min_length = 1, max_length = 253, pattern = r"^[a-z0-9._-]+$")), request_body = UpdateInput,
+    responses((status = 200, description = "The new version, or the latest when nothing changed", body = PromptTemplate),
+              Problems, BodyProblems, ReadOnly, NotFound, Conflict))]
 async fn update(
     State(state): State<AppState>,
     p: Principal,
@@ -596,9 +739,8 @@ async fn update(
     Ok(Json(t))
 }
 
-#[utoipa::path(delete, path = "/v1/prompts/{name}", tag = "prompt",
-    responses((status = 204), (status = 403, body = crate::platform::error::Problem),
-              (status = 404, body = crate::platform::error::Problem)))]
+#[utoipa::path(delete, path = "/v1/prompts/{name}", tag = "prompt", params(("name" = String, Path, description = "The template's name", min_length = 1, max_length = 253, pattern = r"^[a-z0-9._-]+$")),
+    responses((status = 204, description = "Every version is deleted"), Problems, ReadOnly, NotFound))]
 async fn delete(
     State(state): State<AppState>,
     p: Principal,
@@ -624,8 +766,8 @@ pub struct VersionInfo {
     pub created_at: DateTime<Utc>,
 }
 
-#[utoipa::path(get, path = "/v1/prompts/{name}/versions", tag = "prompt",
-    responses((status = 200, body = Vec<VersionInfo>), (status = 404, body = crate::platform::error::Problem)))]
+#[utoipa::path(get, path = "/v1/prompts/{name}/versions", tag = "prompt", params(("name" = String, Path, description = "The template's name", min_length = 1, max_length = 253, pattern = r"^[a-z0-9._-]+$")),
+    responses((status = 200, description = "Every version, newest first", body = Vec<VersionInfo>), Problems, NotFound))]
 async fn versions(
     State(state): State<AppState>,
     p: Principal,
@@ -660,10 +802,13 @@ async fn versions(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenderInput {
+    /// Values of the declared variables, by name.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub variables: serde_json::Map<String, Value>,
-    #[serde(default)]
+    /// A specific version; the latest when absent.
+    #[serde(default, deserialize_with = "integral_opt")]
+    #[schema(minimum = 1)]
     pub version: Option<i32>,
 }
 
@@ -681,7 +826,6 @@ pub struct Rendered {
     pub text: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<RenderedMessage>>,
-    #[schema(value_type = Object)]
     pub model_defaults: Option<Value>,
     /// Estimated tokens of the rendered prompt.
     pub tokens: u64,
@@ -798,9 +942,8 @@ pub fn render_template(
     })
 }
 
-#[utoipa::path(post, path = "/v1/prompts/{name}/render", tag = "prompt", request_body = RenderInput,
-    responses((status = 200, body = Rendered), (status = 404, body = crate::platform::error::Problem),
-              (status = 422, body = crate::platform::error::Problem)))]
+#[utoipa::path(post, path = "/v1/prompts/{name}/render", tag = "prompt", params(("name" = String, Path, description = "The template's name", min_length = 1, max_length = 253, pattern = r"^[a-z0-9._-]+$")), request_body = RenderInput,
+    responses((status = 200, description = "The rendered prompt", body = Rendered), Problems, BodyProblems, NotFound))]
 async fn render(
     State(state): State<AppState>,
     p: Principal,
@@ -810,7 +953,19 @@ async fn render(
     if input.version.is_some_and(|v| v < 1) {
         return Err(ApiError::Validation("version: at least 1".into()));
     }
-    let t = latest(&state, &p.tenant_id, &name, input.version).await?;
+    let t = match (
+        latest(&state, &p.tenant_id, &name, input.version).await,
+        input.version,
+    ) {
+        // The template exists (or this is the 404); the body names a version it lacks.
+        (Err(ApiError::NotFound(_)), Some(v)) => {
+            latest(&state, &p.tenant_id, &name, None).await?;
+            return Err(ApiError::Validation(format!(
+                "version: template {name} has no version {v}"
+            )));
+        }
+        (t, _) => t?,
+    };
     let vars = input.variables;
     let rendered = tokio::task::spawn_blocking(move || render_template(&t, &vars))
         .await
@@ -826,6 +981,8 @@ pub fn estimate_tokens(s: &str) -> u64 {
 #[derive(Deserialize, Serialize, ToSchema, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct ContextMessage {
+    /// system, developer, user, assistant or tool.
+    #[schema(pattern = r"^(system|developer|user|assistant|tool)$")]
     pub role: String,
     pub content: String,
     /// Kept whatever the budget (system messages always are).
@@ -837,8 +994,11 @@ pub struct ContextMessage {
 #[serde(deny_unknown_fields)]
 pub struct ContextInput {
     /// Oldest first.
+    #[schema(max_items = 10000)]
     pub messages: Vec<ContextMessage>,
     /// Tokens the result may use.
+    #[schema(minimum = 1, maximum = 10000000)]
+    #[serde(deserialize_with = "integral")]
     pub max_tokens: u64,
 }
 
@@ -893,7 +1053,7 @@ pub fn fit_context(messages: Vec<ContextMessage>, max_tokens: u64) -> ApiResult<
 }
 
 #[utoipa::path(post, path = "/v1/prompts/context", tag = "prompt", request_body = ContextInput,
-    responses((status = 200, body = ContextResult), (status = 422, body = crate::platform::error::Problem)))]
+    responses((status = 200, description = "The messages that fit", body = ContextResult), Problems, BodyProblems))]
 async fn build_context(
     _p: Principal,
     Json(input): Json<ContextInput>,
@@ -915,6 +1075,38 @@ async fn build_context(
         }
     }
     Ok(Json(fit_context(input.messages, input.max_tokens)?))
+}
+
+/// Integers as JSON Schema counts them: `3.0` is the integer 3.
+fn integral<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    let n = serde_json::Number::deserialize(d)?;
+    let out = if let Some(i) = n.as_i64() {
+        T::try_from(i).ok()
+    } else if let Some(u) = n.as_u64() {
+        T::try_from(u).ok()
+    } else {
+        // Beyond 2^53 a float no longer holds every integer.
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .and_then(|f| T::try_from(f as i64).ok())
+    };
+    out.ok_or_else(|| {
+        serde::de::Error::custom(format!("invalid value: {n}, expected an integer in range"))
+    })
+}
+
+fn integral_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    #[derive(Deserialize)]
+    struct Wrap<T: TryFrom<i64> + TryFrom<u64>>(#[serde(deserialize_with = "integral")] T);
+    Ok(Option::<Wrap<T>>::deserialize(d)?.map(|w| w.0))
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use super::budget::{self, Bound, Inputs, Kind};
 use super::{Variable, structure};
 use crate::platform::{ApiError, ApiResult};
 
-pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
+/// Characters of one template.
+pub const MAX_TEMPLATE_CHARS: usize = 256 * 1024;
 /// Rendered text of one request, all messages together.
 pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 /// Instructions a single render may run (minijinja fuel).
@@ -40,9 +41,9 @@ pub(super) fn template_error(what: &str, e: &minijinja::Error) -> ApiError {
 
 /// Checks one template source; only then may minijinja parse it.
 pub(super) fn check_source(what: &str, src: &str, inputs: &Inputs) -> ApiResult<()> {
-    if src.len() > MAX_TEMPLATE_BYTES {
+    if src.len() > MAX_TEMPLATE_CHARS && src.chars().count() > MAX_TEMPLATE_CHARS {
         return Err(ApiError::Validation(format!(
-            "{what}: longer than the limit of {MAX_TEMPLATE_BYTES} bytes"
+            "{what}: longer than the limit of {MAX_TEMPLATE_CHARS} characters"
         )));
     }
     structure::check(src).map_err(|e| ApiError::Validation(format!("{what}: {e}")))?;
