@@ -761,3 +761,46 @@ async fn the_openapi_document_states_answers_and_limits(pool: sqlx::PgPool) {
     assert_eq!(name["in"], "path");
     assert_eq!(name["schema"]["maxLength"], 253);
 }
+
+/// Arithmetic at the ends of the integer range, in places where minijinja
+/// itself would panic, answers 200 or 422.
+#[sqlx::test]
+async fn edge_arithmetic_in_templates_is_not_a_server_error(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Prompt]).await;
+    let t = user(&unique("p"));
+    let min128 = "(-170141183460469231731687303715884105727 - 1)";
+    let cases = [
+        "{{ n is divisibleby(0) }}".to_string(),
+        format!("{{{{ {min128} is divisibleby(-1) }}}}"),
+        "{{ range(9223372036854775807, -9223372036854775807, -1)|length }}".into(),
+        "{{ range(0, 10, -9223372036854775807 - 1)|list }}".into(),
+        "{% for a in x %}{{ loop.cycle() }}{% endfor %}".into(),
+        "{{ x[::-9223372036854775807 - 1] }}".into(),
+        "{{ x[2:5:-1] }}".into(),
+        format!("{{{{ {min128}|abs }}}}{{{{ -{min128} }}}}{{{{ {min128} // -1 }}}}"),
+        "{{ 1 % 0 }}{{ 1 // 0 }}{{ 2 ** 200 }}{{ x|batch(0) }}".into(),
+    ];
+    for (i, template) in cases.iter().enumerate() {
+        let r = call(
+            &app.router,
+            "POST",
+            "/v1/prompts",
+            Some(&t),
+            Some(json!({"name": format!("edge-{i}"), "template": template,
+                        "variables": [{"name": "x", "default": "abc"}, {"name": "n", "default": 7}]})),
+        )
+        .await;
+        assert!(r.status == 201 || r.status == 422, "{template}: {}", r.body);
+        if r.status == 201 {
+            let r = call(
+                &app.router,
+                "POST",
+                &format!("/v1/prompts/edge-{i}/render"),
+                Some(&t),
+                Some(json!({})),
+            )
+            .await;
+            assert!(r.status == 200 || r.status == 422, "{template}: {}", r.body);
+        }
+    }
+}

@@ -479,9 +479,25 @@ impl Content {
 
 /// Checks a version off the async workers: a large template takes a while.
 async fn validated(c: Content) -> ApiResult<Content> {
-    tokio::task::spawn_blocking(move || c.validate().map(|()| c))
-        .await
-        .map_err(ApiError::internal)?
+    off_workers(move || c.validate().map(|()| c)).await
+}
+
+/// Runs template work on a blocking thread. A panic there comes from the
+/// template engine failing on the client's template: it is logged and
+/// answered as a template the service cannot handle.
+async fn off_workers<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => {
+            tracing::error!(error = %e, "the template engine panicked");
+            Err(ApiError::Validation(
+                "template: the template engine cannot handle this template".into(),
+            ))
+        }
+        Err(e) => Err(ApiError::internal(e)),
+    }
 }
 
 /// A template name in a path: what `name` allows, and the names of
@@ -967,9 +983,7 @@ async fn render(
         (t, _) => t?,
     };
     let vars = input.variables;
-    let rendered = tokio::task::spawn_blocking(move || render_template(&t, &vars))
-        .await
-        .map_err(ApiError::internal)??;
+    let rendered = off_workers(move || render_template(&t, &vars)).await?;
     Ok(Json(rendered))
 }
 

@@ -27,7 +27,55 @@ pub(super) fn environment() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_fuel(Some(RENDER_FUEL));
+    // minijinja's own panic on a divisor of 0 and on steps near the ends
+    // of the integer range.
+    env.add_function("range", range);
+    env.add_test("divisibleby", divisible_by);
     env
+}
+
+/// `range` as minijinja has it (at most 100,000 items, lazy), computed in
+/// i128 so that no bound or step overflows.
+fn range(
+    lower: i64,
+    upper: Option<i64>,
+    step: Option<i64>,
+) -> Result<minijinja::Value, minijinja::Error> {
+    let (start, end) = match upper {
+        Some(upper) => (i128::from(lower), i128::from(upper)),
+        None => (0, i128::from(lower)),
+    };
+    let step = i128::from(step.unwrap_or(1));
+    let invalid =
+        |m: &str| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, m.to_string());
+    if step == 0 {
+        return Err(invalid("cannot create range with step of 0"));
+    }
+    let span = if step > 0 { end - start } else { start - end };
+    let len = if span <= 0 {
+        0
+    } else {
+        (span + step.abs() - 1) / step.abs()
+    };
+    if len > 100_000 {
+        return Err(invalid("range has too many elements"));
+    }
+    // Every item lies between start and end, so fits an i64.
+    Ok(minijinja::Value::make_iterable(move || {
+        (0..len as usize).map(move |i| minijinja::Value::from((start + i as i128 * step) as i64))
+    }))
+}
+
+/// `divisibleby`, false where the division is undefined.
+fn divisible_by(v: &minijinja::Value, by: &minijinja::Value) -> bool {
+    let int = |x: &minijinja::Value| x.as_i64().map(i128::from);
+    match (int(v), int(by)) {
+        (Some(a), Some(b)) => a.checked_rem(b) == Some(0),
+        _ => match (f64::try_from(v.clone()), f64::try_from(by.clone())) {
+            (Ok(a), Ok(b)) if b != 0.0 && a.is_finite() => a % b == 0.0,
+            _ => false,
+        },
+    }
 }
 
 pub(super) fn template_error(what: &str, e: &minijinja::Error) -> ApiError {

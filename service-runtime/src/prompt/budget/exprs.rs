@@ -72,6 +72,7 @@ impl Analyser<'_> {
     }
 
     fn slice(&mut self, s: &ast::Spanned<ast::Slice<'_>>) -> Result<Bound, String> {
+        check_step(s)?;
         let b = self.expr(&s.expr)?;
         for part in [&s.start, &s.stop, &s.step].into_iter().flatten() {
             self.expr(part)?;
@@ -490,6 +491,9 @@ impl Analyser<'_> {
                 b.items_num = None;
                 self.built(b, 0, span)
             }
+            CallType::Method(Expr::Var(v), "cycle") if v.id == "loop" && args.is_empty() => {
+                Err(format!("{}: loop.cycle needs at least one value", at(span)))
+            }
             CallType::Method(Expr::Var(v), "cycle") if v.id == "loop" && !self.loops.is_empty() => {
                 Ok(args.iter().fold(Bound::NOTHING, |acc, a| acc.join(a.b)))
             }
@@ -507,6 +511,35 @@ impl Analyser<'_> {
                 at(span)
             )),
         }
+    }
+}
+
+/// A slice step is an integer literal of at most 2^31; a negative one
+/// counts back from the start, so the slice names no stop (minijinja
+/// overflows on steps near the ends of the range and on a stop past the
+/// start).
+fn check_step(s: &ast::Spanned<ast::Slice<'_>>) -> Result<(), String> {
+    let Some(step) = &s.step else {
+        return Ok(());
+    };
+    let value = match step {
+        Expr::Const(c) => c.value.as_i64(),
+        Expr::UnaryOp(u) if matches!(u.op, UnaryOpKind::Neg) => match &u.expr {
+            Expr::Const(c) => c.value.as_i64().map(|v| -v),
+            _ => None,
+        },
+        _ => None,
+    };
+    match value {
+        Some(v) if v.unsigned_abs() <= 1 << 31 && (v > 0 || s.stop.is_none()) => Ok(()),
+        Some(_) => Err(format!(
+            "{}: a slice step is at most 2147483648, and a negative one takes no stop",
+            at(s.span())
+        )),
+        None => Err(format!(
+            "{}: a slice step must be an integer literal",
+            at(s.span())
+        )),
     }
 }
 

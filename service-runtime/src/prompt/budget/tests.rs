@@ -38,6 +38,7 @@ fn ordinary_templates_are_within_bounds() {
         "{% with a = name|title %}{{ a }}{% endwith %}{{ name if n > 1 else 'none' }}",
         "{% for k, v in {'a': 1}|items %}{{ k }}={{ v }}{% endfor %}{{ messages|selectattr('role', 'eq', 'user')|list|length }}",
         "{% for row in items|batch(2, '') %}{{ row|join('|') }}{% endfor %}{{ x[:10] }}{{ x|replace('x', 'yy') }}",
+        "{{ x[::-1] }}{{ x[3::-2] }}{{ x[1:9:2] }}{{ items[-2:] }}",
     ] {
         check(t).unwrap_or_else(|e| panic!("{t}: {e}"));
     }
@@ -92,6 +93,13 @@ fn amplification_is_refused() {
             "autoescape",
         ),
         ("{{ debug() }}", "calls to `debug`"),
+        (
+            "{% for i in x %}{{ loop.cycle() }}{% endfor %}",
+            "at least one value",
+        ),
+        ("{{ x[2:5:-1] }}", "takes no stop"),
+        ("{{ x[::-9223372036854775807 - 1] }}", "slice step"),
+        ("{{ x[::n] }}", "integer literal"),
         ("{{ x|tojson }}", "unknown filter"),
         (
             "{% set ns = namespace() %}{% set ns.me = ns %}",
