@@ -348,6 +348,7 @@ pub fn analyse(src: &str, inputs: &Inputs) -> Result<Report, String> {
         ns: Bound::NOTHING,
         loops: Vec::new(),
         stored: HashMap::new(),
+        depth: 0,
         transient: 0,
         expr_alloc: 0,
         expr_work: 0,
@@ -372,6 +373,14 @@ pub fn analyse(src: &str, inputs: &Inputs) -> Result<Report, String> {
     Ok(Report { memory, work })
 }
 
+/// Where a stored value lives: a name of a scope (a later `set` of the same
+/// name in the same scope drops the earlier value), or a statement.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Slot {
+    Name(String, u32),
+    Statement(u32),
+}
+
 struct LoopInfo {
     count: u64,
     item: Bound,
@@ -391,7 +400,10 @@ struct Analyser<'i> {
     ns: Bound,
     loops: Vec<LoopInfo>,
     /// The largest value each storing statement keeps, by source offset.
-    stored: HashMap<u32, u64>,
+    stored: HashMap<Slot, u64>,
+    /// Loops and `with` blocks around the statement being walked: each
+    /// opens a scope whose names live beside the outer ones.
+    depth: u32,
     /// The largest sum of temporaries of one expression.
     transient: u64,
     expr_alloc: u64,
@@ -531,11 +543,18 @@ impl Analyser<'_> {
 
     fn with_block(&mut self, w: &ast::Spanned<ast::WithBlock<'_>>) -> Result<u64, String> {
         let before = self.scope();
+        self.depth += 1;
         let mut work = 0u64;
-        for (target, expr) in &w.assignments {
-            work = work.saturating_add(self.set(target, expr)?);
-        }
-        work = work.saturating_add(self.block(&w.body)?);
+        let mut walk = || -> Result<(), String> {
+            for (target, expr) in &w.assignments {
+                work = work.saturating_add(self.set(target, expr)?);
+            }
+            work = work.saturating_add(self.block(&w.body)?);
+            Ok(())
+        };
+        let walked = walk();
+        self.depth -= 1;
+        walked?;
         let after = self.scope();
         self.merge(before, after);
         Ok(work)
@@ -543,19 +562,23 @@ impl Analyser<'_> {
 
     fn set(&mut self, target: &Expr<'_>, expr: &Expr<'_>) -> Result<u64, String> {
         let (b, work) = self.top(expr)?;
-        self.keep(expr.span(), b.bytes);
+        let slot = match target {
+            Expr::Var(v) => Slot::Name(v.id.to_string(), self.depth),
+            other => Slot::Statement(other.span().start_offset),
+        };
+        self.keep(slot, b.bytes);
         self.assign(target, b)?;
         Ok(work)
     }
 
     /// Records what a statement stores: at most what its expression built,
     /// since a value taken from elsewhere is shared, not copied.
-    fn keep(&mut self, span: Span, bytes: u64) {
+    fn keep(&mut self, slot: Slot, bytes: u64) {
         if !self.checking {
             return;
         }
         let bytes = bytes.min(self.expr_alloc);
-        let slot = self.stored.entry(span.start_offset).or_insert(0);
+        let slot = self.stored.entry(slot).or_insert(0);
         *slot = (*slot).max(bytes);
     }
 
@@ -588,7 +611,7 @@ impl Analyser<'_> {
             return Err(unsupported("a recursive loop", l.span()));
         }
         let (iter, iter_work) = self.top(&l.iter)?;
-        self.keep(l.span(), iter.bytes);
+        self.keep(Slot::Statement(l.span().start_offset), iter.bytes);
         let count = self.inputs.count(&iter);
         let item = self.inputs.item(&iter);
         let before = self.scope();
@@ -662,13 +685,15 @@ impl Analyser<'_> {
     ) -> Result<u64, String> {
         self.assign(&l.target, item)?;
         self.loops.push(LoopInfo { count, item });
-        let mut work = 0u64;
-        if let Some(f) = &l.filter_expr {
-            work = self.top(f)?.1;
+        self.depth += 1;
+        let body = match &l.filter_expr {
+            Some(f) => self.top(f).map(|(_, w)| w),
+            None => Ok(0),
         }
-        let body = self.block(&l.body);
+        .and_then(|w| Ok(w.saturating_add(self.block(&l.body)?)));
+        self.depth -= 1;
         self.loops.pop();
-        Ok(work.saturating_add(body?))
+        body
     }
 
     fn begin(&mut self) {

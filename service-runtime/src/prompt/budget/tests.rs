@@ -116,6 +116,19 @@ fn amplification_is_refused() {
 }
 
 #[test]
+fn a_name_set_again_holds_one_value() {
+    let again = "{% set a = x ~ 'y' %}".repeat(2000);
+    assert!(check(&again).is_ok());
+    let distinct: String = (0..9000)
+        .map(|i| format!("{{% set a{i} = x ~ x %}}"))
+        .collect();
+    assert!(check(&distinct).unwrap_err().contains("hold up to"));
+    // A loop's scope holds its own copy beside the outer one.
+    let t = "{% set a = x ~ x %}{% for i in range(3) %}{% set a = x ~ x %}{% endfor %}";
+    assert!(check(t).unwrap().memory >= 4 * 1000);
+}
+
+#[test]
 fn nesting_that_could_overflow_is_refused() {
     let t = "{% set a = [] %}".to_string() + &"{% set a = [a] %}".repeat(70);
     assert!(check(&t).unwrap_err().contains("deeper than"));
