@@ -495,6 +495,8 @@ async fn hostile_templates_are_refused_and_the_service_keeps_serving(pool: sqlx:
         ("{{ range(100000)|join(x) }}".into(), "more than the limit of 4194304"),
         ("{{ '%999999999s'|format(x) }}".into(), "more than the limit of 4194304"),
         ("{{ x|indent(99999999) }}".into(), "at most 100000"),
+        ("{{ (x * 100)|list }}".into(), "more than the limit of 4194304"),
+        ("{{ (x * 100)|batch(99999, x)|list }}".into(), "more than the limit of 4194304"),
         ("{% macro m(a) %}{{ a }}{{ a }}{% endmacro %}{{ m(m(m(x))) }}".into(), "a macro is not available"),
         ("{% set a %}{{ x }}{{ x }}{% endset %}{{ a }}".into(), "a set block"),
     ];
