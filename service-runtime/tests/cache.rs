@@ -353,3 +353,266 @@ async fn bad_input_is_rejected_with_a_reason() {
     .await
     .assert_problem(422);
 }
+
+fn path_key(k: &str) -> String {
+    k.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b':' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Glob characters in keys and prefixes are literal: a prefix matches only
+/// keys that start with exactly it, and only the caller's.
+#[tokio::test]
+async fn prefixes_with_glob_characters_match_only_themselves() {
+    let app = cache().await;
+    let a = user(&unique("ca"));
+    let b = user(&unique("cb"));
+    let keys = ["a*", "a?", "a[b]", "a\\x", "ab", "a]", "a^"];
+    for k in keys {
+        let r = call(
+            &app.router,
+            "PUT",
+            &format!("/v1/cache/items/{}", path_key(k)),
+            Some(&a),
+            Some(json!({"value": k})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{k}: {}", r.body);
+        let r = call(
+            &app.router,
+            "GET",
+            &format!("/v1/cache/items/{}", path_key(k)),
+            Some(&a),
+            None,
+        )
+        .await;
+        assert_eq!(r.body["key"], k);
+    }
+    let invalidate = |t: String, prefix: &str| {
+        let (router, body) = (app.router.clone(), json!({"prefix": prefix}));
+        async move {
+            call(
+                &router,
+                "POST",
+                "/v1/cache/invalidate",
+                Some(&t),
+                Some(body),
+            )
+            .await
+            .body["deleted"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    // Another tenant's patterns reach nothing of A's.
+    for p in ["*", "?", "[", "a*", "a", "", "\\"] {
+        assert_eq!(invalidate(b.clone(), p).await, 0, "{p}");
+    }
+    assert_eq!(invalidate(a.clone(), "a[").await, 1);
+    assert_eq!(invalidate(a.clone(), "a\\").await, 1);
+    assert_eq!(invalidate(a.clone(), "a?").await, 1);
+    assert_eq!(invalidate(a.clone(), "a*").await, 1);
+    assert_eq!(invalidate(a.clone(), "a]").await, 1);
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/cache/batch-get",
+        Some(&a),
+        Some(json!({"keys": keys})),
+    )
+    .await;
+    assert_eq!(r.body["found"], 2, "{}", r.body);
+    assert_eq!(invalidate(a.clone(), "").await, 2);
+}
+
+#[tokio::test]
+async fn ttls_values_and_batches_are_bounded() {
+    let app = cache().await;
+    let t = user(&unique("c"));
+    let put = |key: &str, body: serde_json::Value| {
+        let (router, uri, t) = (
+            app.router.clone(),
+            format!("/v1/cache/items/{key}"),
+            t.clone(),
+        );
+        async move { call(&router, "PUT", &uri, Some(&t), Some(body)).await }
+    };
+    for ttl in [
+        json!(0),
+        json!(-1),
+        json!(i64::MIN),
+        json!(i64::MAX),
+        json!(u64::MAX),
+        json!(1.5),
+        json!("60"),
+        json!(2_592_001),
+    ] {
+        let r = put("k", json!({"value": 1, "ttl_seconds": ttl})).await;
+        r.assert_problem(422);
+        assert!(
+            r.body["detail"].as_str().unwrap().contains("ttl_seconds"),
+            "{}",
+            r.body
+        );
+    }
+    let r = raw_call(
+        &app.router,
+        "PUT",
+        "/v1/cache/items/k",
+        Some(&t),
+        "application/json",
+        br#"{"value": 1, "ttl_seconds": 18446744073709551616}"#,
+    )
+    .await;
+    r.assert_problem(422);
+    assert_eq!(
+        put("k", json!({"value": 1, "ttl_seconds": 2_592_000}))
+            .await
+            .status,
+        200
+    );
+
+    let r = put("big", json!({"value": "v".repeat(1_100_000)})).await;
+    r.assert_problem(422);
+    assert!(r.body["detail"].as_str().unwrap().contains("1048576"));
+    // Limits count characters; control characters are refused.
+    let wide = "é".repeat(512);
+    assert_eq!(put(&path_key(&wide), json!({"value": 1})).await.status, 200);
+    put(&path_key(&"é".repeat(513)), json!({"value": 1}))
+        .await
+        .assert_problem(422);
+    put("a%01b", json!({"value": 1})).await.assert_problem(422);
+    let r = put("k", json!({"value": 1, "tags": ["t\u{0}"]})).await;
+    assert!(r.status.is_client_error(), "{}", r.body);
+    call(
+        &app.router,
+        "POST",
+        "/v1/cache/invalidate",
+        Some(&t),
+        Some(json!({"prefix": "p\u{7}"})),
+    )
+    .await
+    .assert_problem(422);
+    call(
+        &app.router,
+        "POST",
+        "/v1/cache/invalidate",
+        Some(&t),
+        Some(json!({"tag": "x".repeat(129)})),
+    )
+    .await
+    .assert_problem(422);
+
+    // Nine values of a megabyte are more than one batch returns.
+    let mut keys = Vec::new();
+    for i in 0..9 {
+        let k = format!("m{i}");
+        assert_eq!(
+            put(&k, json!({"value": "m".repeat(1_000_000)}))
+                .await
+                .status,
+            200
+        );
+        keys.push(k);
+    }
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/cache/batch-get",
+        Some(&t),
+        Some(json!({"keys": keys})),
+    )
+    .await;
+    r.assert_problem(422);
+    assert!(r.body["detail"].as_str().unwrap().contains("fewer keys"));
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/cache/batch-get",
+        Some(&t),
+        Some(json!({"keys": &keys[..3]})),
+    )
+    .await;
+    assert_eq!(r.body["found"], 3);
+    let many: Vec<String> = (0..1001).map(|i| format!("k{i}")).collect();
+    call(
+        &app.router,
+        "POST",
+        "/v1/cache/batch-get",
+        Some(&t),
+        Some(json!({"keys": many})),
+    )
+    .await
+    .assert_problem(422);
+}
+
+/// Tag invalidation reads large tags a chunk at a time.
+#[tokio::test]
+async fn invalidating_a_large_tag_deletes_every_member() {
+    let app = cache().await;
+    let t = user(&unique("c"));
+    for i in 0..1200 {
+        let r = call(
+            &app.router,
+            "PUT",
+            &format!("/v1/cache/items/item-{i}"),
+            Some(&t),
+            Some(json!({"value": i, "tags": ["bulk"]})),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/cache/invalidate",
+        Some(&t),
+        Some(json!({"tag": "bulk"})),
+    )
+    .await;
+    assert_eq!(r.body["deleted"], 1200, "{}", r.body);
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/cache/invalidate",
+        Some(&t),
+        Some(json!({"tag": "bulk"})),
+    )
+    .await;
+    assert_eq!(r.body["deleted"], 0);
+}
+
+/// The OpenAPI document states what the routes answer and the limits they enforce.
+#[tokio::test]
+async fn the_openapi_document_states_answers_and_limits() {
+    let app = cache().await;
+    let doc = call(&app.router, "GET", "/openapi.json", None, None)
+        .await
+        .body;
+    let item = &doc["paths"]["/v1/cache/items/{key}"];
+    for status in ["200", "400", "401", "413", "415", "422", "429", "503"] {
+        assert!(
+            item["put"]["responses"][status].is_object(),
+            "PUT lacks {status}"
+        );
+    }
+    assert!(item["get"]["responses"]["404"]["content"]["application/problem+json"].is_object());
+    assert_eq!(item["get"]["parameters"][0]["schema"]["maxLength"], 512);
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["PutItem"]["properties"]["ttl_seconds"]["maximum"],
+        2_592_000
+    );
+    assert_eq!(schemas["PutItem"]["properties"]["tags"]["maxItems"], 32);
+    assert_eq!(schemas["BatchGet"]["properties"]["keys"]["maxItems"], 1000);
+    assert_eq!(
+        schemas["InvalidateBody"]["oneOf"].as_array().unwrap().len(),
+        2
+    );
+}

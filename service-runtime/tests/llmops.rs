@@ -624,3 +624,234 @@ async fn gateway_calls_end_up_in_the_history(pool: sqlx::PgPool) {
             .unwrap();
     }
 }
+
+fn enc(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
+
+#[sqlx::test]
+async fn times_at_the_edges_of_their_range_are_refused(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Llmops]).await;
+    let t = user(&unique("o"));
+    for (param, value) in [
+        ("to", "-262143-01-01T00:00:00Z"),
+        ("from", "-262143-01-01T00:00:00Z"),
+        ("to", "+262142-12-31T23:59:59Z"),
+        ("from", "-0001-12-31T23:59:59Z"),
+        ("to", "10000-01-01T00:00:00Z"),
+    ] {
+        for route in ["events", "metrics"] {
+            let r = call(
+                &app.router,
+                "GET",
+                &format!("/v1/llmops/{route}?{param}={}", enc(value)),
+                Some(&t),
+                None,
+            )
+            .await;
+            r.assert_problem(400);
+            assert!(
+                r.body["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("{param}:")),
+                "{}",
+                r.body
+            );
+        }
+    }
+    // The first and last four-digit years work, default window included.
+    for q in [
+        "to=0000-01-01T00:00:00Z",
+        "from=0001-01-01T00:00:00Z&to=9999-12-31T23:59:59Z",
+        "from=9999-12-31T00:00:00Z&to=9999-12-31T23:59:59Z",
+    ] {
+        let r = call(
+            &app.router,
+            "GET",
+            &format!("/v1/llmops/events?{}", enc(q)),
+            Some(&t),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{q}: {}", r.body);
+        let r = call(
+            &app.router,
+            "GET",
+            &format!("/v1/llmops/metrics?{}", enc(q)),
+            Some(&t),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{q}: {}", r.body);
+    }
+    use base64::Engine;
+    let far = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+        "-262143-01-01T00:00:00+00:00|{}",
+        uuid::Uuid::nil()
+    ));
+    call(
+        &app.router,
+        "GET",
+        &format!("/v1/llmops/events?cursor={far}"),
+        Some(&t),
+        None,
+    )
+    .await
+    .assert_problem(400);
+}
+
+#[sqlx::test]
+async fn ingested_numbers_times_and_texts_are_bounded(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Llmops]).await;
+    let t = user(&unique("o"));
+    let post = |e: Value| {
+        call(
+            &app.router,
+            "POST",
+            "/v1/llmops/events",
+            Some(&t),
+            Some(json!({"events": [e]})),
+        )
+    };
+    let base = event("m", 1.0, "ok", 0);
+    for (field, value, why) in [
+        ("tokens_in", json!(i64::MAX), "tokens_in"),
+        ("tokens_out", json!(100_000_001), "tokens_out"),
+        ("latency_ms", json!(1e300), "latency_ms"),
+        ("latency_ms", json!(-0.5), "latency_ms"),
+        ("cost_usd", json!(1e300), "cost_usd"),
+        ("occurred_at", json!("10000-01-01T00:00:00Z"), "occurred_at"),
+        ("occurred_at", json!("-0001-01-01T00:00:00Z"), "occurred_at"),
+        ("model", json!("m".repeat(201)), "model"),
+        ("model", json!(""), "model"),
+        ("agent_id", json!("a".repeat(257)), "agent_id"),
+        ("provider", json!("p\u{1b}"), "provider"),
+        ("error", json!("e".repeat(2001)), "error"),
+    ] {
+        let mut e = base.clone();
+        e[field] = value;
+        let r = post(e).await;
+        r.assert_problem(422);
+        assert!(
+            r.body["detail"].as_str().unwrap().contains(why),
+            "{}",
+            r.body
+        );
+    }
+    let mut e = base.clone();
+    e["model"] = json!("m\u{0}x");
+    assert!(post(e).await.status.is_client_error());
+    // Limits count characters, not bytes; the largest values are stored.
+    let mut e = base.clone();
+    e["model"] = json!("é".repeat(200));
+    e["tokens_in"] = json!(100_000_000);
+    e["latency_ms"] = json!(86_400_000.0);
+    e["error"] = json!("line one\nline two");
+    let r = post(e).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+}
+
+/// Sums over rows at the bounds of their columns neither overflow nor fail.
+#[sqlx::test]
+async fn metrics_survive_huge_stored_numbers(pool: sqlx::PgPool) {
+    let app = app(Some(pool.clone()), &[Component::Llmops]).await;
+    let tenant = unique("o");
+    for _ in 0..2 {
+        sqlx::query(
+            "INSERT INTO llm_operations (id, tenant_id, occurred_at, model, tokens_in, tokens_out, latency_ms, cost_usd, status) \
+             VALUES ($1, $2, now(), 'm', 9223372036854775807, 9223372036854775807, 1e300, 1e308, 'ok')",
+        )
+        .bind(uuid::Uuid::new_v4())
+        .bind(&tenant)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    for q in ["", "?group_by=model", "?group_by=day"] {
+        let r = call(
+            &app.router,
+            "GET",
+            &format!("/v1/llmops/metrics{q}"),
+            Some(&user(&tenant)),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["groups"][0]["tokens_in"], i64::MAX);
+        assert_eq!(r.body["groups"][0]["requests"], 2);
+        assert!(r.body["total_cost_usd"].as_f64().unwrap() > 1e307);
+    }
+    let platform = token("ops", "ops", &["platform-admin"]);
+    let r = call(
+        &app.router,
+        "GET",
+        "/v1/llmops/metrics?group_by=tenant",
+        Some(&platform),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// Event ids are the client's: they are unique per tenant.
+#[sqlx::test]
+async fn tenants_may_use_the_same_event_ids(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Llmops]).await;
+    let a = user(&unique("oa"));
+    let b = user(&unique("ob"));
+    let id = uuid::Uuid::new_v4();
+    let mut ea = event("model-a", 1.0, "ok", 1);
+    ea["id"] = json!(id);
+    let mut eb = event("model-b", 2.0, "error", 0);
+    eb["id"] = json!(id);
+    let ingest = |t: &str, e: &Value| {
+        let (router, t, body) = (app.router.clone(), t.to_string(), json!({"events": [e]}));
+        async move { call(&router, "POST", "/v1/llmops/events", Some(&t), Some(body)).await }
+    };
+    let r = ingest(&a, &ea).await;
+    assert_eq!(r.body["stored"], 1, "{}", r.body);
+    // B cannot tell that A used the id, and does not hide A's event.
+    let r = ingest(&b, &eb).await;
+    assert_eq!(r.body["stored"], 1, "{}", r.body);
+    assert_eq!(ingest(&a, &ea).await.body["stored"], 0);
+    assert_eq!(ingest(&b, &eb).await.body["stored"], 0);
+    for (t, model) in [(&a, "model-a"), (&b, "model-b")] {
+        let r = call(&app.router, "GET", "/v1/llmops/events", Some(t), None).await;
+        let items = r.body["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{}", r.body);
+        assert_eq!(items[0]["id"], json!(id));
+        assert_eq!(items[0]["model"], model);
+    }
+}
+
+/// The OpenAPI document states what the routes answer and the limits they enforce.
+#[sqlx::test]
+async fn the_openapi_document_states_answers_and_limits(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Llmops]).await;
+    let doc = call(&app.router, "GET", "/openapi.json", None, None)
+        .await
+        .body;
+    let ingest = &doc["paths"]["/v1/llmops/events"]["post"]["responses"];
+    for status in ["202", "400", "401", "413", "415", "422", "429", "503"] {
+        assert!(ingest[status].is_object(), "POST events lacks {status}");
+        if status != "202" {
+            assert!(ingest[status]["content"]["application/problem+json"].is_object());
+        }
+    }
+    assert!(doc["paths"]["/v1/llmops/metrics"]["get"]["responses"]["403"].is_object());
+    assert!(doc["paths"]["/v1/llmops/pricing/{model}"]["delete"]["responses"]["404"].is_object());
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["IngestBatch"]["properties"]["events"]["maxItems"],
+        1000
+    );
+    let event = &schemas["LlmOpEvent"]["properties"];
+    assert_eq!(event["tokens_in"]["maximum"], 100_000_000);
+    assert_eq!(event["model"]["maxLength"], 200);
+    let params = doc["paths"]["/v1/llmops/events"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let limit = params.iter().find(|p| p["name"] == "limit").unwrap();
+    assert_eq!(limit["schema"]["maximum"], 500);
+}

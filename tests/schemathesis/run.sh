@@ -87,7 +87,8 @@ curl -fsS -X POST "http://127.0.0.1:$port/v1/gateway/providers" \
 
 cd "$here"
 status=0
-SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$here" "$venv/bin/st" run "http://127.0.0.1:$port/openapi.json" \
+SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$here" "$venv/bin/st" --config-file "$here/schemathesis.toml" \
+  run "http://127.0.0.1:$port/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks all \
   --max-examples "${ST_MAX_EXAMPLES:-40}" \

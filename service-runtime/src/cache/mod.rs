@@ -13,13 +13,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{OpenApi, ToSchema};
 
+use crate::platform::error::Problem;
 use crate::platform::extract::{Json, Path};
 use crate::platform::{ApiError, ApiResult, AppState, Principal};
 
 const MAX_KEY: usize = 512;
+const MAX_TAG: usize = 128;
 const MAX_TAGS: usize = 32;
 const MAX_BATCH: usize = 1000;
 const MAX_TTL: u64 = 30 * 86_400;
+/// A value, as JSON.
+const MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// The values one batch get returns together.
+const MAX_BATCH_BYTES: u64 = 8 * 1024 * 1024;
+/// Keys deleted per command when invalidating.
+const CHUNK: usize = 500;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,7 +42,7 @@ pub fn router() -> Router<AppState> {
 #[derive(OpenApi)]
 #[openapi(
     paths(get_item, put_item, delete_item, batch_get, invalidate),
-    components(schemas(PutItem, Item, BatchGet, BatchResult, Invalidate, Invalidated, crate::platform::error::Problem)),
+    components(schemas(PutItem, Item, BatchGet, BatchResult, InvalidateBody, ByPrefix, ByTag, Invalidated, Problem)),
     tags((name = "cache", description = "Tenant-scoped key/value cache"))
 )]
 struct Doc;
@@ -43,10 +51,59 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
 }
 
-fn check_text(what: &str, s: &str, max: usize) -> ApiResult<()> {
-    if s.is_empty() || s.len() > max || s.chars().any(char::is_control) {
+/// Problems every route of this component can answer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "describes responses, never built")]
+enum Problems {
+    /// The request is malformed: its path or body.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// No valid bearer token.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// The tenant sends too many requests; `Retry-After` says when to retry.
+    #[response(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Problem),
+    /// The cache backend is unavailable, or the request took too long.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
+/// Problems of routes with a request body.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "describes responses, never built")]
+enum BodyProblems {
+    /// The body is larger than the service accepts.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// The body is neither JSON nor MessagePack.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+    /// The request breaks a rule of this API; the detail names the field and the limit.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
+}
+
+/// The key breaks the rules for keys; the detail says how.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 422, content_type = "application/problem+json")]
+#[allow(dead_code, reason = "describes responses, never built")]
+struct Invalid(Problem);
+
+/// The tenant has no item with this key.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 404, content_type = "application/problem+json")]
+#[allow(dead_code, reason = "describes responses, never built")]
+struct NotFound(Problem);
+
+/// Keys, tags and prefixes: 1 (prefixes 0) to `max` characters, none of
+/// them a control character. Glob characters are allowed; they are escaped
+/// wherever a pattern is built.
+fn check_text(what: &str, s: &str, min: usize, max: usize) -> ApiResult<()> {
+    let n = s.chars().count();
+    if n < min || n > max || s.chars().any(char::is_control) {
         return Err(ApiError::Validation(format!(
-            "{what}: 1 to {max} bytes without control characters"
+            "{what}: {min} to {max} characters without control characters"
         )));
     }
     Ok(())
@@ -75,35 +132,69 @@ fn glob_escape(s: &str) -> String {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutItem {
-    /// Any JSON value.
-    #[schema(value_type = Object)]
+    /// Any JSON value, at most 1 MiB as JSON.
     pub value: Value,
     /// Seconds to keep the item, 1 to 2592000; the service default when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral_opt")]
+    #[schema(minimum = 1, maximum = 2592000)]
     pub ttl_seconds: Option<u64>,
-    /// Tags for invalidation, up to 32.
+    /// Tags for invalidation, up to 32, each 1 to 128 characters.
     #[serde(default)]
+    #[schema(max_items = 32, inline, value_type = Vec<Tag>)]
     pub tags: Vec<String>,
 }
+
+/// Keys, tags and prefixes have no control characters.
+const PLAIN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+
+fn text_schema(min: usize, max: usize) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(min))
+        .max_length(Some(max))
+        .pattern(Some(PLAIN))
+        .into()
+}
+
+/// A tag in a schema: 1 to 128 characters.
+struct Tag;
+
+impl utoipa::PartialSchema for Tag {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        text_schema(1, MAX_TAG)
+    }
+}
+
+impl ToSchema for Tag {}
+
+/// A key in a schema: 1 to 512 characters.
+struct Key;
+
+impl utoipa::PartialSchema for Key {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        text_schema(1, MAX_KEY)
+    }
+}
+
+impl ToSchema for Key {}
 
 #[derive(Serialize, ToSchema)]
 pub struct Item {
     pub key: String,
-    #[schema(value_type = Object)]
     pub value: Value,
     /// Seconds left.
     pub ttl_seconds: Option<i64>,
 }
 
-#[utoipa::path(put, path = "/v1/cache/items/{key}", tag = "cache", request_body = PutItem,
-    responses((status = 200, body = Item), (status = 422, body = crate::platform::error::Problem)))]
+#[utoipa::path(put, path = "/v1/cache/items/{key}", tag = "cache", params(("key" = String, Path, description = "The key: 1 to 512 characters, no control characters", min_length = 1, max_length = 512, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")), request_body = PutItem,
+    responses((status = 200, description = "Stored", body = Item), Problems, BodyProblems))]
 async fn put_item(
     State(state): State<AppState>,
     p: Principal,
     Path(key): Path<String>,
     Json(input): Json<PutItem>,
 ) -> ApiResult<Json<Item>> {
-    check_text("key", &key, MAX_KEY)?;
+    check_text("key", &key, 1, MAX_KEY)?;
     let ttl = input
         .ttl_seconds
         .unwrap_or_else(|| state.config.cache_default_ttl_secs);
@@ -116,9 +207,14 @@ async fn put_item(
         return Err(ApiError::Validation(format!("tags: at most {MAX_TAGS}")));
     }
     for t in &input.tags {
-        check_text("tags[]", t, 128)?;
+        check_text("tags[]", t, 1, MAX_TAG)?;
     }
     let bytes = serde_json::to_vec(&input.value).map_err(ApiError::internal)?;
+    if bytes.len() > MAX_VALUE_BYTES {
+        return Err(ApiError::Validation(format!(
+            "value: at most {MAX_VALUE_BYTES} bytes of JSON"
+        )));
+    }
     let mut conn = state.redis()?;
     let mut pipe = redis::pipe();
     pipe.atomic()
@@ -139,14 +235,14 @@ async fn put_item(
     }))
 }
 
-#[utoipa::path(get, path = "/v1/cache/items/{key}", tag = "cache",
-    responses((status = 200, body = Item), (status = 404, body = crate::platform::error::Problem)))]
+#[utoipa::path(get, path = "/v1/cache/items/{key}", tag = "cache", params(("key" = String, Path, description = "The key: 1 to 512 characters, no control characters", min_length = 1, max_length = 512, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")),
+    responses((status = 200, description = "The item", body = Item), Problems, Invalid, NotFound))]
 async fn get_item(
     State(state): State<AppState>,
     p: Principal,
     Path(key): Path<String>,
 ) -> ApiResult<Json<Item>> {
-    check_text("key", &key, MAX_KEY)?;
+    check_text("key", &key, 1, MAX_KEY)?;
     let mut conn = state.redis()?;
     let k = item_key(&state, &p.tenant_id, &key);
     let (raw, ttl): (Option<Vec<u8>>, i64) =
@@ -160,14 +256,14 @@ async fn get_item(
     }))
 }
 
-#[utoipa::path(delete, path = "/v1/cache/items/{key}", tag = "cache",
-    responses((status = 204), (status = 404, body = crate::platform::error::Problem)))]
+#[utoipa::path(delete, path = "/v1/cache/items/{key}", tag = "cache", params(("key" = String, Path, description = "The key: 1 to 512 characters, no control characters", min_length = 1, max_length = 512, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")),
+    responses((status = 204, description = "Deleted"), Problems, Invalid, NotFound))]
 async fn delete_item(
     State(state): State<AppState>,
     p: Principal,
     Path(key): Path<String>,
 ) -> ApiResult<StatusCode> {
-    check_text("key", &key, MAX_KEY)?;
+    check_text("key", &key, 1, MAX_KEY)?;
     let mut conn = state.redis()?;
     let n: i64 = conn.del(item_key(&state, &p.tenant_id, &key)).await?;
     if n == 0 {
@@ -179,7 +275,8 @@ async fn delete_item(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchGet {
-    /// 1 to 1000 keys.
+    /// 1 to 1000 keys; their values may hold up to 8 MiB together.
+    #[schema(min_items = 1, max_items = 1000, inline, value_type = Vec<Key>)]
     pub keys: Vec<String>,
 }
 
@@ -192,7 +289,7 @@ pub struct BatchResult {
 }
 
 #[utoipa::path(post, path = "/v1/cache/batch-get", tag = "cache", request_body = BatchGet,
-    responses((status = 200, body = BatchResult), (status = 422, body = crate::platform::error::Problem)))]
+    responses((status = 200, description = "Every key asked for", body = BatchResult), Problems, BodyProblems))]
 async fn batch_get(
     State(state): State<AppState>,
     p: Principal,
@@ -202,7 +299,7 @@ async fn batch_get(
         return Err(ApiError::Validation(format!("keys: 1 to {MAX_BATCH} keys")));
     }
     for k in &input.keys {
-        check_text("keys[]", k, MAX_KEY)?;
+        check_text("keys[]", k, 1, MAX_KEY)?;
     }
     let full: Vec<String> = input
         .keys
@@ -210,6 +307,18 @@ async fn batch_get(
         .map(|k| item_key(&state, &p.tenant_id, k))
         .collect();
     let mut conn = state.redis()?;
+    // Sizes first, so that a batch of large values is refused before it is read.
+    let mut sizes = redis::pipe();
+    for k in &full {
+        sizes.strlen(k);
+    }
+    let sizes: Vec<u64> = sizes.query_async(&mut conn).await?;
+    let total = sizes.iter().fold(0u64, |acc, n| acc.saturating_add(*n));
+    if total > MAX_BATCH_BYTES {
+        return Err(ApiError::Validation(format!(
+            "keys: their values hold {total} bytes, more than the {MAX_BATCH_BYTES} one batch returns; ask for fewer keys"
+        )));
+    }
     let raws: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&full).query_async(&mut conn).await?;
     let mut items = BTreeMap::new();
     let mut found = 0;
@@ -226,7 +335,7 @@ async fn batch_get(
     Ok(Json(BatchResult { items, found }))
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Invalidate {
     /// Delete every key starting with this.
@@ -237,71 +346,58 @@ pub struct Invalidate {
     pub tag: Option<String>,
 }
 
+/// Give exactly one of `prefix` and `tag`.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "describes the request body; Invalidate reads it")]
+enum InvalidateBody {
+    Prefix(ByPrefix),
+    Tag(ByTag),
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "describes the request body; Invalidate reads it")]
+struct ByPrefix {
+    /// Delete every key starting with this; empty for the whole cache.
+    #[schema(max_length = 512, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
+    prefix: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "describes the request body; Invalidate reads it")]
+struct ByTag {
+    /// Delete every key set with this tag.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$"
+    )]
+    tag: String,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Invalidated {
     pub deleted: u64,
 }
 
-#[utoipa::path(post, path = "/v1/cache/invalidate", tag = "cache", request_body = Invalidate,
-    responses((status = 200, body = Invalidated), (status = 422, body = crate::platform::error::Problem)))]
+#[utoipa::path(post, path = "/v1/cache/invalidate", tag = "cache", request_body = InvalidateBody,
+    responses((status = 200, description = "How many items were deleted", body = Invalidated), Problems, BodyProblems))]
 async fn invalidate(
     State(state): State<AppState>,
     p: Principal,
     Json(input): Json<Invalidate>,
 ) -> ApiResult<Json<Invalidated>> {
-    let mut conn = state.redis()?;
     let deleted = match (input.prefix, input.tag) {
         (Some(prefix), None) => {
             // An empty prefix clears the tenant's whole cache.
-            if prefix.len() > MAX_KEY || prefix.chars().any(char::is_control) {
-                return Err(ApiError::Validation(
-                    "prefix: at most 512 bytes without control characters".into(),
-                ));
-            }
-            let pattern = format!("{}*", glob_escape(&item_key(&state, &p.tenant_id, &prefix)));
-            let mut deleted = 0u64;
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut conn)
-                    .await?;
-                if !keys.is_empty() {
-                    let n: u64 = redis::cmd("UNLINK")
-                        .arg(&keys)
-                        .query_async(&mut conn)
-                        .await?;
-                    deleted += n;
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-            deleted
+            check_text("prefix", &prefix, 0, MAX_KEY)?;
+            invalidate_prefix(&state, &p.tenant_id, &prefix).await?
         }
         (None, Some(tag)) => {
-            check_text("tag", &tag, 128)?;
-            let tk = tag_key(&state, &p.tenant_id, &tag);
-            let members: Vec<String> = conn.smembers(&tk).await?;
-            let mut deleted = 0u64;
-            for chunk in members.chunks(500) {
-                let keys: Vec<String> = chunk
-                    .iter()
-                    .map(|k| item_key(&state, &p.tenant_id, k))
-                    .collect();
-                let n: u64 = redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async(&mut conn)
-                    .await?;
-                deleted += n;
-            }
-            let _: i64 = conn.del(&tk).await?;
-            deleted
+            check_text("tag", &tag, 1, MAX_TAG)?;
+            invalidate_tag(&state, &p.tenant_id, &tag).await?
         }
         _ => {
             return Err(ApiError::Validation(
@@ -310,6 +406,99 @@ async fn invalidate(
         }
     };
     Ok(Json(Invalidated { deleted }))
+}
+
+/// Deletes the tenant's items whose key starts with `prefix`; glob
+/// characters in it match only themselves.
+async fn invalidate_prefix(state: &AppState, tenant: &str, prefix: &str) -> ApiResult<u64> {
+    let mut conn = state.redis()?;
+    let pattern = format!("{}*", glob_escape(&item_key(state, tenant, prefix)));
+    let mut deleted = 0u64;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        deleted += unlink(&mut conn, &keys).await?;
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}
+
+/// Deletes the tenant's items set with `tag`, reading the tag's members a
+/// chunk at a time.
+async fn invalidate_tag(state: &AppState, tenant: &str, tag: &str) -> ApiResult<u64> {
+    let mut conn = state.redis()?;
+    let tk = tag_key(state, tenant, tag);
+    let mut deleted = 0u64;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, members): (u64, Vec<String>) = redis::cmd("SSCAN")
+            .arg(&tk)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(CHUNK)
+            .query_async(&mut conn)
+            .await?;
+        let keys: Vec<String> = members.iter().map(|k| item_key(state, tenant, k)).collect();
+        deleted += unlink(&mut conn, &keys).await?;
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let _: i64 = conn.del(&tk).await?;
+    Ok(deleted)
+}
+
+async fn unlink(conn: &mut redis::aio::ConnectionManager, keys: &[String]) -> ApiResult<u64> {
+    let mut n = 0u64;
+    for chunk in keys.chunks(CHUNK) {
+        n += redis::cmd("UNLINK")
+            .arg(chunk)
+            .query_async::<u64>(conn)
+            .await?;
+    }
+    Ok(n)
+}
+
+/// Integers as JSON Schema counts them: `3.0` is the integer 3.
+fn integral<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    let n = serde_json::Number::deserialize(d)?;
+    let out = if let Some(i) = n.as_i64() {
+        T::try_from(i).ok()
+    } else if let Some(u) = n.as_u64() {
+        T::try_from(u).ok()
+    } else {
+        // Beyond 2^53 a float no longer holds every integer.
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .and_then(|f| T::try_from(f as i64).ok())
+    };
+    out.ok_or_else(|| {
+        serde::de::Error::custom(format!("invalid value: {n}, expected an integer in range"))
+    })
+}
+
+fn integral_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    #[derive(Deserialize)]
+    struct Wrap<T: TryFrom<i64> + TryFrom<u64>>(#[serde(deserialize_with = "integral")] T);
+    Ok(Option::<Wrap<T>>::deserialize(d)?.map(|w| w.0))
 }
 
 #[cfg(test)]

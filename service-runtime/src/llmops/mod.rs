@@ -7,12 +7,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use base64::Engine;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::platform::auth::valid_tenant_id;
+use crate::platform::error::Problem;
 use crate::platform::events::{Envelope, HandlerError};
 use crate::platform::extract::{Json, Path, Query};
 use crate::platform::{ApiError, ApiResult, AppState, Principal};
@@ -21,45 +22,79 @@ use crate::platform::{ApiError, ApiResult, AppState, Principal};
 pub const EVENT_KIND: &str = "llmop";
 pub const EVENT_TYPE: &str = "llmop.v1";
 const MAX_BATCH: usize = 1000;
+/// What one operation may report: far above any real call, far below what
+/// sums of a tenant's history could overflow.
+pub const MAX_TOKENS: i64 = 100_000_000;
+pub const MAX_LATENCY_MS: f64 = 86_400_000.0;
+pub const MAX_COST_USD: f64 = 1_000_000.0;
+/// Price per million tokens.
+const MAX_PRICE: f64 = 1_000_000.0;
+/// Length of a model, provider, agent or user named in a query.
+const MAX_FILTER: usize = 256;
 
 /// One LLM operation (a chat or embeddings call).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LlmOpEvent {
-    /// Unique id; re-sending the same id is ignored. Generated when absent.
+    /// Unique among the tenant's events; re-sending an id is ignored.
+    /// Generated when absent.
     #[serde(default)]
     pub id: Option<Uuid>,
-    /// When the operation happened; now when absent.
+    /// When the operation happened (years 0 to 9999); now when absent.
     #[serde(default)]
     pub occurred_at: Option<DateTime<Utc>>,
     #[serde(default)]
+    #[schema(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub user_id: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub agent_id: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub model: String,
     #[serde(default)]
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub provider: String,
     /// chat, embeddings, …
     #[serde(default = "chat")]
+    #[schema(
+        min_length = 1,
+        max_length = 50,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub operation: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral")]
+    #[schema(minimum = 0, maximum = 100000000)]
     pub tokens_in: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral")]
+    #[schema(minimum = 0, maximum = 100000000)]
     pub tokens_out: i64,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 86400000)]
     pub latency_ms: f64,
     /// Computed from the pricing table when absent.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000)]
     pub cost_usd: Option<f64>,
     /// ok or error.
+    #[schema(pattern = r"^(ok|error)$")]
     pub status: String,
     #[serde(default)]
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub error: Option<String>,
     #[serde(default)]
     pub cached: bool,
     #[serde(default)]
+    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub correlation_id: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub request_id: Option<String>,
 }
 
@@ -67,51 +102,85 @@ fn chat() -> String {
     "chat".into()
 }
 
-fn short(name: &str, v: &Option<String>, max: usize) -> ApiResult<()> {
-    if v.as_ref().is_some_and(|s| s.len() > max) {
-        return Err(ApiError::Validation(format!(
-            "{name}: at most {max} characters"
-        )));
+/// A text field: at most `max` characters, no control characters (line
+/// breaks and tabs allowed where `multiline`).
+fn text(name: &str, v: &str, min: usize, max: usize, multiline: bool) -> Result<(), String> {
+    let n = v.chars().count();
+    if n < min || n > max {
+        return Err(format!("{name}: {min} to {max} characters"));
+    }
+    let bad = |c: char| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t'));
+    if v.chars().any(bad) {
+        return Err(format!("{name}: control characters are not allowed"));
     }
     Ok(())
 }
 
+fn optional(name: &str, v: &Option<String>, max: usize, multiline: bool) -> Result<(), String> {
+    v.as_deref()
+        .map_or(Ok(()), |s| text(name, s, 0, max, multiline))
+}
+
+/// Timestamps a client may give: four-digit years (0 to 9999), inside the
+/// range of Postgres and of every computation on them.
+fn valid_time(t: &DateTime<Utc>) -> bool {
+    (0..=9999).contains(&t.year())
+}
+
+fn time_param(name: &str, t: Option<DateTime<Utc>>) -> ApiResult<Option<DateTime<Utc>>> {
+    match t {
+        Some(t) if !valid_time(&t) => Err(ApiError::BadRequest(format!(
+            "{name}: must be in the years 0 to 9999"
+        ))),
+        other => Ok(other),
+    }
+}
+
+fn filter_param(name: &str, v: &Option<String>) -> ApiResult<()> {
+    optional(name, v, MAX_FILTER, false).map_err(ApiError::BadRequest)
+}
+
 impl LlmOpEvent {
     pub fn validate(&self) -> ApiResult<()> {
-        if self.model.is_empty() || self.model.len() > 200 {
-            return Err(ApiError::Validation("model: 1 to 200 characters".into()));
-        }
-        if self.provider.len() > 200 || self.operation.is_empty() || self.operation.len() > 50 {
-            return Err(ApiError::Validation(
-                "provider/operation: too long or empty".into(),
-            ));
-        }
+        self.check().map_err(ApiError::Validation)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        text("model", &self.model, 1, 200, false)?;
+        text("provider", &self.provider, 0, 200, false)?;
+        text("operation", &self.operation, 1, 50, false)?;
         if !matches!(self.status.as_str(), "ok" | "error") {
-            return Err(ApiError::Validation(format!(
-                "status: {:?} is not one of ok, error",
-                self.status
-            )));
+            return Err(format!("status: {:?} is not one of ok, error", self.status));
         }
-        if self.tokens_in < 0 || self.tokens_out < 0 {
-            return Err(ApiError::Validation(
-                "tokens_in/tokens_out: must not be negative".into(),
+        for (name, v) in [
+            ("tokens_in", self.tokens_in),
+            ("tokens_out", self.tokens_out),
+        ] {
+            if !(0..=MAX_TOKENS).contains(&v) {
+                return Err(format!("{name}: must be between 0 and {MAX_TOKENS}"));
+            }
+        }
+        if !(0.0..=MAX_LATENCY_MS).contains(&self.latency_ms) {
+            return Err(format!(
+                "latency_ms: must be a number between 0 and {MAX_LATENCY_MS}"
             ));
         }
-        if !self.latency_ms.is_finite() || self.latency_ms < 0.0 {
-            return Err(ApiError::Validation(
-                "latency_ms: must be a non-negative number".into(),
+        if self
+            .cost_usd
+            .is_some_and(|c| !(0.0..=MAX_COST_USD).contains(&c))
+        {
+            return Err(format!(
+                "cost_usd: must be a number between 0 and {MAX_COST_USD}"
             ));
         }
-        if self.cost_usd.is_some_and(|c| !c.is_finite() || c < 0.0) {
-            return Err(ApiError::Validation(
-                "cost_usd: must be a non-negative number".into(),
-            ));
+        if self.occurred_at.is_some_and(|t| !valid_time(&t)) {
+            return Err("occurred_at: must be in the years 0 to 9999".into());
         }
-        short("user_id", &self.user_id, 256)?;
-        short("agent_id", &self.agent_id, 256)?;
-        short("error", &self.error, 2000)?;
-        short("correlation_id", &self.correlation_id, 128)?;
-        short("request_id", &self.request_id, 128)?;
+        optional("user_id", &self.user_id, 256, false)?;
+        optional("agent_id", &self.agent_id, 256, false)?;
+        optional("error", &self.error, 2000, true)?;
+        optional("correlation_id", &self.correlation_id, 128, false)?;
+        optional("request_id", &self.request_id, 128, false)?;
         Ok(())
     }
 }
@@ -151,6 +220,10 @@ pub async fn price(state: &AppState, tenant: &str, model: &str) -> ApiResult<Opt
     let mut cache = price_cache().lock().unwrap_or_else(|e| e.into_inner());
     if cache.len() > 10_000 {
         cache.retain(|_, (at, _)| at.elapsed() < PRICE_TTL);
+        // Many distinct models within the TTL: start over rather than grow.
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
     }
     cache.insert(key, (std::time::Instant::now(), row));
     Ok(row)
@@ -170,10 +243,16 @@ pub async fn cost_for(
     tokens_in: u64,
     tokens_out: u64,
 ) -> ApiResult<f64> {
-    Ok(price(state, tenant, model)
+    let cost = price(state, tenant, model)
         .await?
         .map(|(i, o)| (tokens_in as f64 * i + tokens_out as f64 * o) / 1e6)
-        .unwrap_or(0.0))
+        .unwrap_or(0.0);
+    // Prices stored before their bound could make this infinite.
+    Ok(if cost.is_finite() {
+        cost.min(MAX_COST_USD)
+    } else {
+        MAX_COST_USD
+    })
 }
 
 /// Stores events of one tenant; ids already stored are skipped.
@@ -186,12 +265,13 @@ pub async fn store(state: &AppState, tenant: &str, events: Vec<LlmOpEvent>) -> A
         let cost = match e.cost_usd {
             Some(c) => c,
             None => {
+                let tokens = |t: i64| u64::try_from(t).unwrap_or(0);
                 cost_for(
                     state,
                     tenant,
                     &e.model,
-                    e.tokens_in as u64,
-                    e.tokens_out as u64,
+                    tokens(e.tokens_in),
+                    tokens(e.tokens_out),
                 )
                 .await?
             }
@@ -222,7 +302,7 @@ pub async fn store(state: &AppState, tenant: &str, events: Vec<LlmOpEvent>) -> A
             .push_bind(e.correlation_id)
             .push_bind(e.request_id);
     });
-    qb.push(" ON CONFLICT (id) DO NOTHING");
+    qb.push(" ON CONFLICT (tenant_id, id) DO NOTHING");
     let done = qb.build().execute(state.db()?).await?;
     Ok(done.rows_affected())
 }
@@ -279,7 +359,7 @@ pub fn router() -> Router<AppState> {
 #[openapi(
     paths(ingest, query_events, metrics, list_pricing, put_pricing, delete_pricing),
     components(schemas(LlmOpEvent, IngestBatch, IngestResult, EventPage, StoredEvent, MetricsReport, MetricsGroup,
-                       Pricing, PricingInput, crate::platform::error::Problem)),
+                       Pricing, PricingInput, Problem)),
     tags((name = "llmops", description = "LLM-operation history, metrics and costs"))
 )]
 struct Doc;
@@ -288,10 +368,64 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
 }
 
+/// Problems every route of this component can answer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "describes responses, never built")]
+enum Problems {
+    /// The request is malformed: its path, query string or body; the
+    /// detail names the parameter.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// No valid bearer token.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// The tenant sends too many requests; `Retry-After` says when to retry.
+    #[response(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Problem),
+    /// The database is unavailable or busy, or the request took too long.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
+/// Problems of routes with a request body.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "describes responses, never built")]
+enum BodyProblems {
+    /// The body is larger than the service accepts.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// The body is neither JSON nor MessagePack.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+    /// The body breaks a rule of this API; the detail names the field and the limit.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
+}
+
+/// A value breaks a rule of this API; the detail names it and the limit.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 422, content_type = "application/problem+json")]
+#[allow(dead_code, reason = "describes responses, never built")]
+struct Invalid(Problem);
+
+/// The caller lacks the role: a tenant admin for prices, the platform's
+/// operators for metrics across tenants.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 403, content_type = "application/problem+json")]
+#[allow(dead_code, reason = "describes responses, never built")]
+struct Forbidden(Problem);
+
+/// The tenant has no own price for the model.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 404, content_type = "application/problem+json")]
+#[allow(dead_code, reason = "describes responses, never built")]
+struct NotFound(Problem);
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IngestBatch {
     /// 1 to 1000 events; the tenant is the caller's.
+    #[schema(min_items = 1, max_items = 1000)]
     pub events: Vec<LlmOpEvent>,
 }
 
@@ -303,7 +437,7 @@ pub struct IngestResult {
 }
 
 #[utoipa::path(post, path = "/v1/llmops/events", tag = "llmops", request_body = IngestBatch,
-    responses((status = 202, body = IngestResult), (status = 422, body = crate::platform::error::Problem)))]
+    responses((status = 202, description = "Stored; repeated ids are skipped", body = IngestResult), Problems, BodyProblems))]
 async fn ingest(
     State(state): State<AppState>,
     p: Principal,
@@ -329,22 +463,29 @@ async fn ingest(
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct EventFilter {
-    /// RFC 3339; default: 30 days ago.
+    /// RFC 3339, years 0 to 9999; default: 30 days before `to`.
     pub from: Option<DateTime<Utc>>,
-    /// RFC 3339; default: now.
+    /// RFC 3339, years 0 to 9999; default: now.
     pub to: Option<DateTime<Utc>>,
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub model: Option<String>,
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub provider: Option<String>,
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub agent_id: Option<String>,
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub user_id: Option<String>,
+    #[param(pattern = r"^(ok|error)$")]
     pub status: Option<String>,
     /// 1 to 500, default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// From the previous page's `next_cursor`.
+    #[param(max_length = 256)]
     pub cursor: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
 pub struct StoredEvent {
     pub id: Uuid,
     pub occurred_at: DateTime<Utc>,
@@ -380,65 +521,79 @@ fn decode_cursor(c: &str) -> ApiResult<(DateTime<Utc>, Uuid)> {
         .map_err(|_| bad())?;
     let s = String::from_utf8(raw).map_err(|_| bad())?;
     let (t, id) = s.split_once('|').ok_or_else(bad)?;
-    Ok((
-        DateTime::parse_from_rfc3339(t)
-            .map_err(|_| bad())?
-            .with_timezone(&Utc),
-        Uuid::parse_str(id).map_err(|_| bad())?,
-    ))
+    let t = DateTime::parse_from_rfc3339(t)
+        .map_err(|_| bad())?
+        .with_timezone(&Utc);
+    if !valid_time(&t) {
+        return Err(bad());
+    }
+    Ok((t, Uuid::parse_str(id).map_err(|_| bad())?))
 }
 
 fn range(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> ApiResult<(DateTime<Utc>, DateTime<Utc>)> {
-    let to = to.unwrap_or_else(|| Utc::now() + Duration::seconds(1));
-    let from = from.unwrap_or(to - Duration::days(30));
+    let from = time_param("from", from)?;
+    let to = match time_param("to", to)? {
+        Some(t) => t,
+        None => Utc::now() + Duration::seconds(1),
+    };
+    let from = from.unwrap_or_else(|| {
+        to.checked_sub_signed(Duration::days(30))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    });
     if from > to {
         return Err(ApiError::BadRequest("from: must not be after to".into()));
     }
     Ok((from, to))
 }
 
-type EventRow = (
-    Uuid,
-    DateTime<Utc>,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    f64,
-    f64,
-    String,
-    Option<String>,
-    bool,
-    Option<String>,
-);
+/// A checked event query.
+struct EventQuery {
+    limit: i64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    cursor: Option<(DateTime<Utc>, Uuid)>,
+}
+
+impl EventFilter {
+    fn check(&self) -> ApiResult<EventQuery> {
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=500).contains(&limit) {
+            return Err(ApiError::BadRequest(
+                "limit: must be between 1 and 500".into(),
+            ));
+        }
+        if let Some(s) = &self.status
+            && !matches!(s.as_str(), "ok" | "error")
+        {
+            return Err(ApiError::BadRequest("status: must be ok or error".into()));
+        }
+        filter_param("model", &self.model)?;
+        filter_param("provider", &self.provider)?;
+        filter_param("agent_id", &self.agent_id)?;
+        filter_param("user_id", &self.user_id)?;
+        let (from, to) = range(self.from, self.to)?;
+        let cursor = self.cursor.as_deref().map(decode_cursor).transpose()?;
+        Ok(EventQuery {
+            limit,
+            from,
+            to,
+            cursor,
+        })
+    }
+}
 
 #[utoipa::path(get, path = "/v1/llmops/events", tag = "llmops", params(EventFilter),
-    responses((status = 200, body = EventPage), (status = 400, body = crate::platform::error::Problem)))]
+    responses((status = 200, description = "The tenant's events, newest first", body = EventPage), Problems))]
 async fn query_events(
     State(state): State<AppState>,
     p: Principal,
     Query(f): Query<EventFilter>,
 ) -> ApiResult<Json<EventPage>> {
-    let limit = f.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::BadRequest(
-            "limit: must be between 1 and 500".into(),
-        ));
-    }
-    if let Some(s) = &f.status
-        && !matches!(s.as_str(), "ok" | "error")
-    {
-        return Err(ApiError::BadRequest("status: must be ok or error".into()));
-    }
-    let (from, to) = range(f.from, f.to)?;
-    let cursor = f.cursor.as_deref().map(decode_cursor).transpose()?;
-    let rows: Vec<EventRow> = sqlx::query_as(
+    let q = f.check()?;
+    let mut items: Vec<StoredEvent> = sqlx::query_as(
         "SELECT id, occurred_at, user_id, agent_id, model, provider, operation, tokens_in, tokens_out, latency_ms, \
          cost_usd, status, error, cached, correlation_id FROM llm_operations \
          WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3 \
@@ -449,40 +604,20 @@ async fn query_events(
          ORDER BY occurred_at DESC, id DESC LIMIT $11",
     )
     .bind(&p.tenant_id)
-    .bind(from)
-    .bind(to)
+    .bind(q.from)
+    .bind(q.to)
     .bind(&f.model)
     .bind(&f.provider)
     .bind(&f.agent_id)
     .bind(&f.user_id)
     .bind(&f.status)
-    .bind(cursor.map(|c| c.0))
-    .bind(cursor.map(|c| c.1))
-    .bind(limit + 1)
+    .bind(q.cursor.map(|c| c.0))
+    .bind(q.cursor.map(|c| c.1))
+    .bind(q.limit + 1)
     .fetch_all(state.db()?)
     .await?;
-    let more = rows.len() as i64 > limit;
-    let items: Vec<StoredEvent> = rows
-        .into_iter()
-        .take(limit as usize)
-        .map(|r| StoredEvent {
-            id: r.0,
-            occurred_at: r.1,
-            user_id: r.2,
-            agent_id: r.3,
-            model: r.4,
-            provider: r.5,
-            operation: r.6,
-            tokens_in: r.7,
-            tokens_out: r.8,
-            latency_ms: r.9,
-            cost_usd: r.10,
-            status: r.11,
-            error: r.12,
-            cached: r.13,
-            correlation_id: r.14,
-        })
-        .collect();
+    let more = items.len() as i64 > q.limit;
+    items.truncate(q.limit as usize);
     let next_cursor = if more {
         items.last().map(|e| encode_cursor(e.occurred_at, e.id))
     } else {
@@ -494,11 +629,16 @@ async fn query_events(
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsQuery {
+    /// RFC 3339, years 0 to 9999; default: 30 days before `to`.
     pub from: Option<DateTime<Utc>>,
+    /// RFC 3339, years 0 to 9999; default: now.
     pub to: Option<DateTime<Utc>>,
     /// model, provider, agent, user, day, none (default), or tenant (platform admins only, across tenants).
+    #[param(pattern = r"^(model|provider|agent|user|day|tenant|none)$")]
     pub group_by: Option<String>,
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub model: Option<String>,
+    #[param(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub agent_id: Option<String>,
 }
 
@@ -525,28 +665,43 @@ pub struct MetricsReport {
     pub total_cost_usd: f64,
 }
 
-type MetricsRow = (
-    String,
-    i64,
-    i64,
-    i64,
-    i64,
-    f64,
-    Option<f64>,
-    Option<f64>,
-    Option<f64>,
-);
+#[derive(sqlx::FromRow)]
+struct MetricsRow {
+    key: String,
+    requests: i64,
+    errors: i64,
+    tokens_in: i64,
+    tokens_out: i64,
+    cost_usd: f64,
+    p50: Option<f64>,
+    p95: Option<f64>,
+    p99: Option<f64>,
+}
 
-#[utoipa::path(get, path = "/v1/llmops/metrics", tag = "llmops", params(MetricsQuery),
-    responses((status = 200, body = MetricsReport), (status = 400, body = crate::platform::error::Problem)))]
-async fn metrics(
-    State(state): State<AppState>,
-    p: Principal,
-    Query(q): Query<MetricsQuery>,
-) -> ApiResult<Json<MetricsReport>> {
-    let group_by = q.group_by.unwrap_or_else(|| "none".into());
-    // Only fixed expressions reach the SQL text.
-    let key_sql = match group_by.as_str() {
+impl From<MetricsRow> for MetricsGroup {
+    fn from(r: MetricsRow) -> Self {
+        MetricsGroup {
+            error_rate: if r.requests > 0 {
+                r.errors as f64 / r.requests as f64
+            } else {
+                0.0
+            },
+            key: r.key,
+            requests: r.requests,
+            errors: r.errors,
+            tokens_in: r.tokens_in,
+            tokens_out: r.tokens_out,
+            cost_usd: r.cost_usd,
+            latency_p50_ms: r.p50.unwrap_or(0.0),
+            latency_p95_ms: r.p95.unwrap_or(0.0),
+            latency_p99_ms: r.p99.unwrap_or(0.0),
+        }
+    }
+}
+
+/// The SQL of a grouping; only these fixed expressions reach the SQL text.
+fn group_key(group_by: &str) -> ApiResult<&'static str> {
+    Ok(match group_by {
         "none" => "'all'",
         "model" => "model",
         "provider" => "provider",
@@ -559,7 +714,30 @@ async fn metrics(
                 "group_by: {other:?} is not one of model, provider, agent, user, day, tenant, none"
             )));
         }
-    };
+    })
+}
+
+/// Sums are taken as numeric and capped, so that no history, however
+/// large its numbers, makes the report fail.
+const METRICS_COLUMNS: &str = "count(*) AS requests, count(*) FILTER (WHERE status = 'error') AS errors, \
+     LEAST(coalesce(sum(tokens_in), 0), 9223372036854775807)::bigint AS tokens_in, \
+     LEAST(coalesce(sum(tokens_out), 0), 9223372036854775807)::bigint AS tokens_out, \
+     LEAST(coalesce(sum(cost_usd::numeric), 0), 1e308)::float8 AS cost_usd, \
+     percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50, \
+     percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95, \
+     percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) AS p99";
+
+#[utoipa::path(get, path = "/v1/llmops/metrics", tag = "llmops", params(MetricsQuery),
+    responses((status = 200, description = "Metrics by group", body = MetricsReport), Problems, Forbidden))]
+async fn metrics(
+    State(state): State<AppState>,
+    p: Principal,
+    Query(q): Query<MetricsQuery>,
+) -> ApiResult<Json<MetricsReport>> {
+    let group_by = q.group_by.unwrap_or_else(|| "none".into());
+    let key_sql = group_key(&group_by)?;
+    filter_param("model", &q.model)?;
+    filter_param("agent_id", &q.agent_id)?;
     // Only the platform's operators see across tenants.
     let tenant_scope = if group_by == "tenant" {
         let role = state.config.platform_admin_role.clone();
@@ -574,11 +752,7 @@ async fn metrics(
     };
     let (from, to) = range(q.from, q.to)?;
     let rows: Vec<MetricsRow> = sqlx::query_as(&format!(
-        "SELECT {key_sql} AS key, count(*), count(*) FILTER (WHERE status = 'error'), \
-         coalesce(sum(tokens_in), 0)::bigint, coalesce(sum(tokens_out), 0)::bigint, coalesce(sum(cost_usd), 0), \
-         percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms), \
-         percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms), \
-         percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) \
+        "SELECT {key_sql} AS key, {METRICS_COLUMNS} \
          FROM llm_operations WHERE ($1::text IS NULL OR tenant_id = $1) AND occurred_at >= $2 AND occurred_at < $3 \
          AND ($4::text IS NULL OR model = $4) AND ($5::text IS NULL OR agent_id = $5) \
          GROUP BY 1 ORDER BY 1"
@@ -590,26 +764,8 @@ async fn metrics(
     .bind(&q.agent_id)
     .fetch_all(state.db()?)
     .await?;
-    let groups: Vec<MetricsGroup> = rows
-        .into_iter()
-        .map(|r| MetricsGroup {
-            key: r.0,
-            requests: r.1,
-            errors: r.2,
-            error_rate: if r.1 > 0 {
-                r.2 as f64 / r.1 as f64
-            } else {
-                0.0
-            },
-            tokens_in: r.3,
-            tokens_out: r.4,
-            cost_usd: r.5,
-            latency_p50_ms: r.6.unwrap_or(0.0),
-            latency_p95_ms: r.7.unwrap_or(0.0),
-            latency_p99_ms: r.8.unwrap_or(0.0),
-        })
-        .collect();
-    let total_cost_usd = groups.iter().map(|g| g.cost_usd).sum();
+    let groups: Vec<MetricsGroup> = rows.into_iter().map(MetricsGroup::from).collect();
+    let total_cost_usd = groups.iter().map(|g| g.cost_usd).sum::<f64>().min(f64::MAX);
     Ok(Json(MetricsReport {
         from,
         to,
@@ -631,11 +787,16 @@ pub struct Pricing {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PricingInput {
+    /// USD per million input tokens.
+    #[schema(minimum = 0, maximum = 1000000)]
     pub input_per_million: f64,
+    /// USD per million output tokens.
+    #[schema(minimum = 0, maximum = 1000000)]
     pub output_per_million: f64,
 }
 
-#[utoipa::path(get, path = "/v1/llmops/pricing", tag = "llmops", responses((status = 200, body = Vec<Pricing>)))]
+#[utoipa::path(get, path = "/v1/llmops/pricing", tag = "llmops",
+    responses((status = 200, description = "The prices that apply to the tenant", body = Vec<Pricing>), Problems))]
 async fn list_pricing(
     State(state): State<AppState>,
     p: Principal,
@@ -663,8 +824,8 @@ async fn list_pricing(
     ))
 }
 
-#[utoipa::path(put, path = "/v1/llmops/pricing/{model}", tag = "llmops", request_body = PricingInput,
-    responses((status = 200, body = Pricing), (status = 403, body = crate::platform::error::Problem)))]
+#[utoipa::path(put, path = "/v1/llmops/pricing/{model}", tag = "llmops", params(("model" = String, Path, description = "The model's name", min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")), request_body = PricingInput,
+    responses((status = 200, description = "The tenant's own price", body = Pricing), Problems, BodyProblems, Forbidden))]
 async fn put_pricing(
     State(state): State<AppState>,
     p: Principal,
@@ -672,16 +833,14 @@ async fn put_pricing(
     Json(input): Json<PricingInput>,
 ) -> ApiResult<Json<Pricing>> {
     p.require_admin()?;
-    if model.is_empty() || model.len() > 200 {
-        return Err(ApiError::Validation("model: 1 to 200 characters".into()));
-    }
+    text("model", &model, 1, 200, false).map_err(ApiError::Validation)?;
     for (name, v) in [
         ("input_per_million", input.input_per_million),
         ("output_per_million", input.output_per_million),
     ] {
-        if !v.is_finite() || v < 0.0 {
+        if !(0.0..=MAX_PRICE).contains(&v) {
             return Err(ApiError::Validation(format!(
-                "{name}: must be a non-negative number"
+                "{name}: must be a number between 0 and {MAX_PRICE}"
             )));
         }
     }
@@ -706,14 +865,15 @@ async fn put_pricing(
     }))
 }
 
-#[utoipa::path(delete, path = "/v1/llmops/pricing/{model}", tag = "llmops",
-    responses((status = 204), (status = 404, body = crate::platform::error::Problem)))]
+#[utoipa::path(delete, path = "/v1/llmops/pricing/{model}", tag = "llmops", params(("model" = String, Path, description = "The model's name", min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")),
+    responses((status = 204, description = "The default price applies again"), Problems, Invalid, Forbidden, NotFound))]
 async fn delete_pricing(
     State(state): State<AppState>,
     p: Principal,
     Path(model): Path<String>,
 ) -> ApiResult<StatusCode> {
     p.require_admin()?;
+    text("model", &model, 1, 200, false).map_err(ApiError::Validation)?;
     let done = sqlx::query("DELETE FROM model_pricing WHERE tenant_id = $1 AND model = $2")
         .bind(&p.tenant_id)
         .bind(&model)
@@ -726,6 +886,28 @@ async fn delete_pricing(
         ));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Integers as JSON Schema counts them: `3.0` is the integer 3.
+fn integral<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    let n = serde_json::Number::deserialize(d)?;
+    let out = if let Some(i) = n.as_i64() {
+        T::try_from(i).ok()
+    } else if let Some(u) = n.as_u64() {
+        T::try_from(u).ok()
+    } else {
+        // Beyond 2^53 a float no longer holds every integer.
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .and_then(|f| T::try_from(f as i64).ok())
+    };
+    out.ok_or_else(|| {
+        serde::de::Error::custom(format!("invalid value: {n}, expected an integer in range"))
+    })
 }
 
 #[cfg(test)]

@@ -14,12 +14,21 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use crate::platform::error::Problem;
 use crate::platform::extract::{Json, Path, Query};
 use crate::platform::{ApiError, ApiResult, AppState, Principal};
 
-/// Work a single render may do (minijinja fuel), so a template cannot spin.
-const RENDER_FUEL: u64 = 200_000;
-const MAX_TEMPLATE: usize = 256 * 1024;
+mod budget;
+mod render;
+mod structure;
+
+use render::{check_source, environment, template_error};
+
+const MAX_MESSAGES: usize = 64;
+const MAX_VARIABLES: usize = 128;
+const MAX_DESCRIPTION: usize = 2000;
+/// Serialized size of a variable's default and of `model_defaults`.
+const MAX_JSON_BYTES: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -38,29 +47,117 @@ pub fn router() -> Router<AppState> {
     paths(create, list, get_one, update, delete, versions, render, build_context),
     components(schemas(TemplateInput, UpdateInput, Variable, MessageTemplate, PromptTemplate, Summary, VersionInfo,
                        RenderInput, Rendered, RenderedMessage, ContextInput, ContextMessage, ContextResult,
-                       crate::platform::error::Problem)),
+                       Problem)),
     tags((name = "prompt", description = "Versioned prompt templates"))
 )]
 struct Doc;
 
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    Doc::openapi()
+    let mut doc = Doc::openapi();
+    if let Some(c) = doc.components.as_mut() {
+        for name in ["TemplateInput", "UpdateInput"] {
+            if let Some(schema) = c.schemas.remove(name) {
+                c.schemas.insert(name.into(), exactly_one_source(schema));
+            }
+        }
+    }
+    doc
 }
+
+/// The schema of a version, with what serde cannot say: exactly one of
+/// `template` and `messages`.
+fn exactly_one_source(
+    schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let null = || ObjectBuilder::new().schema_type(Type::Null);
+    let given = |ty: Type| ObjectBuilder::new().schema_type(ty);
+    let template = ObjectBuilder::new()
+        .property("template", given(Type::String))
+        .property("messages", null())
+        .required("template");
+    let messages = ObjectBuilder::new()
+        .property("messages", given(Type::Array))
+        .property("template", null())
+        .required("messages");
+    AllOfBuilder::new()
+        .item(schema)
+        .item(OneOfBuilder::new().item(template).item(messages))
+        .into()
+}
+
+/// Problems every route of this component can answer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "describes responses, never built")]
+enum Problems {
+    /// The request is malformed: its path, query string or body.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// No valid bearer token.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// The tenant sends too many requests; `Retry-After` says when to retry.
+    #[response(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Problem),
+    /// The database is unavailable or busy, or the request took too long.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
+/// Problems of routes with a request body.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "describes responses, never built")]
+enum BodyProblems {
+    /// The body is larger than the service accepts.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// The body is neither JSON nor MessagePack.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+    /// The body breaks a rule of this API; the detail names the field and the limit.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
+}
+
+/// No template by this name (or version) for the tenant.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 404, content_type = "application/problem+json")]
+#[allow(dead_code, reason = "describes responses, never built")]
+struct NotFound(Problem);
+
+/// The template comes from a PromptTemplate resource and is read-only here.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 403, content_type = "application/problem+json")]
+#[allow(dead_code, reason = "describes responses, never built")]
+struct ReadOnly(Problem);
+
+/// A template by this name exists, or changed concurrently.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 409, content_type = "application/problem+json")]
+#[allow(dead_code, reason = "describes responses, never built")]
+struct Conflict(Problem);
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Variable {
+    /// Letters, digits and '_', not starting with a digit; at most 64.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub description: Option<String>,
     /// Required unless a default is given; default true.
     #[serde(default = "yes")]
     pub required: bool,
+    /// Any JSON value (at most 64 KiB), of the declared type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub default: Option<Value>,
     /// string, number, integer, boolean, array or object; any when absent.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^(string|number|integer|boolean|array|object)$")]
     pub kind: Option<String>,
 }
 
@@ -72,27 +169,45 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct MessageTemplate {
     /// system, developer, user, assistant or tool.
+    #[schema(pattern = r"^(system|developer|user|assistant|tool)$")]
     pub role: String,
+    #[schema(
+        max_length = 262144,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub template: String,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateInput {
-    /// Lower-case letters, digits, '-', '_' or '.', 1 to 128 characters.
+    /// Lower-case letters, digits, '-', '_' or '.', 1 to 128 characters,
+    /// starting with a letter or digit.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[a-z0-9][a-z0-9._-]*$")]
     pub name: String,
     #[serde(default)]
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub description: Option<String>,
     /// A single template; give this or `messages`.
     #[serde(default)]
+    #[schema(
+        max_length = 262144,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub template: Option<String>,
     /// Chat messages, each a template; give this or `template`.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 64)]
     pub messages: Option<Vec<MessageTemplate>>,
     #[serde(default)]
+    #[schema(max_items = 128)]
     pub variables: Vec<Variable>,
+    /// A JSON object of at most 64 KiB.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub model_defaults: Option<Value>,
 }
 
@@ -100,15 +215,28 @@ pub struct TemplateInput {
 #[serde(deny_unknown_fields)]
 pub struct UpdateInput {
     #[serde(default)]
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub description: Option<String>,
+    /// A single template; give this or `messages`.
     #[serde(default)]
+    #[schema(
+        max_length = 262144,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub template: Option<String>,
+    /// Chat messages, each a template; give this or `template`.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 64)]
     pub messages: Option<Vec<MessageTemplate>>,
     #[serde(default)]
+    #[schema(max_items = 128)]
     pub variables: Vec<Variable>,
+    /// A JSON object of at most 64 KiB.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub model_defaults: Option<Value>,
 }
 
@@ -120,7 +248,6 @@ pub struct PromptTemplate {
     pub template: Option<String>,
     pub messages: Option<Vec<MessageTemplate>>,
     pub variables: Vec<Variable>,
-    #[schema(value_type = Object)]
     pub model_defaults: Option<Value>,
     /// `api`, or `resource` for templates from PromptTemplate resources (read-only).
     pub source: String,
@@ -130,22 +257,6 @@ pub struct PromptTemplate {
 }
 
 const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
-
-fn environment() -> minijinja::Environment<'static> {
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.set_fuel(Some(RENDER_FUEL));
-    env
-}
-
-fn template_error(what: &str, e: &minijinja::Error) -> ApiError {
-    let at = e
-        .line()
-        .map(|l| format!(" at line {l}"))
-        .unwrap_or_default();
-    let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
-    ApiError::Validation(format!("{what}: {}{at}{detail}", e.kind()))
-}
 
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
@@ -183,16 +294,95 @@ struct Content {
     model_defaults: Option<Value>,
 }
 
-impl Content {
-    fn validate(&self) -> ApiResult<()> {
-        if self.description.as_ref().is_some_and(|d| d.len() > 2000) {
-            return Err(ApiError::Validation(
-                "description: at most 2000 characters".into(),
-            ));
+/// A text field a client fills: bounded, and without NUL or other control
+/// characters (newlines and tabs allowed where `multiline`).
+fn check_text(what: &str, s: &str, max: usize, multiline: bool) -> ApiResult<()> {
+    if s.chars().count() > max {
+        return Err(ApiError::Validation(format!(
+            "{what}: at most {max} characters"
+        )));
+    }
+    let bad = |c: char| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t'));
+    if s.chars().any(bad) {
+        return Err(ApiError::Validation(format!(
+            "{what}: control characters are not allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// JSON stored as jsonb: bounded, without NUL (jsonb cannot hold it) and
+/// with numbers that read back as they were written (jsonb writes them out
+/// in full, and near the end of the f64 range they parse as infinite).
+fn check_json_size(what: &str, v: &Value) -> ApiResult<()> {
+    let len = serde_json::to_vec(v).map_err(ApiError::internal)?.len();
+    if len > MAX_JSON_BYTES {
+        return Err(ApiError::Validation(format!(
+            "{what}: at most {MAX_JSON_BYTES} bytes of JSON"
+        )));
+    }
+    if !storable(v) {
+        return Err(ApiError::Validation(format!(
+            "{what}: strings must not contain NUL and numbers must be within ±1e300"
+        )));
+    }
+    Ok(())
+}
+
+fn storable(v: &Value) -> bool {
+    match v {
+        Value::String(s) => !s.contains('\0'),
+        Value::Number(n) => n.as_f64().is_some_and(|f| f.abs() <= 1e300),
+        Value::Array(items) => items.iter().all(storable),
+        Value::Object(m) => m.iter().all(|(k, v)| !k.contains('\0') && storable(v)),
+        Value::Null | Value::Bool(_) => true,
+    }
+}
+
+fn check_variable(i: usize, var: &Variable) -> ApiResult<()> {
+    if !valid_var(&var.name) {
+        return Err(ApiError::Validation(format!(
+            "variables[{i}].name: {:?} is not an identifier (letters, digits, '_', at most 64)",
+            var.name
+        )));
+    }
+    if let Some(d) = &var.description {
+        check_text(
+            &format!("variables[{i}].description"),
+            d,
+            MAX_DESCRIPTION,
+            true,
+        )?;
+    }
+    if let Some(k) = &var.kind
+        && !matches!(
+            k.as_str(),
+            "string" | "number" | "integer" | "boolean" | "array" | "object"
+        )
+    {
+        return Err(ApiError::Validation(format!(
+            "variables[{i}].type: {k:?} is not one of string, number, integer, boolean, array, object"
+        )));
+    }
+    if let Some(d) = &var.default {
+        check_json_size(&format!("variables[{i}].default"), d)?;
+        if let Some(k) = &var.kind
+            && !type_matches(k, d)
+        {
+            return Err(ApiError::Validation(format!(
+                "variables[{i}].default: is not of type {k}"
+            )));
         }
-        let sources: Vec<(String, &str)> = match (&self.template, &self.messages) {
-            (Some(t), None) => vec![("template".into(), t.as_str())],
-            (None, Some(ms)) if !ms.is_empty() => {
+    }
+    Ok(())
+}
+
+impl Content {
+    /// The templates of this version, each with the name of its field.
+    fn sources(&self) -> ApiResult<Vec<(String, &str)>> {
+        match (&self.template, &self.messages) {
+            (Some(t), None) => Ok(vec![("template".into(), t.as_str())]),
+            (None, Some(ms)) if !ms.is_empty() && ms.len() <= MAX_MESSAGES => {
                 let mut v = Vec::new();
                 for (i, m) in ms.iter().enumerate() {
                     if !ROLES.contains(&m.role.as_str()) {
@@ -204,59 +394,64 @@ impl Content {
                     }
                     v.push((format!("messages[{i}].template"), m.template.as_str()));
                 }
-                v
+                Ok(v)
             }
-            _ => {
-                return Err(ApiError::Validation(
-                    "give exactly one of template, messages (a non-empty list)".into(),
-                ));
-            }
-        };
+            (None, Some(ms)) if ms.len() > MAX_MESSAGES => Err(ApiError::Validation(format!(
+                "messages: at most {MAX_MESSAGES}"
+            ))),
+            _ => Err(ApiError::Validation(
+                "give exactly one of template, messages (a non-empty list)".into(),
+            )),
+        }
+    }
+
+    fn check_variables(&self) -> ApiResult<HashSet<&str>> {
+        if self.variables.len() > MAX_VARIABLES {
+            return Err(ApiError::Validation(format!(
+                "variables: at most {MAX_VARIABLES}"
+            )));
+        }
         let mut declared = HashSet::new();
         for (i, var) in self.variables.iter().enumerate() {
-            if !valid_var(&var.name) {
-                return Err(ApiError::Validation(format!(
-                    "variables[{i}].name: {:?} is not an identifier",
-                    var.name
-                )));
-            }
+            check_variable(i, var)?;
             if !declared.insert(var.name.as_str()) {
                 return Err(ApiError::Validation(format!(
                     "variables[{i}].name: {} is declared twice",
                     var.name
                 )));
             }
-            if let Some(k) = &var.kind
-                && !matches!(
-                    k.as_str(),
-                    "string" | "number" | "integer" | "boolean" | "array" | "object"
-                )
-            {
-                return Err(ApiError::Validation(format!(
-                    "variables[{i}].type: {k:?} is not one of string, number, integer, boolean, array, object"
-                )));
-            }
-            if let (Some(k), Some(d)) = (&var.kind, &var.default)
-                && !type_matches(k, d)
-            {
-                return Err(ApiError::Validation(format!(
-                    "variables[{i}].default: is not of type {k}"
-                )));
-            }
         }
+        Ok(declared)
+    }
+
+    /// Checks the version; the templates are checked before minijinja
+    /// parses them, with each variable at a nominal size.
+    fn validate(&self) -> ApiResult<()> {
+        if let Some(d) = &self.description {
+            check_text("description", d, MAX_DESCRIPTION, true)?;
+        }
+        if let Some(m) = &self.model_defaults {
+            if !m.is_object() {
+                return Err(ApiError::Validation(
+                    "model_defaults: must be a JSON object".into(),
+                ));
+            }
+            check_json_size("model_defaults", m)?;
+        }
+        let sources = self.sources()?;
+        let declared = self.check_variables()?;
+        let nominal = render::nominal_inputs(&self.variables);
         let env = environment();
+        let globals: HashSet<&str> = env.globals().map(|(name, _)| name).collect();
         let mut undeclared = std::collections::BTreeSet::new();
         for (what, src) in &sources {
-            if src.len() > MAX_TEMPLATE {
-                return Err(ApiError::Validation(format!(
-                    "{what}: longer than {MAX_TEMPLATE} bytes"
-                )));
-            }
+            check_text(what, src, render::MAX_TEMPLATE_CHARS, true)?;
+            check_source(what, src, &nominal)?;
             let tmpl = env
                 .template_from_str(src)
                 .map_err(|e| template_error(what, &e))?;
             for v in tmpl.undeclared_variables(false) {
-                if !declared.contains(v.as_str()) {
+                if !declared.contains(v.as_str()) && !globals.contains(v.as_str()) {
                     undeclared.insert(v);
                 }
             }
@@ -279,6 +474,52 @@ impl Content {
             "description": self.description,
         });
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+/// Checks a version off the async workers: a large template takes a while.
+async fn validated(c: Content) -> ApiResult<Content> {
+    off_workers(move || c.validate().map(|()| c)).await
+}
+
+/// Runs template work on a blocking thread. A panic there comes from the
+/// template engine failing on the client's template: it is logged and
+/// answered as a template the service cannot handle.
+async fn off_workers<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => {
+            tracing::error!(error = %e, "the template engine panicked");
+            Err(ApiError::Validation(
+                "template: the template engine cannot handle this template".into(),
+            ))
+        }
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+/// A template name in a path: what `name` allows, and the names of
+/// PromptTemplate resources (up to 253 characters).
+fn path_name(name: &str) -> ApiResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        return Err(ApiError::BadRequest(
+            "name: 1 to 253 lower-case letters, digits, '-', '_' or '.'".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn version_param(version: Option<i32>) -> ApiResult<Option<i32>> {
+    match version {
+        Some(v) if v < 1 => Err(ApiError::BadRequest("version: at least 1".into())),
+        other => Ok(other),
     }
 }
 
@@ -352,6 +593,7 @@ async fn latest(
     name: &str,
     version: Option<i32>,
 ) -> ApiResult<PromptTemplate> {
+    path_name(name)?;
     let row: Option<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM prompt_templates WHERE tenant_id = $1 AND name = $2 \
          AND ($3::int IS NULL OR version = $3) ORDER BY version DESC LIMIT 1"
@@ -382,8 +624,7 @@ fn read_only(t: &PromptTemplate) -> ApiResult<()> {
 }
 
 #[utoipa::path(post, path = "/v1/prompts", tag = "prompt", request_body = TemplateInput,
-    responses((status = 201, body = PromptTemplate), (status = 409, body = crate::platform::error::Problem),
-              (status = 422, body = crate::platform::error::Problem)))]
+    responses((status = 201, description = "The first version", body = PromptTemplate), Problems, BodyProblems, Conflict))]
 async fn create(
     State(state): State<AppState>,
     p: Principal,
@@ -401,7 +642,7 @@ async fn create(
         variables: input.variables,
         model_defaults: input.model_defaults,
     };
-    c.validate()?;
+    let c = validated(c).await?;
     let exists: Option<i32> = sqlx::query_scalar(
         "SELECT version FROM prompt_templates WHERE tenant_id = $1 AND name = $2 LIMIT 1",
     )
@@ -437,7 +678,8 @@ pub struct Summary {
     pub updated_at: DateTime<Utc>,
 }
 
-#[utoipa::path(get, path = "/v1/prompts", tag = "prompt", responses((status = 200, body = Vec<Summary>)))]
+#[utoipa::path(get, path = "/v1/prompts", tag = "prompt",
+    responses((status = 200, description = "The latest version of every template", body = Vec<Summary>), Problems))]
 async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec<Summary>>> {
     let rows: Vec<SummaryRow> = sqlx::query_as(
         "SELECT DISTINCT ON (name) name, version, description, source, created_at FROM prompt_templates \
@@ -463,23 +705,25 @@ async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec
 #[serde(deny_unknown_fields)]
 pub struct VersionQuery {
     /// A specific version; the latest when absent.
+    #[param(minimum = 1)]
     pub version: Option<i32>,
 }
 
-#[utoipa::path(get, path = "/v1/prompts/{name}", tag = "prompt", params(VersionQuery),
-    responses((status = 200, body = PromptTemplate), (status = 404, body = crate::platform::error::Problem)))]
+#[utoipa::path(get, path = "/v1/prompts/{name}", tag = "prompt", params(("name" = String, Path, description = "The template's name", min_length = 1, max_length = 253, pattern = r"^[a-z0-9._-]+$"), VersionQuery),
+    responses((status = 200, description = "The version asked for, else the latest", body = PromptTemplate), Problems, NotFound))]
 async fn get_one(
     State(state): State<AppState>,
     p: Principal,
     Path(name): Path<String>,
     Query(q): Query<VersionQuery>,
 ) -> ApiResult<Json<PromptTemplate>> {
-    Ok(Json(latest(&state, &p.tenant_id, &name, q.version).await?))
+    let version = version_param(q.version)?;
+    Ok(Json(latest(&state, &p.tenant_id, &name, version).await?))
 }
 
-#[utoipa::path(put, path = "/v1/prompts/{name}", tag = "prompt", request_body = UpdateInput,
-    responses((status = 200, body = PromptTemplate), (status = 403, body = crate::platform::error::Problem),
-              (status = 404, body = crate::platform::error::Problem)))]
+#[utoipa::path(put, path = "/v1/prompts/{name}", tag = "prompt", params(("name" = String, Path, description = "The template's name", min_length = 1, max_length = 253, pattern = r"^[a-z0-9._-]+$")), request_body = UpdateInput,
+    responses((status = 200, description = "The new version, or the latest when nothing changed", body = PromptTemplate),
+              Problems, BodyProblems, ReadOnly, NotFound, Conflict))]
 async fn update(
     State(state): State<AppState>,
     p: Principal,
@@ -495,7 +739,7 @@ async fn update(
         variables: input.variables,
         model_defaults: input.model_defaults,
     };
-    c.validate()?;
+    let c = validated(c).await?;
     if c.hash() == current.content_hash {
         // Nothing changed: no new version.
         return Ok(Json(current));
@@ -511,9 +755,8 @@ async fn update(
     Ok(Json(t))
 }
 
-#[utoipa::path(delete, path = "/v1/prompts/{name}", tag = "prompt",
-    responses((status = 204), (status = 403, body = crate::platform::error::Problem),
-              (status = 404, body = crate::platform::error::Problem)))]
+#[utoipa::path(delete, path = "/v1/prompts/{name}", tag = "prompt", params(("name" = String, Path, description = "The template's name", min_length = 1, max_length = 253, pattern = r"^[a-z0-9._-]+$")),
+    responses((status = 204, description = "Every version is deleted"), Problems, ReadOnly, NotFound))]
 async fn delete(
     State(state): State<AppState>,
     p: Principal,
@@ -539,13 +782,14 @@ pub struct VersionInfo {
     pub created_at: DateTime<Utc>,
 }
 
-#[utoipa::path(get, path = "/v1/prompts/{name}/versions", tag = "prompt",
-    responses((status = 200, body = Vec<VersionInfo>), (status = 404, body = crate::platform::error::Problem)))]
+#[utoipa::path(get, path = "/v1/prompts/{name}/versions", tag = "prompt", params(("name" = String, Path, description = "The template's name", min_length = 1, max_length = 253, pattern = r"^[a-z0-9._-]+$")),
+    responses((status = 200, description = "Every version, newest first", body = Vec<VersionInfo>), Problems, NotFound))]
 async fn versions(
     State(state): State<AppState>,
     p: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Vec<VersionInfo>>> {
+    path_name(&name)?;
     let rows: Vec<(i32, String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
         "SELECT version, content_hash, created_by, created_at FROM prompt_templates \
          WHERE tenant_id = $1 AND name = $2 ORDER BY version DESC",
@@ -574,10 +818,13 @@ async fn versions(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenderInput {
+    /// Values of the declared variables, by name.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub variables: serde_json::Map<String, Value>,
-    #[serde(default)]
+    /// A specific version; the latest when absent.
+    #[serde(default, deserialize_with = "integral_opt")]
+    #[schema(minimum = 1)]
     pub version: Option<i32>,
 }
 
@@ -595,17 +842,17 @@ pub struct Rendered {
     pub text: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<RenderedMessage>>,
-    #[schema(value_type = Object)]
     pub model_defaults: Option<Value>,
     /// Estimated tokens of the rendered prompt.
     pub tokens: u64,
 }
 
-/// Renders a template with strict variables.
-pub fn render_template(
+/// The render context: the given variables over the defaults, each checked
+/// against its declaration.
+fn render_context(
     t: &PromptTemplate,
     given: &serde_json::Map<String, Value>,
-) -> ApiResult<Rendered> {
+) -> ApiResult<BTreeMap<String, Value>> {
     let declared: HashSet<&str> = t.variables.iter().map(|v| v.name.as_str()).collect();
     let mut unknown: Vec<&str> = given
         .keys()
@@ -646,35 +893,59 @@ pub fn render_template(
             missing.join(", ")
         )));
     }
-    let env = environment();
-    let ctx = minijinja::Value::from_serialize(&ctx);
-    let run = |what: &str, src: &str| -> ApiResult<String> {
-        let tmpl = env
-            .template_from_str(src)
-            .map_err(|e| template_error(what, &e))?;
-        tmpl.render(&ctx).map_err(|e| template_error(what, &e))
-    };
-    let (text, messages, tokens) = match (&t.template, &t.messages) {
-        (Some(src), _) => {
-            let text = run("template", src)?;
-            let tokens = estimate_tokens(&text);
-            (Some(text), None, tokens)
-        }
-        (None, Some(ms)) => {
-            let mut out = Vec::new();
-            for (i, m) in ms.iter().enumerate() {
-                out.push(RenderedMessage {
-                    role: m.role.clone(),
-                    content: run(&format!("messages[{i}]"), &m.template)?,
-                });
-            }
-            let tokens = out.iter().map(|m| estimate_tokens(&m.content) + 4).sum();
-            (None, Some(out), tokens)
-        }
+    Ok(ctx)
+}
+
+/// Renders a template with strict variables, within the limits of
+/// [`render`]: the templates are checked again with the sizes of the given
+/// values before they are compiled, and the rendered text is bounded.
+/// CPU-bound: call it off the async workers.
+pub fn render_template(
+    t: &PromptTemplate,
+    given: &serde_json::Map<String, Value>,
+) -> ApiResult<Rendered> {
+    let ctx = render_context(t, given)?;
+    let inputs = render::actual_inputs(&ctx);
+    let sources: Vec<(String, &str)> = match (&t.template, &t.messages) {
+        (Some(src), _) => vec![("template".into(), src.as_str())],
+        (None, Some(ms)) => ms
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (format!("messages[{i}]"), m.template.as_str()))
+            .collect(),
         (None, None) => {
             return Err(ApiError::internal(anyhow::anyhow!(
                 "template without content"
             )));
+        }
+    };
+    for (what, src) in &sources {
+        check_source(what, src, &inputs)?;
+    }
+    let env = environment();
+    let ctx = minijinja::Value::from_serialize(&ctx);
+    let mut left = render::MAX_OUTPUT_BYTES;
+    let mut texts = Vec::with_capacity(sources.len());
+    for (what, src) in &sources {
+        texts.push(render::render_source(&env, what, src, &ctx, &mut left)?);
+    }
+    let (text, messages, tokens) = match &t.messages {
+        Some(ms) if t.template.is_none() => {
+            let out: Vec<RenderedMessage> = ms
+                .iter()
+                .zip(texts)
+                .map(|(m, content)| RenderedMessage {
+                    role: m.role.clone(),
+                    content,
+                })
+                .collect();
+            let tokens = out.iter().map(|m| estimate_tokens(&m.content) + 4).sum();
+            (None, Some(out), tokens)
+        }
+        _ => {
+            let text = texts.into_iter().next().unwrap_or_default();
+            let tokens = estimate_tokens(&text);
+            (Some(text), None, tokens)
         }
     };
     Ok(Rendered {
@@ -687,17 +958,33 @@ pub fn render_template(
     })
 }
 
-#[utoipa::path(post, path = "/v1/prompts/{name}/render", tag = "prompt", request_body = RenderInput,
-    responses((status = 200, body = Rendered), (status = 404, body = crate::platform::error::Problem),
-              (status = 422, body = crate::platform::error::Problem)))]
+#[utoipa::path(post, path = "/v1/prompts/{name}/render", tag = "prompt", params(("name" = String, Path, description = "The template's name", min_length = 1, max_length = 253, pattern = r"^[a-z0-9._-]+$")), request_body = RenderInput,
+    responses((status = 200, description = "The rendered prompt", body = Rendered), Problems, BodyProblems, NotFound))]
 async fn render(
     State(state): State<AppState>,
     p: Principal,
     Path(name): Path<String>,
     Json(input): Json<RenderInput>,
 ) -> ApiResult<Json<Rendered>> {
-    let t = latest(&state, &p.tenant_id, &name, input.version).await?;
-    Ok(Json(render_template(&t, &input.variables)?))
+    if input.version.is_some_and(|v| v < 1) {
+        return Err(ApiError::Validation("version: at least 1".into()));
+    }
+    let t = match (
+        latest(&state, &p.tenant_id, &name, input.version).await,
+        input.version,
+    ) {
+        // The template exists (or this is the 404); the body names a version it lacks.
+        (Err(ApiError::NotFound(_)), Some(v)) => {
+            latest(&state, &p.tenant_id, &name, None).await?;
+            return Err(ApiError::Validation(format!(
+                "version: template {name} has no version {v}"
+            )));
+        }
+        (t, _) => t?,
+    };
+    let vars = input.variables;
+    let rendered = off_workers(move || render_template(&t, &vars)).await?;
+    Ok(Json(rendered))
 }
 
 /// A rough token estimate: four characters a token.
@@ -708,6 +995,8 @@ pub fn estimate_tokens(s: &str) -> u64 {
 #[derive(Deserialize, Serialize, ToSchema, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct ContextMessage {
+    /// system, developer, user, assistant or tool.
+    #[schema(pattern = r"^(system|developer|user|assistant|tool)$")]
     pub role: String,
     pub content: String,
     /// Kept whatever the budget (system messages always are).
@@ -719,8 +1008,11 @@ pub struct ContextMessage {
 #[serde(deny_unknown_fields)]
 pub struct ContextInput {
     /// Oldest first.
+    #[schema(max_items = 10000)]
     pub messages: Vec<ContextMessage>,
     /// Tokens the result may use.
+    #[schema(minimum = 1, maximum = 10000000)]
+    #[serde(deserialize_with = "integral")]
     pub max_tokens: u64,
 }
 
@@ -775,7 +1067,7 @@ pub fn fit_context(messages: Vec<ContextMessage>, max_tokens: u64) -> ApiResult<
 }
 
 #[utoipa::path(post, path = "/v1/prompts/context", tag = "prompt", request_body = ContextInput,
-    responses((status = 200, body = ContextResult), (status = 422, body = crate::platform::error::Problem)))]
+    responses((status = 200, description = "The messages that fit", body = ContextResult), Problems, BodyProblems))]
 async fn build_context(
     _p: Principal,
     Json(input): Json<ContextInput>,
@@ -797,6 +1089,38 @@ async fn build_context(
         }
     }
     Ok(Json(fit_context(input.messages, input.max_tokens)?))
+}
+
+/// Integers as JSON Schema counts them: `3.0` is the integer 3.
+fn integral<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    let n = serde_json::Number::deserialize(d)?;
+    let out = if let Some(i) = n.as_i64() {
+        T::try_from(i).ok()
+    } else if let Some(u) = n.as_u64() {
+        T::try_from(u).ok()
+    } else {
+        // Beyond 2^53 a float no longer holds every integer.
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .and_then(|f| T::try_from(f as i64).ok())
+    };
+    out.ok_or_else(|| {
+        serde::de::Error::custom(format!("invalid value: {n}, expected an integer in range"))
+    })
+}
+
+fn integral_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    #[derive(Deserialize)]
+    struct Wrap<T: TryFrom<i64> + TryFrom<u64>>(#[serde(deserialize_with = "integral")] T);
+    Ok(Option::<Wrap<T>>::deserialize(d)?.map(|w| w.0))
 }
 
 #[cfg(test)]
