@@ -21,6 +21,42 @@ pub fn from_object<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
         .map_err(|e| ApiError::Validation(format!("invalid request body: {e}")))
 }
 
+/// A body of the OpenAI-compatible routes, read as a `T`. A JSON object within the
+/// nesting bound and without an escaped NUL is decoded straight into `T`, in one pass;
+/// anything else, and anything that pass refuses, takes the checked path through a
+/// `Value` ([`crate::platform::body::decode`], then [`from_object`]), which decides
+/// and words the error. Both accept the same bodies: the one pass refuses more (a
+/// repeated key), never less.
+pub struct OpenAiBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OpenAiBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let (encoding, bytes) = crate::platform::extract::body_bytes(req).await?;
+        decode_object(encoding, &bytes).map(OpenAiBody)
+    }
+}
+
+/// See [`OpenAiBody`].
+pub fn decode_object<T: DeserializeOwned>(
+    encoding: crate::platform::body::Encoding,
+    bytes: &[u8],
+) -> Result<T, ApiError> {
+    use crate::platform::body::{Encoding, MAX_DEPTH, decode, json_scan};
+    if encoding == Encoding::Json && bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+    {
+        let (depth, nul) = json_scan(bytes);
+        if depth <= MAX_DEPTH
+            && !nul
+            && let Ok(v) = serde_json::from_slice(bytes)
+        {
+            return Ok(v);
+        }
+    }
+    from_object(decode::<Value>(encoding, bytes)?)
+}
+
 /// A JSON (or MessagePack) object body, as the problem+json routes take it.
 pub struct Object<T>(pub T);
 

@@ -1,13 +1,13 @@
 //! Per-tenant limits (requests and tokens per minute) and budgets (spend per
-//! day or month), counted in Redis so every replica sees the same numbers.
+//! day or month), counted in Redis so every replica sees the same numbers, and
+//! decided in-process from counters synced with Redis in the background.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use chrono::{Datelike, Timelike, Utc};
-use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -73,32 +73,147 @@ pub struct LimitsView {
 }
 
 /// A short in-process cache of the limits, so most requests cost no
-/// database round trip.
+/// database round trip, and this replica's view of each limited tenant's counters.
+///
+/// Counting happens here, on the request path, without a Redis round trip: a call is
+/// admitted against the totals Redis held at the last sync plus what this replica
+/// counted since, and the counts are added to Redis in one pipeline per tenant at most
+/// every [`SYNC_EVERY`] while the tenant is active. A replica therefore sees the other
+/// replicas' calls and spend at most [`SYNC_EVERY`] (plus one round trip) late, and its
+/// own at once; a tenant idle for longer than [`FRESH_FOR`] is synced before its next
+/// call is decided.
 #[derive(Default)]
-pub struct LimitCache(Mutex<HashMap<String, (Instant, Limits)>>);
+pub struct LimitCache(Mutex<HashMap<String, Arc<Tenant>>>);
 
 const CACHE_FOR: Duration = Duration::from_secs(5);
+/// How often an active tenant's counters are exchanged with Redis.
+pub const SYNC_EVERY: Duration = Duration::from_millis(100);
+/// Counters older than this are refreshed before a call is decided.
+pub const FRESH_FOR: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+pub struct Tenant(Mutex<Counters>);
+
+/// One counter: what Redis held at the last sync, what is being added now, what is
+/// counted and not yet sent.
+#[derive(Default, Clone, Copy)]
+struct Count {
+    seen: i64,
+    sending: i64,
+    pending: i64,
+}
+
+impl Count {
+    fn total(&self) -> i64 {
+        self.seen
+            .saturating_add(self.sending)
+            .saturating_add(self.pending)
+    }
+
+    fn add(&mut self, n: i64) {
+        self.pending = self.pending.saturating_add(n).min(MAX_INCREMENT);
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    limits: Limits,
+    loaded_at: Option<Instant>,
+    /// The minute (since the epoch) `requests` and `tokens` count.
+    minute: i64,
+    requests: Count,
+    tokens: Count,
+    /// The budget period `spend` counts (`YYYYMMDD` or `YYYYMM`).
+    period: u32,
+    spend: Count,
+    /// Counts of a window that ended before they were sent: (key, amount, ttl).
+    backlog: Vec<(String, i64, i64)>,
+    synced_at: Option<Instant>,
+    sync_running: bool,
+    sync_scheduled: bool,
+}
+
+impl Counters {
+    fn counts_tokens(&self) -> bool {
+        self.limits.tokens_per_minute.is_some() || self.limits.budget_usd.is_some()
+    }
+
+    /// Moves to the current minute and period; counts of the ones that ended go to the backlog.
+    fn roll(&mut self, state: &AppState, tenant: &str) {
+        let now = Utc::now();
+        let minute = now.timestamp() / 60;
+        if minute != self.minute {
+            for (what, c) in [("req", &mut self.requests), ("tok", &mut self.tokens)] {
+                // What is being sent is the sync's to settle; it knows the window.
+                if c.pending > 0 && self.minute != 0 {
+                    let key =
+                        state.redis_key(&["gw", "rl", tenant, what, &self.minute.to_string()]);
+                    self.backlog.push((key, c.pending, 120));
+                }
+                *c = Count::default();
+            }
+            self.minute = minute;
+            self.synced_at = None;
+        }
+        let period = period_id(self.limits.budget_period);
+        if period != self.period {
+            if self.spend.pending > 0 && self.period != 0 {
+                let key = state.redis_key(&["gw", "spend", tenant, &self.period.to_string()]);
+                self.backlog.push((key, self.spend.pending, 32 * 86_400));
+            }
+            self.spend = Count::default();
+            self.period = period;
+            self.synced_at = None;
+        }
+    }
+
+    fn fresh(&self) -> bool {
+        self.synced_at.is_some_and(|at| at.elapsed() < FRESH_FOR)
+    }
+}
 
 impl LimitCache {
+    fn tenant(&self, tenant: &str) -> Arc<Tenant> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = map.get(tenant) {
+            return t.clone();
+        }
+        if map.len() > 10_000 {
+            map.retain(|_, t| {
+                Arc::strong_count(t) > 1
+                    || t.lock()
+                        .loaded_at
+                        .is_some_and(|at| at.elapsed() < Duration::from_secs(600))
+            });
+        }
+        map.entry(tenant.to_string()).or_default().clone()
+    }
+
     pub async fn get(&self, state: &AppState, tenant: &str) -> ApiResult<Limits> {
-        if let Some((at, l)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(tenant)
-            && at.elapsed() < CACHE_FOR
+        let t = self.tenant(tenant);
         {
-            return Ok(l.clone());
+            let c = t.lock();
+            if c.loaded_at.is_some_and(|at| at.elapsed() < CACHE_FOR) {
+                return Ok(c.limits.clone());
+            }
         }
         let l = load(state, tenant).await?;
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(tenant.to_string(), (Instant::now(), l.clone()));
+        let mut c = t.lock();
+        c.limits = l.clone();
+        c.loaded_at = Some(Instant::now());
         Ok(l)
     }
 
     pub fn forget(&self, tenant: &str) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(tenant);
+        if let Some(t) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(tenant) {
+            t.lock().loaded_at = None;
+        }
+    }
+}
+
+impl Tenant {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -131,14 +246,19 @@ fn minute_key(state: &AppState, tenant: &str, what: &str) -> (String, u64) {
     )
 }
 
-fn period_key(state: &AppState, tenant: &str, period: BudgetPeriod) -> String {
+/// The budget period now: `YYYYMMDD` or `YYYYMM` as a number.
+fn period_id(period: BudgetPeriod) -> u32 {
     let now = Utc::now();
-    let id = if period == BudgetPeriod::Day {
-        format!("{:04}{:02}{:02}", now.year(), now.month(), now.day())
+    let month = now.year().clamp(0, 9999) as u32 * 100 + now.month();
+    if period == BudgetPeriod::Day {
+        month * 100 + now.day()
     } else {
-        format!("{:04}{:02}", now.year(), now.month())
-    };
-    state.redis_key(&["gw", "spend", tenant, &id])
+        month
+    }
+}
+
+fn period_key(state: &AppState, tenant: &str, period: BudgetPeriod) -> String {
+    state.redis_key(&["gw", "spend", tenant, &period_id(period).to_string()])
 }
 
 fn seconds_to_period_end(period: BudgetPeriod) -> u64 {
@@ -157,57 +277,227 @@ fn seconds_to_period_end(period: BudgetPeriod) -> u64 {
     day_left + (days_in_month - now.day()) as u64 * 86_400
 }
 
+fn has_limits(l: &Limits) -> bool {
+    l.requests_per_minute.is_some() || l.tokens_per_minute.is_some() || l.budget_usd.is_some()
+}
+
 /// Counts the request and refuses it when a limit or the budget is used up.
 pub async fn admit(state: &AppState, cache: &LimitCache, tenant: &str) -> ApiResult<()> {
     let limits = cache.get(state, tenant).await?;
-    let mut conn = state.redis()?;
-    if let Some(budget) = limits.budget_usd {
-        let spent: Option<i64> = conn
-            .get(period_key(state, tenant, limits.budget_period))
-            .await?;
-        if spent.unwrap_or(0) as f64 / 1e6 >= budget {
-            return Err(ApiError::TooManyRequests {
-                detail: format!(
-                    "the budget of {budget} USD per {} is used up",
-                    limits.budget_period.as_str()
-                ),
-                retry_after_secs: Some(seconds_to_period_end(limits.budget_period)),
-            });
-        }
+    if !has_limits(&limits) {
+        return Ok(());
     }
-    if let Some(tpm) = limits.tokens_per_minute {
-        let (key, left) = minute_key(state, tenant, "tok");
-        let used: Option<i64> = conn.get(&key).await?;
-        if used.unwrap_or(0) >= tpm as i64 {
-            return Err(ApiError::TooManyRequests {
-                detail: format!("the limit of {tpm} tokens per minute is reached"),
-                retry_after_secs: Some(left),
-            });
-        }
+    let t = cache.tenant(tenant);
+    let stale = {
+        let mut c = t.lock();
+        c.roll(state, tenant);
+        !c.fresh()
+    };
+    if stale {
+        sync(state, tenant, &t).await?;
     }
-    if let Some(rpm) = limits.requests_per_minute {
-        let (key, left) = minute_key(state, tenant, "req");
-        let (count,): (i64,) = redis::pipe()
-            .atomic()
-            .incr(&key, 1)
-            .expire(&key, 120)
-            .ignore()
-            .query_async(&mut conn)
-            .await?;
-        if count > rpm as i64 {
+    let decided = {
+        let mut c = t.lock();
+        c.roll(state, tenant);
+        decide(&mut c)
+    };
+    schedule(state, tenant, &t);
+    decided
+}
+
+/// The decision on one request, from the counters as this replica knows them.
+fn decide(c: &mut Counters) -> ApiResult<()> {
+    let l = &c.limits;
+    if let Some(budget) = l.budget_usd
+        && c.spend.total() as f64 / 1e6 >= budget
+    {
+        return Err(ApiError::TooManyRequests {
+            detail: format!(
+                "the budget of {budget} USD per {} is used up",
+                l.budget_period.as_str()
+            ),
+            retry_after_secs: Some(seconds_to_period_end(l.budget_period)),
+        });
+    }
+    let left = || 60 - Utc::now().second() as u64;
+    if let Some(tpm) = l.tokens_per_minute
+        && c.tokens.total() >= tpm as i64
+    {
+        return Err(ApiError::TooManyRequests {
+            detail: format!("the limit of {tpm} tokens per minute is reached"),
+            retry_after_secs: Some(left()),
+        });
+    }
+    if let Some(rpm) = l.requests_per_minute {
+        // A refused request counts too, as it did reach the gateway.
+        c.requests.add(1);
+        if c.requests.total() > rpm as i64 {
             return Err(ApiError::TooManyRequests {
                 detail: format!("the limit of {rpm} requests per minute is reached"),
-                retry_after_secs: Some(left),
+                retry_after_secs: Some(left()),
             });
         }
     }
     Ok(())
 }
 
+/// What one sync sends, so its answer can be applied to the window it was for.
+struct Plan {
+    minute: i64,
+    period: u32,
+    requests: Option<(String, i64)>,
+    tokens: Option<(String, i64)>,
+    spend: Option<(String, i64)>,
+    backlog: Vec<(String, i64, i64)>,
+}
+
+/// Adds this replica's unsent counts to Redis and reads the totals back, in one round trip.
+async fn sync(state: &AppState, tenant: &str, t: &Tenant) -> ApiResult<()> {
+    let plan = {
+        let mut c = t.lock();
+        if c.sync_running {
+            return Ok(());
+        }
+        c.roll(state, tenant);
+        c.sync_running = true;
+        let minute = c.minute.to_string();
+        let take = |count: &mut Count, key: String| {
+            count.sending = count.pending;
+            count.pending = 0;
+            (key, count.sending)
+        };
+        let requests = c.limits.requests_per_minute.is_some().then(|| {
+            let key = state.redis_key(&["gw", "rl", tenant, "req", &minute]);
+            take(&mut c.requests, key)
+        });
+        let counts_tokens = c.counts_tokens();
+        let tokens = counts_tokens.then(|| {
+            let key = state.redis_key(&["gw", "rl", tenant, "tok", &minute]);
+            take(&mut c.tokens, key)
+        });
+        let period = c.period;
+        let spend = counts_tokens.then(|| {
+            let key = state.redis_key(&["gw", "spend", tenant, &period.to_string()]);
+            take(&mut c.spend, key)
+        });
+        Plan {
+            minute: c.minute,
+            period,
+            requests,
+            tokens,
+            spend,
+            backlog: std::mem::take(&mut c.backlog),
+        }
+    };
+    let mut pipe = redis::pipe();
+    for (counter, ttl) in [
+        (&plan.requests, 120),
+        (&plan.tokens, 120),
+        (&plan.spend, 32 * 86_400),
+    ] {
+        if let Some((key, n)) = counter {
+            pipe.incr(key, *n).expire(key, ttl).ignore();
+        }
+    }
+    for (key, n, ttl) in &plan.backlog {
+        pipe.incr(key, *n).ignore().expire(key, *ttl).ignore();
+    }
+    let result: ApiResult<Vec<i64>> = async {
+        let mut conn = state.redis()?;
+        Ok(pipe.query_async(&mut conn).await?)
+    }
+    .await;
+    let mut guard = t.lock();
+    let c = &mut *guard;
+    c.sync_running = false;
+    match result {
+        Ok(totals) => {
+            let mut totals = totals.into_iter();
+            let same_minute = c.minute == plan.minute;
+            let same_period = c.period == plan.period;
+            for (sent, count, current) in [
+                (&plan.requests, &mut c.requests, same_minute),
+                (&plan.tokens, &mut c.tokens, same_minute),
+                (&plan.spend, &mut c.spend, same_period),
+            ] {
+                if sent.is_none() {
+                    continue;
+                }
+                let total = totals.next().unwrap_or(0);
+                if current {
+                    count.seen = total;
+                    count.sending = 0;
+                }
+            }
+            c.synced_at = Some(Instant::now());
+            Ok(())
+        }
+        Err(e) => {
+            // Nothing is lost: what was sent is counted again next time.
+            let same_minute = c.minute == plan.minute;
+            let same_period = c.period == plan.period;
+            let mut backlog = plan.backlog;
+            for (sent, count, current, ttl) in [
+                (plan.requests, &mut c.requests, same_minute, 120),
+                (plan.tokens, &mut c.tokens, same_minute, 120),
+                (plan.spend, &mut c.spend, same_period, 32 * 86_400),
+            ] {
+                let Some((key, n)) = sent else { continue };
+                if current {
+                    count.pending = count.pending.saturating_add(count.sending);
+                    count.sending = 0;
+                } else if n > 0 {
+                    backlog.push((key, n, ttl));
+                }
+            }
+            c.backlog.extend(backlog);
+            // Try again after a pause rather than on every request.
+            c.synced_at = Some(Instant::now());
+            Err(e)
+        }
+    }
+}
+
+/// Syncs the tenant's counters soon, unless a sync is already due.
+fn schedule(state: &AppState, tenant: &str, t: &Arc<Tenant>) {
+    let wait = {
+        let mut c = t.lock();
+        let recent = c.synced_at.is_some_and(|at| at.elapsed() < SYNC_EVERY);
+        let unsent = c.requests.pending > 0
+            || c.tokens.pending > 0
+            || c.spend.pending > 0
+            || !c.backlog.is_empty();
+        if c.sync_scheduled || (recent && !unsent) {
+            return;
+        }
+        c.sync_scheduled = true;
+        c.synced_at
+            .map_or(Duration::ZERO, |at| SYNC_EVERY.saturating_sub(at.elapsed()))
+    };
+    let (state, tenant, t) = (state.clone(), tenant.to_string(), t.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        t.lock().sync_scheduled = false;
+        if let Err(e) = sync(&state, &tenant, &t).await {
+            tracing::warn!(error = %e, "syncing usage counters");
+        }
+        let unsent = {
+            let c = t.lock();
+            c.requests.pending > 0
+                || c.tokens.pending > 0
+                || c.spend.pending > 0
+                || !c.backlog.is_empty()
+        };
+        if unsent {
+            schedule(&state, &tenant, &t);
+        }
+    });
+}
+
 /// The largest amount one call adds to a counter, far below where Redis overflows.
 const MAX_INCREMENT: i64 = 1 << 50;
 
-/// Adds what a finished call used.
+/// Adds what a finished call used; it reaches Redis with the tenant's next sync.
 pub async fn record_usage(
     state: &AppState,
     cache: &LimitCache,
@@ -215,38 +505,31 @@ pub async fn record_usage(
     tokens: u64,
     cost_usd: f64,
 ) {
-    let result: ApiResult<()> = async {
-        let limits = cache.get(state, tenant).await?;
-        // Counters are kept only while a limit needs them.
-        if limits.tokens_per_minute.is_none() && limits.budget_usd.is_none() {
-            return Ok(());
+    let limits = match cache.get(state, tenant).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "recording usage");
+            return;
         }
-        let mut conn = state.redis()?;
-        let (tok_key, _) = minute_key(state, tenant, "tok");
-        let spend_key = period_key(state, tenant, limits.budget_period);
-        // Figures a provider reports are not trusted to fit: a huge count must not wrap
-        // to a negative increment that lowers the tenant's usage.
-        let micro = (cost_usd * 1e6).round().clamp(0.0, MAX_INCREMENT as f64) as i64;
-        let tokens = i64::try_from(tokens)
-            .unwrap_or(MAX_INCREMENT)
-            .min(MAX_INCREMENT);
-        redis::pipe()
-            .incr(&tok_key, tokens)
-            .ignore()
-            .expire(&tok_key, 120)
-            .ignore()
-            .incr(&spend_key, micro)
-            .ignore()
-            .expire(&spend_key, 32 * 86_400)
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await?;
-        Ok(())
+    };
+    // Counters are kept only while a limit needs them.
+    if limits.tokens_per_minute.is_none() && limits.budget_usd.is_none() {
+        return;
     }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "recording usage");
+    // Figures a provider reports are not trusted to fit: a huge count must not wrap
+    // to a negative increment that lowers the tenant's usage.
+    let micro = (cost_usd * 1e6).round().clamp(0.0, MAX_INCREMENT as f64) as i64;
+    let tokens = i64::try_from(tokens)
+        .unwrap_or(MAX_INCREMENT)
+        .min(MAX_INCREMENT);
+    let t = cache.tenant(tenant);
+    {
+        let mut c = t.lock();
+        c.roll(state, tenant);
+        c.tokens.add(tokens);
+        c.spend.add(micro);
     }
+    schedule(state, tenant, &t);
 }
 
 async fn view(state: &AppState, tenant: &str) -> ApiResult<LimitsView> {

@@ -22,7 +22,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use redis::AsyncCommands;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -111,7 +110,7 @@ impl Call {
     async fn route_and_admit(&self, model: &str) -> ApiResult<Chain> {
         let tenant = &self.principal.tenant_id;
         let mut chain = providers::route(&self.state, tenant, model).await?;
-        chain.retain(|(p, _)| p.kind.serves(self.operation));
+        chain.retain(|r| r.0.kind.serves(self.operation));
         if chain.is_empty() {
             return Err(ApiError::NotFound(format!(
                 "the model `{model}` does not exist or is not served here for {}",
@@ -247,14 +246,12 @@ fn json_response(status: StatusCode, body: Vec<u8>, cache: Option<&'static str>)
     resp
 }
 
-/// Read by the platform's extractor: only after authentication, within the nesting
-/// bound, no NUL in any text.
-type Body_ = Result<crate::platform::extract::Json<Value>, ApiError>;
+/// Read by the platform's rules: only after authentication, within the nesting
+/// bound, no NUL in any text, an object.
+type Body_<T> = Result<body::OpenAiBody<T>, ApiError>;
 
-/// A body of the OpenAI-compatible routes: a JSON object read as `T`.
-fn read_body<T: DeserializeOwned>(body: Body_) -> ApiResult<T> {
-    let crate::platform::extract::Json(value) = body?;
-    body::from_object(value)
+fn read_body<T>(body: Body_<T>) -> ApiResult<T> {
+    body.map(|b| b.0)
 }
 
 /// Starts serving an OpenAI-compatible call.
@@ -291,7 +288,7 @@ async fn chat_completions(
     Extension(ctx): Extension<RequestContext>,
     principal: Result<Principal, ApiError>,
     headers: HeaderMap,
-    body: Body_,
+    body: Body_<ChatRequest>,
 ) -> Response {
     let served = async {
         let call = start(state, ctx, principal, &headers, "chat")?;
@@ -313,7 +310,8 @@ async fn chat(call: Call, req: ChatRequest) -> ApiResult<Response> {
         return Ok(resp);
     }
     let mut last = None;
-    for (provider, model) in &chain {
+    for route in &chain {
+        let (provider, model) = &**route;
         let attempt = if req.stream {
             stream_from(&call, provider, model, &req).await
         } else {
@@ -444,7 +442,7 @@ async fn embeddings(
     Extension(ctx): Extension<RequestContext>,
     principal: Result<Principal, ApiError>,
     headers: HeaderMap,
-    body: Body_,
+    body: Body_<EmbeddingsRequest>,
 ) -> Response {
     let served = async {
         let call = start(state, ctx, principal, &headers, "embeddings")?;
@@ -458,7 +456,8 @@ async fn embed(call: Call, req: EmbeddingsRequest) -> ApiResult<Response> {
     let (input, base64) = req.validate()?;
     let chain = call.route_and_admit(&req.model).await?;
     let mut last = None;
-    for (provider, model) in &chain {
+    for route in &chain {
+        let (provider, model) = &**route;
         match upstream::embeddings(&call.state, &call.ctx, provider, model, &req, &input).await {
             Attempt::Done((vectors, usage)) => {
                 let list = embedding_list(vectors, base64, model, &usage);

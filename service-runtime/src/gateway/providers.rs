@@ -4,7 +4,7 @@
 //! Base URLs are held to the egress policy when registered and on every call.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -564,13 +564,13 @@ pub async fn credentials(
 
 /// The fallback chain for a model: `provider/model` pins one provider;
 /// otherwise every enabled provider listing the model, by priority. Each entry is a provider
-/// and the name it knows the model by.
-pub(crate) type Chain = Vec<(Provider, String)>;
+/// and the name it knows the model by, shared with the route cache.
+pub(crate) type Chain = Vec<Arc<(Provider, String)>>;
 
-/// Routes resolved recently, so most requests cost no database round trip.
-/// Entries live a few seconds; changes made through this replica drop the
+/// Routes resolved recently, by tenant and model, so most requests cost no database
+/// round trip. Entries live a few seconds; changes made through this replica drop the
 /// tenant's entries at once, other replicas see them within that time.
-type RouteCache = Mutex<HashMap<(String, String), (Instant, Chain)>>;
+type RouteCache = Mutex<HashMap<String, HashMap<String, (Instant, Chain)>>>;
 
 fn route_cache() -> &'static RouteCache {
     static CACHE: OnceLock<RouteCache> = OnceLock::new();
@@ -583,17 +583,17 @@ fn forget_routes(tenant: &str) {
     route_cache()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .retain(|(t, _), _| t != tenant);
+        .remove(tenant);
 }
 
 /// The fallback chain for a model: `provider/model` pins one provider;
 /// otherwise every enabled provider listing the model, by priority.
 pub async fn route(state: &AppState, tenant: &str, model: &str) -> ApiResult<Chain> {
-    let key = (tenant.to_string(), model.to_string());
     if let Some((at, chain)) = route_cache()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
+        .get(tenant)
+        .and_then(|models| models.get(model))
         && at.elapsed() < ROUTE_TTL
     {
         return Ok(chain.clone());
@@ -615,13 +615,19 @@ pub async fn route(state: &AppState, tenant: &str, model: &str) -> ApiResult<Cha
         .into_iter()
         .map(|r| from_row(state, r))
         .filter(|p| p.as_ref().map_or(true, Provider::usable))
-        .map(|p| p.map(|p| (p, name.to_string())))
+        .map(|p| p.map(|p| Arc::new((p, name.to_string()))))
         .collect::<ApiResult<_>>()?;
     let mut cache = route_cache().lock().unwrap_or_else(|e| e.into_inner());
     if cache.len() > 10_000 {
-        cache.retain(|_, (at, _)| at.elapsed() < ROUTE_TTL);
+        cache.retain(|_, models| {
+            models.retain(|_, (at, _)| at.elapsed() < ROUTE_TTL);
+            !models.is_empty()
+        });
     }
-    cache.insert(key, (Instant::now(), chain.clone()));
+    cache
+        .entry(tenant.to_string())
+        .or_default()
+        .insert(model.to_string(), (Instant::now(), chain.clone()));
     Ok(chain)
 }
 

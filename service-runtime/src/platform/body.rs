@@ -34,26 +34,31 @@ pub fn decode<T: DeserializeOwned>(encoding: Encoding, bytes: &[u8]) -> Result<T
 
 /// Parses JSON after checking its nesting without recursion.
 pub fn json_value(bytes: &[u8]) -> Result<Value, ApiError> {
-    let depth = json_depth(bytes);
+    let (depth, _) = json_scan(bytes);
     if depth > MAX_DEPTH {
         return Err(too_deep());
     }
     serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
 }
 
-fn too_deep() -> ApiError {
+pub fn too_deep() -> ApiError {
     ApiError::BadRequest(format!(
         "the body nests arrays and objects deeper than the limit of {MAX_DEPTH} levels"
     ))
 }
 
-/// The deepest nesting of `[`/`{` outside strings; malformed input is left to the parser.
-fn json_depth(bytes: &[u8]) -> usize {
+/// The nesting of a JSON text and whether any of its strings holds an escaped NUL
+/// (`\u0000`), in one pass without recursion; malformed input is left to the parser.
+pub fn json_scan(bytes: &[u8]) -> (usize, bool) {
     let (mut depth, mut deepest) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in bytes {
+    let (mut in_string, mut escaped, mut nul) = (false, false, false);
+    for (i, &b) in bytes.iter().enumerate() {
         if in_string {
             match (escaped, b) {
+                (true, b'u') => {
+                    escaped = false;
+                    nul |= bytes.get(i + 1..i + 5) == Some(b"0000");
+                }
                 (true, _) => escaped = false,
                 (false, b'\\') => escaped = true,
                 (false, b'"') => in_string = false,
@@ -71,7 +76,7 @@ fn json_depth(bytes: &[u8]) -> usize {
             _ => {}
         }
     }
-    deepest
+    (deepest, nul)
 }
 
 fn msgpack_value(bytes: &[u8]) -> Result<Value, ApiError> {
@@ -336,6 +341,14 @@ mod tests {
         packed.push(0xc0);
         let err = decode::<Value>(Encoding::MessagePack, &packed).unwrap_err();
         assert!(err.to_string().contains("64 levels"), "{err}");
+    }
+
+    #[test]
+    fn the_scan_finds_escaped_nul_only_inside_strings() {
+        assert_eq!(json_scan(br#"{"a": "x\u0000"}"#), (1, true));
+        assert_eq!(json_scan(br#"{"a": "x\\u0000"}"#), (1, false));
+        assert_eq!(json_scan(br#"{"a": ["\u00001"]}"#), (2, true));
+        assert_eq!(json_scan(br#"{"a": "\u0001", "b": "\\"}"#), (1, false));
     }
 
     #[test]

@@ -20,22 +20,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let (parts, body) = req.into_parts();
-        match parts.extensions.get::<AuthOutcome>() {
-            Some(AuthOutcome(Ok(_))) => {}
-            Some(AuthOutcome(Err(reason))) => return Err(ApiError::Unauthorized(reason.clone())),
-            None => return Err(ApiError::Unauthorized("authentication is required".into())),
-        }
-        let encoding = body_encoding(&parts.headers)?;
-        let limit = parts
-            .extensions
-            .get::<super::context::BodyLimit>()
-            .map_or_else(super::body_limit, |l| l.0);
-        let bytes = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|e| read_error(&e, limit))?;
+        let (encoding, bytes) = body_bytes(req).await?;
         super::body::decode(encoding, &bytes).map(Json)
     }
+}
+
+/// A request's body and its encoding, read under the same rules as [`Json`]: only once the
+/// caller is authenticated, and within the body limit.
+pub async fn body_bytes(req: Request) -> Result<(Encoding, bytes::Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    match parts.extensions.get::<AuthOutcome>() {
+        Some(AuthOutcome(Ok(_))) => {}
+        Some(AuthOutcome(Err(reason))) => return Err(ApiError::Unauthorized(reason.clone())),
+        None => return Err(ApiError::Unauthorized("authentication is required".into())),
+    }
+    let encoding = body_encoding(&parts.headers)?;
+    let limit = parts
+        .extensions
+        .get::<super::context::BodyLimit>()
+        .map_or_else(super::body_limit, |l| l.0);
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|e| read_error(&e, limit))?;
+    Ok((encoding, bytes))
 }
 
 fn body_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {

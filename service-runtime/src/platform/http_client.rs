@@ -91,7 +91,10 @@ impl Breakers {
     /// through (half-open); its outcome closes or re-opens the circuit.
     pub fn allow(&self, upstream: &str) -> bool {
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        let s = states.entry(upstream.to_string()).or_default();
+        // Only an upstream that failed has an entry.
+        let Some(s) = states.get_mut(upstream) else {
+            return true;
+        };
         match s.open_until {
             None => true,
             Some(until) if Instant::now() >= until && !s.half_open_probe => {
@@ -104,11 +107,12 @@ impl Breakers {
 
     pub fn record(&self, upstream: &str, success: bool) {
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        let s = states.entry(upstream.to_string()).or_default();
         if success {
-            *s = BreakerState::default();
+            // A closed circuit needs no entry.
+            states.remove(upstream);
             return;
         }
+        let s = states.entry(upstream.to_string()).or_default();
         s.consecutive_failures += 1;
         if s.half_open_probe || s.consecutive_failures >= self.threshold {
             s.open_until = Some(Instant::now() + self.cooldown);

@@ -439,6 +439,14 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow
         components = %state.components.iter().map(|c| c.name()).collect::<Vec<_>>().join(","),
         "serving"
     );
+    // Streamed answers are many small writes: without TCP_NODELAY each one after the
+    // first waits for the client's delayed ACK (some 40 ms).
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "setting TCP_NODELAY");
+        }
+    });
     let server = tokio::spawn(
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())

@@ -120,20 +120,37 @@ const REDACTED: &str = "[redacted]";
 /// Shapes of credentials, whoever configured them: bearer tokens, `sk-…` keys, JWTs,
 /// `api_key=…`-style pairs and passwords in URLs.
 static CREDENTIAL_SHAPES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
-    [
-        (r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]+", "${1}${2}[redacted]"),
-        (r"\bsk-[A-Za-z0-9_-]{4,}", REDACTED),
-        (r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*", REDACTED),
-        (
-            r#"(?i)\b(x-api-key|api[_-]?key|apikey|access[_-]?token|refresh[_-]?token|client[_-]?secret|password|passwd)((?:\\?["'])?\s*[:=]\s*(?:\\?["'])?)[^\s"'&,;}\\]+"#,
-            "${1}${2}[redacted]",
-        ),
-        (r#"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@"]*:)[^@/\s"]+@"#, "${1}[redacted]@"),
-    ]
-    .into_iter()
-    .map(|(re, with)| (Regex::new(re).expect("a valid pattern"), with))
-    .collect()
+    CREDENTIAL_PATTERNS
+        .iter()
+        .map(|(re, with)| (Regex::new(re).expect("a valid pattern"), *with))
+        .collect()
 });
+
+/// All of [`CREDENTIAL_SHAPES`] in one automaton: most lines hold none, and one pass
+/// over them says so.
+static ANY_CREDENTIAL_SHAPE: LazyLock<regex::RegexSet> = LazyLock::new(|| {
+    regex::RegexSet::new(CREDENTIAL_PATTERNS.iter().map(|(re, _)| re)).expect("valid patterns")
+});
+
+const CREDENTIAL_PATTERNS: [(&str, &str); 5] = [
+    (
+        r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]+",
+        "${1}${2}[redacted]",
+    ),
+    (r"\bsk-[A-Za-z0-9_-]{4,}", REDACTED),
+    (
+        r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*",
+        REDACTED,
+    ),
+    (
+        r#"(?i)\b(x-api-key|api[_-]?key|apikey|access[_-]?token|refresh[_-]?token|client[_-]?secret|password|passwd)((?:\\?["'])?\s*[:=]\s*(?:\\?["'])?)[^\s"'&,;}\\]+"#,
+        "${1}${2}[redacted]",
+    ),
+    (
+        r#"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@"]*:)[^@/\s"]+@"#,
+        "${1}[redacted]@",
+    ),
+];
 
 /// Replaces configured secret values and credential-shaped text with `[redacted]`.
 #[derive(Debug, Default)]
@@ -187,6 +204,9 @@ impl Redactor {
             if out.contains(s.as_str()) {
                 out = Cow::Owned(out.replace(s.as_str(), REDACTED));
             }
+        }
+        if !ANY_CREDENTIAL_SHAPE.is_match(&out) {
+            return out;
         }
         for (re, with) in CREDENTIAL_SHAPES.iter() {
             if let Cow::Owned(changed) = re.replace_all(&out, *with) {
