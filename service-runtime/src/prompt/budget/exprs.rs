@@ -304,8 +304,17 @@ impl Analyser<'_> {
                 None => s.item().join(self.ns),
             },
             "default" | "d" => s.join(arg(0)),
-            "reverse" | "sort" | "unique" | "list" | "select" | "reject" | "selectattr"
-            | "rejectattr" => s.copy_items(),
+            "reverse" | "sort" | "list" | "select" | "reject" | "selectattr" | "rejectattr" => {
+                s.copy_items()
+            }
+            // It also keeps a lower-cased copy of every item it has seen.
+            "unique" => {
+                let b = s.copy_items();
+                Bound {
+                    bytes: b.bytes.saturating_add(s.bytes.saturating_mul(3)),
+                    ..b
+                }
+            }
             "dictsort" | "items" | "groupby" => Bound {
                 depth: s.depth.saturating_add(2),
                 ..Bound::other(s.bytes.saturating_mul(3).saturating_add(64), 0)
