@@ -51,39 +51,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
 }
 
-/// Problems every route of this component can answer.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code, reason = "describes responses, never built")]
-enum Problems {
-    /// The request is malformed: its path or body.
-    #[response(status = 400, content_type = "application/problem+json")]
-    BadRequest(Problem),
-    /// No valid bearer token.
-    #[response(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Problem),
-    /// The tenant sends too many requests; `Retry-After` says when to retry.
-    #[response(status = 429, content_type = "application/problem+json")]
-    TooManyRequests(Problem),
-    /// The cache backend is unavailable, or the request took too long.
-    #[response(status = 503, content_type = "application/problem+json")]
-    Unavailable(Problem),
-}
-
-/// Problems of routes with a request body.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code, reason = "describes responses, never built")]
-enum BodyProblems {
-    /// The body is larger than the service accepts.
-    #[response(status = 413, content_type = "application/problem+json")]
-    TooLarge(Problem),
-    /// The body is neither JSON nor MessagePack.
-    #[response(status = 415, content_type = "application/problem+json")]
-    UnsupportedMediaType(Problem),
-    /// The request breaks a rule of this API; the detail names the field and the limit.
-    #[response(status = 422, content_type = "application/problem+json")]
-    Invalid(Problem),
-}
-
 /// The key breaks the rules for keys; the detail says how.
 #[derive(utoipa::IntoResponses)]
 #[response(status = 422, content_type = "application/problem+json")]
@@ -187,7 +154,7 @@ pub struct Item {
 }
 
 #[utoipa::path(put, path = "/v1/cache/items/{key}", tag = "cache", params(("key" = String, Path, description = "The key: 1 to 512 characters, no control characters", min_length = 1, max_length = 512, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")), request_body = PutItem,
-    responses((status = 200, description = "Stored", body = Item), Problems, BodyProblems))]
+    responses((status = 200, description = "Stored", body = Item)))]
 async fn put_item(
     State(state): State<AppState>,
     p: Principal,
@@ -236,7 +203,7 @@ async fn put_item(
 }
 
 #[utoipa::path(get, path = "/v1/cache/items/{key}", tag = "cache", params(("key" = String, Path, description = "The key: 1 to 512 characters, no control characters", min_length = 1, max_length = 512, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")),
-    responses((status = 200, description = "The item", body = Item), Problems, Invalid, NotFound))]
+    responses((status = 200, description = "The item", body = Item), Invalid, NotFound))]
 async fn get_item(
     State(state): State<AppState>,
     p: Principal,
@@ -257,7 +224,7 @@ async fn get_item(
 }
 
 #[utoipa::path(delete, path = "/v1/cache/items/{key}", tag = "cache", params(("key" = String, Path, description = "The key: 1 to 512 characters, no control characters", min_length = 1, max_length = 512, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")),
-    responses((status = 204, description = "Deleted"), Problems, Invalid, NotFound))]
+    responses((status = 204, description = "Deleted"), Invalid, NotFound))]
 async fn delete_item(
     State(state): State<AppState>,
     p: Principal,
@@ -289,7 +256,7 @@ pub struct BatchResult {
 }
 
 #[utoipa::path(post, path = "/v1/cache/batch-get", tag = "cache", request_body = BatchGet,
-    responses((status = 200, description = "Every key asked for", body = BatchResult), Problems, BodyProblems))]
+    responses((status = 200, description = "Every key asked for", body = BatchResult)))]
 async fn batch_get(
     State(state): State<AppState>,
     p: Principal,
@@ -383,7 +350,7 @@ pub struct Invalidated {
 }
 
 #[utoipa::path(post, path = "/v1/cache/invalidate", tag = "cache", request_body = InvalidateBody,
-    responses((status = 200, description = "How many items were deleted", body = Invalidated), Problems, BodyProblems))]
+    responses((status = 200, description = "How many items were deleted", body = Invalidated)))]
 async fn invalidate(
     State(state): State<AppState>,
     p: Principal,

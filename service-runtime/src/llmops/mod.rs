@@ -368,40 +368,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
 }
 
-/// Problems every route of this component can answer.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code, reason = "describes responses, never built")]
-enum Problems {
-    /// The request is malformed: its path, query string or body; the
-    /// detail names the parameter.
-    #[response(status = 400, content_type = "application/problem+json")]
-    BadRequest(Problem),
-    /// No valid bearer token.
-    #[response(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Problem),
-    /// The tenant sends too many requests; `Retry-After` says when to retry.
-    #[response(status = 429, content_type = "application/problem+json")]
-    TooManyRequests(Problem),
-    /// The database is unavailable or busy, or the request took too long.
-    #[response(status = 503, content_type = "application/problem+json")]
-    Unavailable(Problem),
-}
-
-/// Problems of routes with a request body.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code, reason = "describes responses, never built")]
-enum BodyProblems {
-    /// The body is larger than the service accepts.
-    #[response(status = 413, content_type = "application/problem+json")]
-    TooLarge(Problem),
-    /// The body is neither JSON nor MessagePack.
-    #[response(status = 415, content_type = "application/problem+json")]
-    UnsupportedMediaType(Problem),
-    /// The body breaks a rule of this API; the detail names the field and the limit.
-    #[response(status = 422, content_type = "application/problem+json")]
-    Invalid(Problem),
-}
-
 /// A value breaks a rule of this API; the detail names it and the limit.
 #[derive(utoipa::IntoResponses)]
 #[response(status = 422, content_type = "application/problem+json")]
@@ -437,7 +403,7 @@ pub struct IngestResult {
 }
 
 #[utoipa::path(post, path = "/v1/llmops/events", tag = "llmops", request_body = IngestBatch,
-    responses((status = 202, description = "Stored; repeated ids are skipped", body = IngestResult), Problems, BodyProblems))]
+    responses((status = 202, description = "Stored; repeated ids are skipped", body = IngestResult)))]
 async fn ingest(
     State(state): State<AppState>,
     p: Principal,
@@ -586,7 +552,7 @@ impl EventFilter {
 }
 
 #[utoipa::path(get, path = "/v1/llmops/events", tag = "llmops", params(EventFilter),
-    responses((status = 200, description = "The tenant's events, newest first", body = EventPage), Problems))]
+    responses((status = 200, description = "The tenant's events, newest first", body = EventPage)))]
 async fn query_events(
     State(state): State<AppState>,
     p: Principal,
@@ -728,7 +694,7 @@ const METRICS_COLUMNS: &str = "count(*) AS requests, count(*) FILTER (WHERE stat
      percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) AS p99";
 
 #[utoipa::path(get, path = "/v1/llmops/metrics", tag = "llmops", params(MetricsQuery),
-    responses((status = 200, description = "Metrics by group", body = MetricsReport), Problems, Forbidden))]
+    responses((status = 200, description = "Metrics by group", body = MetricsReport), Forbidden))]
 async fn metrics(
     State(state): State<AppState>,
     p: Principal,
@@ -796,7 +762,7 @@ pub struct PricingInput {
 }
 
 #[utoipa::path(get, path = "/v1/llmops/pricing", tag = "llmops",
-    responses((status = 200, description = "The prices that apply to the tenant", body = Vec<Pricing>), Problems))]
+    responses((status = 200, description = "The prices that apply to the tenant", body = Vec<Pricing>)))]
 async fn list_pricing(
     State(state): State<AppState>,
     p: Principal,
@@ -825,7 +791,7 @@ async fn list_pricing(
 }
 
 #[utoipa::path(put, path = "/v1/llmops/pricing/{model}", tag = "llmops", params(("model" = String, Path, description = "The model's name", min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")), request_body = PricingInput,
-    responses((status = 200, description = "The tenant's own price", body = Pricing), Problems, BodyProblems, Forbidden))]
+    responses((status = 200, description = "The tenant's own price", body = Pricing), Forbidden))]
 async fn put_pricing(
     State(state): State<AppState>,
     p: Principal,
@@ -866,7 +832,7 @@ async fn put_pricing(
 }
 
 #[utoipa::path(delete, path = "/v1/llmops/pricing/{model}", tag = "llmops", params(("model" = String, Path, description = "The model's name", min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")),
-    responses((status = 204, description = "The default price applies again"), Problems, Invalid, Forbidden, NotFound))]
+    responses((status = 204, description = "The default price applies again"), Invalid, Forbidden, NotFound))]
 async fn delete_pricing(
     State(state): State<AppState>,
     p: Principal,

@@ -86,39 +86,6 @@ fn exactly_one_source(
         .into()
 }
 
-/// Problems every route of this component can answer.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code, reason = "describes responses, never built")]
-enum Problems {
-    /// The request is malformed: its path, query string or body.
-    #[response(status = 400, content_type = "application/problem+json")]
-    BadRequest(Problem),
-    /// No valid bearer token.
-    #[response(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Problem),
-    /// The tenant sends too many requests; `Retry-After` says when to retry.
-    #[response(status = 429, content_type = "application/problem+json")]
-    TooManyRequests(Problem),
-    /// The database is unavailable or busy, or the request took too long.
-    #[response(status = 503, content_type = "application/problem+json")]
-    Unavailable(Problem),
-}
-
-/// Problems of routes with a request body.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code, reason = "describes responses, never built")]
-enum BodyProblems {
-    /// The body is larger than the service accepts.
-    #[response(status = 413, content_type = "application/problem+json")]
-    TooLarge(Problem),
-    /// The body is neither JSON nor MessagePack.
-    #[response(status = 415, content_type = "application/problem+json")]
-    UnsupportedMediaType(Problem),
-    /// The body breaks a rule of this API; the detail names the field and the limit.
-    #[response(status = 422, content_type = "application/problem+json")]
-    Invalid(Problem),
-}
-
 /// No template by this name (or version) for the tenant.
 #[derive(utoipa::IntoResponses)]
 #[response(status = 404, content_type = "application/problem+json")]
@@ -624,7 +591,7 @@ fn read_only(t: &PromptTemplate) -> ApiResult<()> {
 }
 
 #[utoipa::path(post, path = "/v1/prompts", tag = "prompt", request_body = TemplateInput,
-    responses((status = 201, description = "The first version", body = PromptTemplate), Problems, BodyProblems, Conflict))]
+    responses((status = 201, description = "The first version", body = PromptTemplate), Conflict))]
 async fn create(
     State(state): State<AppState>,
     p: Principal,
@@ -679,7 +646,7 @@ pub struct Summary {
 }
 
 #[utoipa::path(get, path = "/v1/prompts", tag = "prompt",
-    responses((status = 200, description = "The latest version of every template", body = Vec<Summary>), Problems))]
+    responses((status = 200, description = "The latest version of every template", body = Vec<Summary>)))]
 async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec<Summary>>> {
     let rows: Vec<SummaryRow> = sqlx::query_as(
         "SELECT DISTINCT ON (name) name, version, description, source, created_at FROM prompt_templates \
@@ -710,7 +677,7 @@ pub struct VersionQuery {
 }
 
 #[utoipa::path(get, path = "/v1/prompts/{name}", tag = "prompt", params(("name" = String, Path, description = "The template's name", min_length = 1, max_length = 253, pattern = r"^[a-z0-9._-]+$"), VersionQuery),
-    responses((status = 200, description = "The version asked for, else the latest", body = PromptTemplate), Problems, NotFound))]
+    responses((status = 200, description = "The version asked for, else the latest", body = PromptTemplate), NotFound))]
 async fn get_one(
     State(state): State<AppState>,
     p: Principal,
@@ -723,7 +690,7 @@ async fn get_one(
 
 #[utoipa::path(put, path = "/v1/prompts/{name}", tag = "prompt", params(("name" = String, Path, description = "The template's name", min_length = 1, max_length = 253, pattern = r"^[a-z0-9._-]+$")), request_body = UpdateInput,
     responses((status = 200, description = "The new version, or the latest when nothing changed", body = PromptTemplate),
-              Problems, BodyProblems, ReadOnly, NotFound, Conflict))]
+              ReadOnly, NotFound, Conflict))]
 async fn update(
     State(state): State<AppState>,
     p: Principal,
@@ -756,7 +723,7 @@ async fn update(
 }
 
 #[utoipa::path(delete, path = "/v1/prompts/{name}", tag = "prompt", params(("name" = String, Path, description = "The template's name", min_length = 1, max_length = 253, pattern = r"^[a-z0-9._-]+$")),
-    responses((status = 204, description = "Every version is deleted"), Problems, ReadOnly, NotFound))]
+    responses((status = 204, description = "Every version is deleted"), ReadOnly, NotFound))]
 async fn delete(
     State(state): State<AppState>,
     p: Principal,
@@ -783,7 +750,7 @@ pub struct VersionInfo {
 }
 
 #[utoipa::path(get, path = "/v1/prompts/{name}/versions", tag = "prompt", params(("name" = String, Path, description = "The template's name", min_length = 1, max_length = 253, pattern = r"^[a-z0-9._-]+$")),
-    responses((status = 200, description = "Every version, newest first", body = Vec<VersionInfo>), Problems, NotFound))]
+    responses((status = 200, description = "Every version, newest first", body = Vec<VersionInfo>), NotFound))]
 async fn versions(
     State(state): State<AppState>,
     p: Principal,
@@ -959,7 +926,7 @@ pub fn render_template(
 }
 
 #[utoipa::path(post, path = "/v1/prompts/{name}/render", tag = "prompt", params(("name" = String, Path, description = "The template's name", min_length = 1, max_length = 253, pattern = r"^[a-z0-9._-]+$")), request_body = RenderInput,
-    responses((status = 200, description = "The rendered prompt", body = Rendered), Problems, BodyProblems, NotFound))]
+    responses((status = 200, description = "The rendered prompt", body = Rendered), NotFound))]
 async fn render(
     State(state): State<AppState>,
     p: Principal,
@@ -1067,7 +1034,7 @@ pub fn fit_context(messages: Vec<ContextMessage>, max_tokens: u64) -> ApiResult<
 }
 
 #[utoipa::path(post, path = "/v1/prompts/context", tag = "prompt", request_body = ContextInput,
-    responses((status = 200, description = "The messages that fit", body = ContextResult), Problems, BodyProblems))]
+    responses((status = 200, description = "The messages that fit", body = ContextResult)))]
 async fn build_context(
     _p: Principal,
     Json(input): Json<ContextInput>,
