@@ -21,7 +21,7 @@ status: ## show the local platform's resources and processes
 	scripts/local.sh status
 
 .PHONY: test
-test: ## run every test: unit, reconcile, runtime (real Postgres/Redis/NATS), chart, e2e (real API server)
+test: ## run every test: unit, reconcile, runtime (real Postgres/Redis/NATS), schemathesis, chart, e2e (real API server)
 	scripts/test.sh
 
 .PHONY: test-unit
