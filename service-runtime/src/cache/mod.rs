@@ -102,7 +102,7 @@ pub struct PutItem {
     /// Any JSON value, at most 1 MiB as JSON.
     pub value: Value,
     /// Seconds to keep the item, 1 to 2592000; the service default when absent.
-    #[serde(default, deserialize_with = "integral_opt")]
+    #[serde(default, deserialize_with = "crate::platform::integer::opt_integer")]
     #[schema(minimum = 1, maximum = 2592000)]
     pub ttl_seconds: Option<u64>,
     /// Tags for invalidation, up to 32, each 1 to 128 characters.
@@ -434,38 +434,6 @@ async fn unlink(conn: &mut redis::aio::ConnectionManager, keys: &[String]) -> Ap
             .await?;
     }
     Ok(n)
-}
-
-/// Integers as JSON Schema counts them: `3.0` is the integer 3.
-fn integral<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: TryFrom<i64> + TryFrom<u64>,
-{
-    let n = serde_json::Number::deserialize(d)?;
-    let out = if let Some(i) = n.as_i64() {
-        T::try_from(i).ok()
-    } else if let Some(u) = n.as_u64() {
-        T::try_from(u).ok()
-    } else {
-        // Beyond 2^53 a float no longer holds every integer.
-        n.as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-            .and_then(|f| T::try_from(f as i64).ok())
-    };
-    out.ok_or_else(|| {
-        serde::de::Error::custom(format!("invalid value: {n}, expected an integer in range"))
-    })
-}
-
-fn integral_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: TryFrom<i64> + TryFrom<u64>,
-{
-    #[derive(Deserialize)]
-    struct Wrap<T: TryFrom<i64> + TryFrom<u64>>(#[serde(deserialize_with = "integral")] T);
-    Ok(Option::<Wrap<T>>::deserialize(d)?.map(|w| w.0))
 }
 
 #[cfg(test)]

@@ -66,10 +66,10 @@ pub struct LlmOpEvent {
         pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$"
     )]
     pub operation: String,
-    #[serde(default, deserialize_with = "integral")]
+    #[serde(default, deserialize_with = "crate::platform::integer::integer")]
     #[schema(minimum = 0, maximum = 100000000)]
     pub tokens_in: i64,
-    #[serde(default, deserialize_with = "integral")]
+    #[serde(default, deserialize_with = "crate::platform::integer::integer")]
     #[schema(minimum = 0, maximum = 100000000)]
     pub tokens_out: i64,
     #[serde(default)]
@@ -852,28 +852,6 @@ async fn delete_pricing(
         ));
     }
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Integers as JSON Schema counts them: `3.0` is the integer 3.
-fn integral<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: TryFrom<i64> + TryFrom<u64>,
-{
-    let n = serde_json::Number::deserialize(d)?;
-    let out = if let Some(i) = n.as_i64() {
-        T::try_from(i).ok()
-    } else if let Some(u) = n.as_u64() {
-        T::try_from(u).ok()
-    } else {
-        // Beyond 2^53 a float no longer holds every integer.
-        n.as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-            .and_then(|f| T::try_from(f as i64).ok())
-    };
-    out.ok_or_else(|| {
-        serde::de::Error::custom(format!("invalid value: {n}, expected an integer in range"))
-    })
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod http_client;
+pub mod integer;
 pub mod metrics;
 pub mod ratelimit;
 pub mod server;

@@ -790,7 +790,7 @@ pub struct RenderInput {
     #[schema(value_type = Object)]
     pub variables: serde_json::Map<String, Value>,
     /// A specific version; the latest when absent.
-    #[serde(default, deserialize_with = "integral_opt")]
+    #[serde(default, deserialize_with = "crate::platform::integer::opt_integer")]
     #[schema(minimum = 1)]
     pub version: Option<i32>,
 }
@@ -979,7 +979,7 @@ pub struct ContextInput {
     pub messages: Vec<ContextMessage>,
     /// Tokens the result may use.
     #[schema(minimum = 1, maximum = 10000000)]
-    #[serde(deserialize_with = "integral")]
+    #[serde(deserialize_with = "crate::platform::integer::integer")]
     pub max_tokens: u64,
 }
 
@@ -1056,38 +1056,6 @@ async fn build_context(
         }
     }
     Ok(Json(fit_context(input.messages, input.max_tokens)?))
-}
-
-/// Integers as JSON Schema counts them: `3.0` is the integer 3.
-fn integral<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: TryFrom<i64> + TryFrom<u64>,
-{
-    let n = serde_json::Number::deserialize(d)?;
-    let out = if let Some(i) = n.as_i64() {
-        T::try_from(i).ok()
-    } else if let Some(u) = n.as_u64() {
-        T::try_from(u).ok()
-    } else {
-        // Beyond 2^53 a float no longer holds every integer.
-        n.as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-            .and_then(|f| T::try_from(f as i64).ok())
-    };
-    out.ok_or_else(|| {
-        serde::de::Error::custom(format!("invalid value: {n}, expected an integer in range"))
-    })
-}
-
-fn integral_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: TryFrom<i64> + TryFrom<u64>,
-{
-    #[derive(Deserialize)]
-    struct Wrap<T: TryFrom<i64> + TryFrom<u64>>(#[serde(deserialize_with = "integral")] T);
-    Ok(Option::<Wrap<T>>::deserialize(d)?.map(|w| w.0))
 }
 
 #[cfg(test)]
