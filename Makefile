@@ -25,8 +25,8 @@ test: ## run every test: unit, reconcile, runtime (real Postgres/Redis/NATS), sc
 	scripts/test.sh
 
 .PHONY: test-unit
-test-unit: ## tests that need no backing service or cluster (crds, operator)
-	$(CARGO) test -p faas-crds -p faas-operator
+test-unit: ## tests that need no backing service or cluster (model, crds, operator)
+	$(CARGO) test -p faas-model -p faas-crds -p faas-operator
 
 .PHONY: test-runtime
 test-runtime: ## runtime tests against real Postgres (pgvector), Redis and NATS

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test of the repository, on a fresh machine:
-#   1. unit and reconcile tests (crds, operator) and the runtime's tests against real
+#   1. unit and reconcile tests (model, crds, operator) and the runtime's tests against real
 #      Postgres with pgvector, Redis and NATS, which this script installs and starts;
 #   2. schemathesis against every route of the runtime's OpenAPI document;
 #   3. the Helm chart checks and the e2e suite against a local Kubernetes control plane
@@ -34,8 +34,8 @@ scripts/services.sh up
 # shellcheck disable=SC1090
 . "$(scripts/services.sh env)"
 
-step "cargo test (crds, operator, runtime)"
-cargo test -p faas-crds -p faas-operator -p faas-runtime
+step "cargo test (model, crds, operator, runtime)"
+cargo test -p faas-model -p faas-crds -p faas-operator -p faas-runtime
 
 step "schemathesis against the runtime's OpenAPI document"
 tests/schemathesis/run.sh

@@ -1,7 +1,6 @@
 //! `FaasService`: one component of the platform, run from the shared runtime image.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerBehavior;
 use k8s_openapi::api::core::v1::{
@@ -201,103 +200,9 @@ pub struct AuthSpec {
     pub audience: Option<String>,
 }
 
-/// The platform components the shared runtime can serve.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[serde(rename_all = "kebab-case")]
-pub enum Component {
-    Gateway,
-    Cache,
-    Prompt,
-    Llmops,
-    Rag,
-    DataIngestion,
-    Agent,
-    PromptGenerator,
-    Ml,
-}
-
-impl Component {
-    /// Every component, in the order of the documentation.
-    pub const ALL: [Component; 9] = [
-        Component::Gateway,
-        Component::Cache,
-        Component::Prompt,
-        Component::Llmops,
-        Component::Rag,
-        Component::DataIngestion,
-        Component::Agent,
-        Component::PromptGenerator,
-        Component::Ml,
-    ];
-
-    /// The name used on the runtime's command line and in labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Component::Gateway => "gateway",
-            Component::Cache => "cache",
-            Component::Prompt => "prompt",
-            Component::Llmops => "llmops",
-            Component::Rag => "rag",
-            Component::DataIngestion => "data-ingestion",
-            Component::Agent => "agent",
-            Component::PromptGenerator => "prompt-generator",
-            Component::Ml => "ml",
-        }
-    }
-
-    /// The backing services this component cannot run without.
-    pub fn backends(self) -> &'static [Backend] {
-        use Backend::*;
-        match self {
-            Component::Gateway => &[Database, Cache, Nats],
-            Component::Cache => &[Cache],
-            Component::Prompt => &[Database],
-            Component::Llmops => &[Database, Nats],
-            Component::Rag => &[Database, Nats],
-            Component::DataIngestion => &[Database, Nats],
-            Component::Agent => &[Database, Nats],
-            Component::PromptGenerator => &[Database],
-            Component::Ml => &[Database],
-        }
-    }
-}
-
-impl fmt::Display for Component {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A backing service whose connection URL comes from a Secret.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Backend {
-    /// Postgres (DATABASE_URL).
-    Database,
-    /// Redis or Dragonfly (REDIS_URL).
-    Cache,
-    /// NATS (NATS_URL).
-    Nats,
-}
-
-impl Backend {
-    /// Environment variable the runtime reads the URL from.
-    pub fn env_name(self) -> &'static str {
-        match self {
-            Backend::Database => "DATABASE_URL",
-            Backend::Cache => "REDIS_URL",
-            Backend::Nats => "NATS_URL",
-        }
-    }
-
-    /// Name of the spec field that references the Secret.
-    pub fn field(self) -> &'static str {
-        match self {
-            Backend::Database => "spec.database",
-            Backend::Cache => "spec.cache",
-            Backend::Nats => "spec.nats",
-        }
-    }
-}
+/// The platform components and the backends each needs live in `faas-model`, the one
+/// table the operator and the runtime read.
+pub use faas_model::{Backend, Component};
 
 impl FaasServiceSpec {
     /// The Secret reference set in the spec for a backing service, if any.
