@@ -4,5 +4,7 @@
 //! the backends each component needs, and the payloads that cross components.
 
 pub mod component;
+pub mod events;
+pub mod integer;
 
 pub use component::{Backend, Component};

@@ -1,106 +1,21 @@
 //! The shared runtime of Motadata FaaS: one binary serving any of the
 //! platform's components on top of a common platform layer.
+//!
+//! Dependencies point one way: `platform` ← `shared` ← each component ← `app`.
 
+pub mod app;
 pub mod cache;
 pub mod gateway;
 pub mod llmops;
 pub mod platform;
 pub mod prompt;
+pub mod shared;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
 
+pub use faas_model::Component;
 pub use platform::AppState;
-pub use platform::server::app;
-
-/// A component the runtime can serve.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Component {
-    Gateway,
-    Cache,
-    Prompt,
-    Llmops,
-}
-
-impl Component {
-    pub const ALL: [Component; 4] = [
-        Component::Gateway,
-        Component::Cache,
-        Component::Prompt,
-        Component::Llmops,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Component::Gateway => "gateway",
-            Component::Cache => "cache",
-            Component::Prompt => "prompt",
-            Component::Llmops => "llmops",
-        }
-    }
-
-    /// Parses `a,b,c` or `all`.
-    pub fn parse_list(s: &str) -> Result<Vec<Component>, String> {
-        let mut out = Vec::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            if part == "all" {
-                return Ok(Self::ALL.to_vec());
-            }
-            let c = Self::ALL
-                .into_iter()
-                .find(|c| c.name() == part)
-                .ok_or_else(|| {
-                    format!(
-                        "unknown component {part:?}; this build serves: {}, or all",
-                        Self::ALL.map(|c| c.name()).join(", ")
-                    )
-                })?;
-            if !out.contains(&c) {
-                out.push(c);
-            }
-        }
-        if out.is_empty() {
-            return Err("no component given".into());
-        }
-        Ok(out)
-    }
-
-    pub fn router(self) -> axum::Router<AppState> {
-        match self {
-            Component::Gateway => gateway::router(),
-            Component::Cache => cache::router(),
-            Component::Prompt => prompt::router(),
-            Component::Llmops => llmops::router(),
-        }
-    }
-
-    /// Routes that answer errors in the OpenAI error shape (for OpenAI clients).
-    pub fn openai_routes(self) -> &'static [&'static str] {
-        match self {
-            Component::Gateway => &["/v1/chat/completions", "/v1/embeddings", "/v1/models"],
-            _ => &[],
-        }
-    }
-
-    pub fn openapi(self) -> utoipa::openapi::OpenApi {
-        match self {
-            Component::Gateway => gateway::openapi(),
-            Component::Cache => cache::openapi(),
-            Component::Prompt => prompt::openapi(),
-            Component::Llmops => llmops::openapi(),
-        }
-    }
-}
-
-/// Starts the background work (event consumers) of the state's components.
-pub async fn start_background(
-    state: &AppState,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let mut tasks = Vec::new();
-    if state.components.contains(&Component::Llmops) {
-        tasks.push(llmops::start_consumer(state).await?);
-    }
-    Ok(tasks)
-}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -117,9 +32,10 @@ pub struct Cli {
 pub enum Command {
     /// Serve one or more components over HTTP.
     Serve {
-        /// Components to serve: a comma-separated list (gateway, cache, prompt, llmops) or `all`.
-        #[arg(long, env = "FAAS_SERVICE")]
-        service: String,
+        /// Components to serve: a comma-separated list or `all`.
+        #[arg(long, env = "FAAS_SERVICE", required = true, value_delimiter = ',',
+              value_parser = selection_parser())]
+        service: Vec<Selection>,
         /// Apply the database migrations before serving (default). They run
         /// under a Postgres advisory lock, so replicas starting together are
         /// safe; `--migrate=false` leaves them to `faas-runtime migrate`.
@@ -129,6 +45,37 @@ pub enum Command {
     },
     /// Apply the database migrations and exit.
     Migrate,
+}
+
+/// One value of `--service`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    One(Component),
+}
+
+/// The names this build serves, and `all`, as clap's possible values.
+fn selection_parser() -> impl TypedValueParser<Value = Selection> {
+    PossibleValuesParser::new(app::names().into_iter().chain(["all"])).map(|name| {
+        name.parse::<Component>()
+            .map_or(Selection::All, Selection::One)
+    })
+}
+
+/// The components a `--service` list selects, each once, in the order given.
+pub fn selected(list: &[Selection]) -> Vec<Component> {
+    if list.contains(&Selection::All) {
+        return app::COMPONENTS.iter().map(|s| s.component).collect();
+    }
+    let mut out = Vec::new();
+    for s in list {
+        if let Selection::One(c) = *s
+            && !out.contains(&c)
+        {
+            out.push(c);
+        }
+    }
+    out
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -141,49 +88,62 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Serve { service, migrate } => {
-            let components =
-                Component::parse_list(&service).map_err(|e| anyhow::anyhow!("--service: {e}"))?;
-            if matches!(config.auth, platform::config::AuthMode::Disabled) {
-                tracing::warn!(
-                    "authentication is disabled (FAAS_AUTH=disabled): development use only"
-                );
-            }
-            let listener = tokio::net::TcpListener::bind(config.listen)
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "setting FAAS_LISTEN: cannot listen on {}: {e}",
-                        config.listen
-                    )
-                })?;
-            let state = AppState::connect(config, components).await?;
-            if migrate && let Some(db) = &state.db {
-                platform::migrate(db).await?;
-            }
-            platform::server::serve(state, listener).await
-        }
+        Command::Serve { service, migrate } => serve(config, &selected(&service), migrate).await,
     };
     platform::telemetry::shutdown();
     result
+}
+
+async fn serve(
+    config: platform::config::Config,
+    components: &[Component],
+    migrate: bool,
+) -> anyhow::Result<()> {
+    let specs = app::specs(components)?;
+    if matches!(config.auth, platform::config::AuthMode::Disabled) {
+        tracing::warn!("authentication is disabled (FAAS_AUTH=disabled): development use only");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "setting FAAS_LISTEN: cannot listen on {}: {e}",
+                config.listen
+            )
+        })?;
+    let state = AppState::connect(config, specs).await?;
+    if migrate && let Some(db) = &state.db {
+        platform::migrate(db).await?;
+    }
+    let app = app::app(state.clone())?;
+    platform::server::serve(state, listener, app).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(args: &[&str]) -> Result<Vec<Component>, clap::Error> {
+        let cli = Cli::try_parse_from(["faas-runtime", "serve"].iter().chain(args))?;
+        match cli.command {
+            Command::Serve { service, .. } => Ok(selected(&service)),
+            Command::Migrate => unreachable!("serve was given"),
+        }
+    }
+
     #[test]
-    fn component_lists_parse() {
-        assert_eq!(Component::parse_list("all").unwrap().len(), 4);
+    fn service_lists_parse() {
         assert_eq!(
-            Component::parse_list("cache, prompt,cache").unwrap(),
+            parse(&["--service", "all"]).unwrap().len(),
+            app::COMPONENTS.len()
+        );
+        assert_eq!(
+            parse(&["--service", "cache,prompt,cache"]).unwrap(),
             vec![Component::Cache, Component::Prompt]
         );
-        assert!(
-            Component::parse_list("cache,nope")
-                .unwrap_err()
-                .contains("nope")
-        );
-        assert!(Component::parse_list("").is_err());
+        let err = parse(&["--service", "cache,nope"]).unwrap_err().to_string();
+        assert!(err.contains("nope") && err.contains("gateway"), "{err}");
+        assert!(parse(&["--service", ""]).is_err());
+        assert!(parse(&[]).is_err());
     }
 }

@@ -522,7 +522,7 @@ async fn wait_for_events(app: &TestApp, token: &str, n: usize) -> Vec<Value> {
 #[sqlx::test]
 async fn events_from_nats_are_stored_and_bad_ones_dead_lettered(pool: sqlx::PgPool) {
     let app = app(Some(pool), &[Component::Llmops]).await;
-    let tasks = faas_runtime::start_background(&app.state).await.unwrap();
+    let tasks = app.start_background().await;
     let tenant = unique("on");
     let bus = app.state.events.clone().unwrap();
     let ctx = RequestContext {
@@ -589,7 +589,7 @@ async fn events_from_nats_are_stored_and_bad_ones_dead_lettered(pool: sqlx::PgPo
 async fn gateway_calls_end_up_in_the_history(pool: sqlx::PgPool) {
     let mock = common::mock::start().await;
     let app = app(Some(pool), &[Component::Gateway, Component::Llmops]).await;
-    let tasks = faas_runtime::start_background(&app.state).await.unwrap();
+    let tasks = app.start_background().await;
     let tenant = unique("e2e");
     let r = call(
         &app.router,

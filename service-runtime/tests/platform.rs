@@ -663,6 +663,28 @@ fn missing_or_invalid_settings_stop_start_up_naming_them() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("teleport"));
+
+    // A component's own setting is read when the component is built, before serving.
+    for (name, value) in [
+        ("FAAS_CACHE_DEFAULT_TTL_SECS", "0"),
+        ("FAAS_CACHE_DEFAULT_TTL_SECS", "an hour"),
+    ] {
+        let out = bin()
+            .args(["serve", "--service", "cache"])
+            .env_clear()
+            .env("FAAS_AUTH", "disabled")
+            .env("FAAS_LISTEN", "127.0.0.1:0")
+            .env("REDIS_URL", require_env("REDIS_URL"))
+            .env(name, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(name) && err.contains("cache component"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

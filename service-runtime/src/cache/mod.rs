@@ -2,6 +2,8 @@
 //! delete, batch get, invalidation by key prefix or by tag. Every Redis key
 //! carries the tenant, so one tenant's keys are invisible to another.
 
+pub mod settings;
+
 use std::collections::BTreeMap;
 
 use axum::Router;
@@ -13,9 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{OpenApi, ToSchema};
 
+use crate::platform::component::ComponentState;
 use crate::platform::error::Problem;
 use crate::platform::extract::{Json, Path};
-use crate::platform::{ApiError, ApiResult, AppState, Principal};
+use crate::platform::{ApiError, ApiResult, AppState, Built, ComponentSpec, Principal};
+use faas_model::Component;
 
 const MAX_KEY: usize = 512;
 const MAX_TAG: usize = 128;
@@ -29,7 +33,26 @@ const MAX_BATCH_BYTES: u64 = 8 * 1024 * 1024;
 /// Keys deleted per command when invalidating.
 const CHUNK: usize = 500;
 
-pub fn router() -> Router<AppState> {
+/// The cache as the platform serves it.
+pub static SPEC: ComponentSpec = ComponentSpec {
+    component: Component::Cache,
+    openapi,
+    openai_routes: &[],
+    build,
+};
+
+/// The state of the cache's routes.
+pub type CacheState = ComponentState<settings::Settings>;
+
+fn build(platform: &AppState) -> anyhow::Result<Built> {
+    let settings = settings::Settings::from_source(&platform.config.source)?;
+    Ok(Built::routes(router().with_state(ComponentState::new(
+        platform.clone(),
+        settings,
+    ))))
+}
+
+fn router() -> Router<CacheState> {
     Router::new()
         .route(
             "/v1/cache/items/{*key}",
@@ -156,7 +179,7 @@ pub struct Item {
 #[utoipa::path(put, path = "/v1/cache/items/{key}", tag = "cache", params(("key" = String, Path, description = "The key: 1 to 512 characters, no control characters", min_length = 1, max_length = 512, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")), request_body = PutItem,
     responses((status = 200, description = "Stored", body = Item)))]
 async fn put_item(
-    State(state): State<AppState>,
+    State(state): State<CacheState>,
     p: Principal,
     Path(key): Path<String>,
     Json(input): Json<PutItem>,
@@ -164,7 +187,7 @@ async fn put_item(
     check_text("key", &key, 1, MAX_KEY)?;
     let ttl = input
         .ttl_seconds
-        .unwrap_or_else(|| state.config.cache_default_ttl_secs);
+        .unwrap_or(state.component().default_ttl_secs);
     if ttl == 0 || ttl > MAX_TTL {
         return Err(ApiError::Validation(format!(
             "ttl_seconds: must be between 1 and {MAX_TTL}"

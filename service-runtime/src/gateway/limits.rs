@@ -2,7 +2,6 @@
 //! day or month), counted in Redis so every replica sees the same numbers, and
 //! decided in-process from counters synced with Redis in the background.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,8 +81,19 @@ pub struct LimitsView {
 /// replicas' calls and spend at most [`SYNC_EVERY`] (plus one round trip) late, and its
 /// own at once; a tenant idle for longer than [`FRESH_FOR`] is synced before its next
 /// call is decided.
-#[derive(Default)]
-pub struct LimitCache(Mutex<HashMap<String, Arc<Tenant>>>);
+pub struct LimitCache(moka::sync::Cache<String, Arc<Tenant>>);
+
+impl Default for LimitCache {
+    fn default() -> Self {
+        // A tenant idle this long has long been synced; it is loaded again when it returns.
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
+        )
+    }
+}
 
 const CACHE_FOR: Duration = Duration::from_secs(5);
 /// How often an active tenant's counters are exchanged with Redis.
@@ -174,19 +184,10 @@ impl Counters {
 
 impl LimitCache {
     fn tenant(&self, tenant: &str) -> Arc<Tenant> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = map.get(tenant) {
-            return t.clone();
+        match self.0.get(tenant) {
+            Some(t) => t,
+            None => self.0.get_with(tenant.to_string(), Default::default),
         }
-        if map.len() > 10_000 {
-            map.retain(|_, t| {
-                Arc::strong_count(t) > 1
-                    || t.lock()
-                        .loaded_at
-                        .is_some_and(|at| at.elapsed() < Duration::from_secs(600))
-            });
-        }
-        map.entry(tenant.to_string()).or_default().clone()
     }
 
     pub async fn get(&self, state: &AppState, tenant: &str) -> ApiResult<Limits> {
@@ -205,7 +206,7 @@ impl LimitCache {
     }
 
     pub fn forget(&self, tenant: &str) {
-        if let Some(t) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(tenant) {
+        if let Some(t) = self.0.get(tenant) {
             t.lock().loaded_at = None;
         }
     }
@@ -579,7 +580,7 @@ fn validate(l: &Limits) -> ApiResult<()> {
               (status = 403, description = "The caller lacks the platform admin role"),
               (status = 422, description = "A limit is invalid, or the tenant id is not one")))]
 pub async fn put(
-    State(state): State<AppState>,
+    State(state): State<super::GatewayState>,
     p: Principal,
     Path(tenant): Path<String>,
     Object(l): Object<Limits>,
@@ -608,6 +609,6 @@ pub async fn put(
     .bind(l.budget_period.as_str())
     .execute(state.db()?)
     .await?;
-    super::limit_cache().forget(&tenant);
+    state.component().limits.forget(&tenant);
     Ok(Json(view(&state, &tenant).await?))
 }

@@ -8,11 +8,12 @@ pub mod limits;
 mod openapi;
 pub mod providers;
 pub mod relay;
+pub mod settings;
 pub mod sse;
+pub mod state;
 pub mod types;
 pub mod upstream;
 
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::Router;
@@ -25,21 +26,34 @@ use redis::AsyncCommands;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::llmops::LlmOpEvent;
 use crate::platform::events::Envelope;
-use crate::platform::{ApiError, ApiResult, AppState, Principal, RequestContext};
+use crate::platform::{
+    ApiError, ApiResult, AppState, Built, ComponentSpec, Principal, RequestContext,
+};
+use faas_model::Component;
+use faas_model::events::{LLM_OPERATION_KIND, LLM_OPERATION_TYPE, LlmOpEvent};
 use providers::{Chain, Provider};
 use types::{ChatRequest, EmbeddingsRequest, Usage};
 use upstream::Attempt;
 
 pub use openapi::openapi;
+pub use state::GatewayState;
 
-pub fn limit_cache() -> &'static limits::LimitCache {
-    static CACHE: OnceLock<limits::LimitCache> = OnceLock::new();
-    CACHE.get_or_init(limits::LimitCache::default)
+/// The gateway as the platform serves it.
+pub static SPEC: ComponentSpec = ComponentSpec {
+    component: Component::Gateway,
+    openapi,
+    openai_routes: &["/v1/chat/completions", "/v1/embeddings", "/v1/models"],
+    build,
+};
+
+fn build(platform: &AppState) -> anyhow::Result<Built> {
+    let settings = settings::Settings::from_source(&platform.config.source)?;
+    let state = state::Gateway::state(platform.clone(), settings);
+    Ok(Built::routes(router().with_state(state)))
 }
 
-pub fn router() -> Router<AppState> {
+fn router() -> Router<GatewayState> {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
@@ -65,7 +79,7 @@ pub fn router() -> Router<AppState> {
 /// One call of the OpenAI-compatible API being served.
 #[derive(Clone)]
 struct Call {
-    state: AppState,
+    state: GatewayState,
     ctx: RequestContext,
     principal: Principal,
     agent: Option<String>,
@@ -117,7 +131,7 @@ impl Call {
                 self.operation
             )));
         }
-        if let Err(e) = limits::admit(&self.state, limit_cache(), tenant).await {
+        if let Err(e) = limits::admit(&self.state, &self.state.component().limits, tenant).await {
             if matches!(e, ApiError::TooManyRequests { .. }) {
                 self.emit(Outcome::failed(&chain[0].1, "", &e));
             }
@@ -148,20 +162,26 @@ impl Call {
                 0.0
             } else {
                 let u = &out.usage;
-                crate::llmops::cost_for(
-                    &state,
-                    &p.tenant_id,
-                    &out.model,
-                    u.prompt_tokens,
-                    u.completion_tokens,
-                )
-                .await
-                .unwrap_or(0.0)
+                match state.db() {
+                    Ok(db) => state
+                        .component()
+                        .prices
+                        .cost(
+                            db,
+                            &p.tenant_id,
+                            &out.model,
+                            u.prompt_tokens,
+                            u.completion_tokens,
+                        )
+                        .await
+                        .unwrap_or(0.0),
+                    Err(_) => 0.0,
+                }
             };
             if !out.cached {
                 limits::record_usage(
                     &state,
-                    limit_cache(),
+                    &state.component().limits,
                     &p.tenant_id,
                     out.usage.total_tokens,
                     cost,
@@ -170,11 +190,11 @@ impl Call {
             }
             let event = llmop_event(&p, agent, operation, out, latency_ms, cost, &ctx);
             let publish = async {
-                let env = Envelope::new_json(crate::llmops::EVENT_TYPE, &ctx, &event)?;
+                let env = Envelope::new_json(LLM_OPERATION_TYPE, &ctx, &event)?;
                 state
                     .events()
                     .map_err(|e| anyhow::anyhow!("{e}"))?
-                    .publish(crate::llmops::EVENT_KIND, &env)
+                    .publish(LLM_OPERATION_KIND, &env)
                     .await
             };
             if let Err(e) = publish.await {
@@ -256,7 +276,7 @@ fn read_body<T>(body: Body_<T>) -> ApiResult<T> {
 
 /// Starts serving an OpenAI-compatible call.
 fn start(
-    state: AppState,
+    state: GatewayState,
     ctx: RequestContext,
     principal: Result<Principal, ApiError>,
     headers: &HeaderMap,
@@ -284,7 +304,7 @@ fn start(
         (status = 503, description = "The providers are paused after failures, or a backing service is unavailable"),
         (status = 504, description = "The provider did not answer in time")))]
 async fn chat_completions(
-    State(state): State<AppState>,
+    State(state): State<GatewayState>,
     Extension(ctx): Extension<RequestContext>,
     principal: Result<Principal, ApiError>,
     headers: HeaderMap,
@@ -378,9 +398,9 @@ async fn answer_from(
     ))
 }
 
-async fn store(state: &AppState, key: &str, bytes: &[u8]) {
+async fn store(state: &GatewayState, key: &str, bytes: &[u8]) {
     let Ok(mut conn) = state.redis() else { return };
-    let ttl = state.config.gateway_cache_ttl.as_secs().max(1);
+    let ttl = state.component().settings.cache_ttl.as_secs().max(1);
     let r: redis::RedisResult<()> = conn.set_ex(key, bytes, ttl).await;
     if let Err(e) = r {
         tracing::warn!(error = %e, "storing cached response");
@@ -438,7 +458,7 @@ async fn stream_from(
         (status = 503, description = "The providers are paused after failures, or a backing service is unavailable"),
         (status = 504, description = "The provider did not answer in time")))]
 async fn embeddings(
-    State(state): State<AppState>,
+    State(state): State<GatewayState>,
     Extension(ctx): Extension<RequestContext>,
     principal: Result<Principal, ApiError>,
     headers: HeaderMap,

@@ -3,9 +3,8 @@
 //! the key is sent only to that credential's base URL, and is never stored or returned.
 //! Base URLs are held to the egress policy when registered and on every call.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,6 +18,7 @@ use utoipa::openapi::schema::{
     AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
 };
 
+use super::GatewayState;
 use super::body::{Object, integer};
 use crate::platform::config::Sensitive;
 use crate::platform::egress::{normalise_base_url, valid_name};
@@ -402,7 +402,7 @@ fn name_taken(name: &str) -> impl FnOnce(sqlx::Error) -> ApiError + '_ {
               (status = 409, description = "A provider of this name exists"),
               (status = 422, description = "A field is invalid")))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<GatewayState>,
     p: Principal,
     Object(input): Object<ProviderInput>,
 ) -> ApiResult<(StatusCode, Json<Provider>)> {
@@ -426,7 +426,7 @@ pub async fn create(
     .fetch_one(state.db()?)
     .await
     .map_err(name_taken(&input.name))?;
-    forget_routes(&p.tenant_id);
+    state.component().routes.forget(&p.tenant_id);
     Ok((StatusCode::CREATED, Json(from_row(&state, row)?)))
 }
 
@@ -480,7 +480,7 @@ pub async fn get_one(
               (status = 409, description = "Another provider has this name"),
               (status = 422, description = "A field is invalid")))]
 pub async fn update(
-    State(state): State<AppState>,
+    State(state): State<GatewayState>,
     p: Principal,
     Path(id): Path<String>,
     Object(input): Object<ProviderInput>,
@@ -506,7 +506,7 @@ pub async fn update(
     .fetch_optional(state.db()?)
     .await
     .map_err(name_taken(&input.name))?;
-    forget_routes(&p.tenant_id);
+    state.component().routes.forget(&p.tenant_id);
     Ok(Json(from_row(
         &state,
         row.ok_or_else(|| ApiError::NotFound("no such provider".into()))?,
@@ -519,7 +519,7 @@ pub async fn update(
               (status = 403, description = "The caller is not the tenant's admin"),
               (status = 404, description = "No such provider in this tenant")))]
 pub async fn delete(
-    State(state): State<AppState>,
+    State(state): State<GatewayState>,
     p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
@@ -532,7 +532,7 @@ pub async fn delete(
     if done.rows_affected() == 0 {
         return Err(ApiError::NotFound("no such provider".into()));
     }
-    forget_routes(&p.tenant_id);
+    state.component().routes.forget(&p.tenant_id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -570,33 +570,41 @@ pub(crate) type Chain = Vec<Arc<(Provider, String)>>;
 /// Routes resolved recently, by tenant and model, so most requests cost no database
 /// round trip. Entries live a few seconds; changes made through this replica drop the
 /// tenant's entries at once, other replicas see them within that time.
-type RouteCache = Mutex<HashMap<String, HashMap<String, (Instant, Chain)>>>;
-
-fn route_cache() -> &'static RouteCache {
-    static CACHE: OnceLock<RouteCache> = OnceLock::new();
-    CACHE.get_or_init(Default::default)
-}
+pub struct RouteCache(moka::sync::Cache<(String, String), Chain>);
 
 const ROUTE_TTL: Duration = Duration::from_secs(5);
+const MAX_ROUTES: u64 = 100_000;
 
-fn forget_routes(tenant: &str) {
-    route_cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(tenant);
+impl Default for RouteCache {
+    fn default() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(MAX_ROUTES)
+                .time_to_live(ROUTE_TTL)
+                .support_invalidation_closures()
+                .build(),
+        )
+    }
+}
+
+impl RouteCache {
+    fn get(&self, tenant: &str, model: &str) -> Option<Chain> {
+        self.0.get(&(tenant.to_string(), model.to_string()))
+    }
+
+    fn forget(&self, tenant: &str) {
+        let tenant = tenant.to_string();
+        // Only fails when closures are not enabled, which `default` does.
+        let _ = self.0.invalidate_entries_if(move |(t, _), _| *t == tenant);
+    }
 }
 
 /// The fallback chain for a model: `provider/model` pins one provider;
 /// otherwise every enabled provider listing the model, by priority.
-pub async fn route(state: &AppState, tenant: &str, model: &str) -> ApiResult<Chain> {
-    if let Some((at, chain)) = route_cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(tenant)
-        .and_then(|models| models.get(model))
-        && at.elapsed() < ROUTE_TTL
-    {
-        return Ok(chain.clone());
+pub async fn route(state: &GatewayState, tenant: &str, model: &str) -> ApiResult<Chain> {
+    let routes = &state.component().routes;
+    if let Some(chain) = routes.get(tenant, model) {
+        return Ok(chain);
     }
     let (pinned, name) = match model.split_once('/') {
         Some((prov, m)) if !prov.is_empty() && !m.is_empty() => (Some(prov), m),
@@ -617,17 +625,9 @@ pub async fn route(state: &AppState, tenant: &str, model: &str) -> ApiResult<Cha
         .filter(|p| p.as_ref().map_or(true, Provider::usable))
         .map(|p| p.map(|p| Arc::new((p, name.to_string()))))
         .collect::<ApiResult<_>>()?;
-    let mut cache = route_cache().lock().unwrap_or_else(|e| e.into_inner());
-    if cache.len() > 10_000 {
-        cache.retain(|_, models| {
-            models.retain(|_, (at, _)| at.elapsed() < ROUTE_TTL);
-            !models.is_empty()
-        });
-    }
-    cache
-        .entry(tenant.to_string())
-        .or_default()
-        .insert(model.to_string(), (Instant::now(), chain.clone()));
+    routes
+        .0
+        .insert((tenant.to_string(), model.to_string()), chain.clone());
     Ok(chain)
 }
 

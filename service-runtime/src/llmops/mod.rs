@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use base64::Engine;
-use chrono::{DateTime, Datelike, Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
@@ -17,114 +17,24 @@ use crate::platform::error::Problem;
 use crate::platform::events::{Envelope, HandlerError};
 use crate::platform::extract::{Json, Path, Query};
 use crate::platform::{ApiError, ApiResult, AppState, Principal};
+use crate::platform::{Built, ComponentSpec};
+use crate::shared::pricing::Prices;
+use faas_model::Component;
 
-/// The event kind (subject suffix) of LLM operations on the bus.
-pub const EVENT_KIND: &str = "llmop";
-pub const EVENT_TYPE: &str = "llmop.v1";
+pub use faas_model::events::{
+    LLM_OPERATION_KIND as EVENT_KIND, LLM_OPERATION_TYPE as EVENT_TYPE, LlmOpEvent, MAX_COST_USD,
+    MAX_LATENCY_MS, MAX_TOKENS,
+};
+use faas_model::events::{optional, text, valid_time};
 const MAX_BATCH: usize = 1000;
-/// What one operation may report: far above any real call, far below what
-/// sums of a tenant's history could overflow.
-pub const MAX_TOKENS: i64 = 100_000_000;
-pub const MAX_LATENCY_MS: f64 = 86_400_000.0;
-pub const MAX_COST_USD: f64 = 1_000_000.0;
 /// Price per million tokens.
 const MAX_PRICE: f64 = 1_000_000.0;
 /// Length of a model, provider, agent or user named in a query.
 const MAX_FILTER: usize = 256;
 
-/// One LLM operation (a chat or embeddings call).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LlmOpEvent {
-    /// Unique among the tenant's events; re-sending an id is ignored.
-    /// Generated when absent.
-    #[serde(default)]
-    pub id: Option<Uuid>,
-    /// When the operation happened (years 0 to 9999); now when absent.
-    #[serde(default)]
-    pub occurred_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    #[schema(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
-    pub user_id: Option<String>,
-    #[serde(default)]
-    #[schema(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
-    pub agent_id: Option<String>,
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$"
-    )]
-    pub model: String,
-    #[serde(default)]
-    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
-    pub provider: String,
-    /// chat, embeddings, …
-    #[serde(default = "chat")]
-    #[schema(
-        min_length = 1,
-        max_length = 50,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$"
-    )]
-    pub operation: String,
-    #[serde(default, deserialize_with = "crate::platform::integer::integer")]
-    #[schema(minimum = 0, maximum = 100000000)]
-    pub tokens_in: i64,
-    #[serde(default, deserialize_with = "crate::platform::integer::integer")]
-    #[schema(minimum = 0, maximum = 100000000)]
-    pub tokens_out: i64,
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 86400000)]
-    pub latency_ms: f64,
-    /// Computed from the pricing table when absent.
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 1000000)]
-    pub cost_usd: Option<f64>,
-    /// ok or error.
-    #[schema(pattern = r"^(ok|error)$")]
-    pub status: String,
-    #[serde(default)]
-    #[schema(
-        max_length = 2000,
-        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
-    )]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub cached: bool,
-    #[serde(default)]
-    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
-    pub correlation_id: Option<String>,
-    #[serde(default)]
-    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
-    pub request_id: Option<String>,
-}
-
-fn chat() -> String {
-    "chat".into()
-}
-
-/// A text field: at most `max` characters, no control characters (line
-/// breaks and tabs allowed where `multiline`).
-fn text(name: &str, v: &str, min: usize, max: usize, multiline: bool) -> Result<(), String> {
-    let n = v.chars().count();
-    if n < min || n > max {
-        return Err(format!("{name}: {min} to {max} characters"));
-    }
-    let bad = |c: char| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t'));
-    if v.chars().any(bad) {
-        return Err(format!("{name}: control characters are not allowed"));
-    }
-    Ok(())
-}
-
-fn optional(name: &str, v: &Option<String>, max: usize, multiline: bool) -> Result<(), String> {
-    v.as_deref()
-        .map_or(Ok(()), |s| text(name, s, 0, max, multiline))
-}
-
-/// Timestamps a client may give: four-digit years (0 to 9999), inside the
-/// range of Postgres and of every computation on them.
-fn valid_time(t: &DateTime<Utc>) -> bool {
-    (0..=9999).contains(&t.year())
+/// Checks an event against the bounds of the API, naming the field.
+pub fn validate_event(e: &LlmOpEvent) -> ApiResult<()> {
+    e.check().map_err(ApiError::Validation)
 }
 
 fn time_param(name: &str, t: Option<DateTime<Utc>>) -> ApiResult<Option<DateTime<Utc>>> {
@@ -140,140 +50,27 @@ fn filter_param(name: &str, v: &Option<String>) -> ApiResult<()> {
     optional(name, v, MAX_FILTER, false).map_err(ApiError::BadRequest)
 }
 
-impl LlmOpEvent {
-    pub fn validate(&self) -> ApiResult<()> {
-        self.check().map_err(ApiError::Validation)
-    }
-
-    fn check(&self) -> Result<(), String> {
-        text("model", &self.model, 1, 200, false)?;
-        text("provider", &self.provider, 0, 200, false)?;
-        text("operation", &self.operation, 1, 50, false)?;
-        if !matches!(self.status.as_str(), "ok" | "error") {
-            return Err(format!("status: {:?} is not one of ok, error", self.status));
-        }
-        for (name, v) in [
-            ("tokens_in", self.tokens_in),
-            ("tokens_out", self.tokens_out),
-        ] {
-            if !(0..=MAX_TOKENS).contains(&v) {
-                return Err(format!("{name}: must be between 0 and {MAX_TOKENS}"));
-            }
-        }
-        if !(0.0..=MAX_LATENCY_MS).contains(&self.latency_ms) {
-            return Err(format!(
-                "latency_ms: must be a number between 0 and {MAX_LATENCY_MS}"
-            ));
-        }
-        if self
-            .cost_usd
-            .is_some_and(|c| !(0.0..=MAX_COST_USD).contains(&c))
-        {
-            return Err(format!(
-                "cost_usd: must be a number between 0 and {MAX_COST_USD}"
-            ));
-        }
-        if self.occurred_at.is_some_and(|t| !valid_time(&t)) {
-            return Err("occurred_at: must be in the years 0 to 9999".into());
-        }
-        optional("user_id", &self.user_id, 256, false)?;
-        optional("agent_id", &self.agent_id, 256, false)?;
-        optional("error", &self.error, 2000, true)?;
-        optional("correlation_id", &self.correlation_id, 128, false)?;
-        optional("request_id", &self.request_id, 128, false)?;
-        Ok(())
-    }
-}
-
-/// Price per million tokens for a model: the tenant's own row, else the default.
-type PriceCache = std::sync::Mutex<
-    std::collections::HashMap<(String, String), (std::time::Instant, Option<(f64, f64)>)>,
->;
-
-fn price_cache() -> &'static PriceCache {
-    static CACHE: std::sync::OnceLock<PriceCache> = std::sync::OnceLock::new();
-    CACHE.get_or_init(Default::default)
-}
-
-/// Prices change rarely; a few seconds of staleness saves a query per event.
-const PRICE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Price per million tokens for a model: the tenant's own row, else the default.
-pub async fn price(state: &AppState, tenant: &str, model: &str) -> ApiResult<Option<(f64, f64)>> {
-    let key = (tenant.to_string(), model.to_string());
-    if let Some((at, p)) = price_cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
-        && at.elapsed() < PRICE_TTL
-    {
-        return Ok(*p);
-    }
-    let row: Option<(f64, f64)> = sqlx::query_as(
-        "SELECT input_per_million, output_per_million FROM model_pricing WHERE model = $1 AND tenant_id IN ($2, '') \
-         ORDER BY tenant_id DESC LIMIT 1",
-    )
-    .bind(model)
-    .bind(tenant)
-    .fetch_optional(state.db()?)
-    .await?;
-    let mut cache = price_cache().lock().unwrap_or_else(|e| e.into_inner());
-    if cache.len() > 10_000 {
-        cache.retain(|_, (at, _)| at.elapsed() < PRICE_TTL);
-        // Many distinct models within the TTL: start over rather than grow.
-        if cache.len() > 10_000 {
-            cache.clear();
-        }
-    }
-    cache.insert(key, (std::time::Instant::now(), row));
-    Ok(row)
-}
-
-fn forget_price(tenant: &str, model: &str) {
-    price_cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&(tenant.to_string(), model.to_string()));
-}
-
-pub async fn cost_for(
-    state: &AppState,
-    tenant: &str,
-    model: &str,
-    tokens_in: u64,
-    tokens_out: u64,
-) -> ApiResult<f64> {
-    let cost = price(state, tenant, model)
-        .await?
-        .map(|(i, o)| (tokens_in as f64 * i + tokens_out as f64 * o) / 1e6)
-        .unwrap_or(0.0);
-    // Prices stored before their bound could make this infinite.
-    Ok(if cost.is_finite() {
-        cost.min(MAX_COST_USD)
-    } else {
-        MAX_COST_USD
-    })
-}
-
 /// Stores events of one tenant; ids already stored are skipped.
 pub async fn store(state: &AppState, tenant: &str, events: Vec<LlmOpEvent>) -> ApiResult<u64> {
     if events.is_empty() {
         return Ok(0);
     }
+    let prices = state.shared::<Prices>();
     let mut rows = Vec::with_capacity(events.len());
     for e in events {
         let cost = match e.cost_usd {
             Some(c) => c,
             None => {
                 let tokens = |t: i64| u64::try_from(t).unwrap_or(0);
-                cost_for(
-                    state,
-                    tenant,
-                    &e.model,
-                    tokens(e.tokens_in),
-                    tokens(e.tokens_out),
-                )
-                .await?
+                prices
+                    .cost(
+                        state.db()?,
+                        tenant,
+                        &e.model,
+                        tokens(e.tokens_in),
+                        tokens(e.tokens_out),
+                    )
+                    .await?
             }
         };
         rows.push((e, cost));
@@ -320,8 +117,7 @@ pub async fn start_consumer(state: &AppState) -> anyhow::Result<tokio::task::Joi
                 ));
             }
             let mut ev: LlmOpEvent = env.json()?;
-            ev.validate()
-                .map_err(|e| HandlerError::Permanent(e.to_string()))?;
+            validate_event(&ev).map_err(|e| HandlerError::Permanent(e.to_string()))?;
             if ev.correlation_id.is_none() && !env.correlation_id.is_empty() {
                 ev.correlation_id = Some(env.correlation_id.clone());
             }
@@ -344,7 +140,25 @@ pub async fn start_consumer(state: &AppState) -> anyhow::Result<tokio::task::Joi
     .await
 }
 
-pub fn router() -> Router<AppState> {
+/// llmops as the platform serves it: its routes and the consumer of LLM-operation events.
+pub static SPEC: ComponentSpec = ComponentSpec {
+    component: Component::Llmops,
+    openapi,
+    openai_routes: &[],
+    build,
+};
+
+fn build(platform: &AppState) -> anyhow::Result<Built> {
+    let consumer = platform.clone();
+    Ok(Built {
+        router: router().with_state(platform.clone()),
+        background: vec![Box::new(move || {
+            Box::pin(async move { start_consumer(&consumer).await })
+        })],
+    })
+}
+
+fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/llmops/events", post(ingest).get(query_events))
         .route("/v1/llmops/metrics", get(metrics))
@@ -415,8 +229,7 @@ async fn ingest(
         )));
     }
     for (i, e) in batch.events.iter().enumerate() {
-        e.validate()
-            .map_err(|err| ApiError::Validation(format!("events[{i}].{err}")))?;
+        validate_event(e).map_err(|err| ApiError::Validation(format!("events[{i}].{err}")))?;
     }
     let received = batch.events.len();
     let stored = store(&state, &p.tenant_id, batch.events).await?;
@@ -822,7 +635,7 @@ async fn put_pricing(
     .bind(&p.user_id)
     .execute(state.db()?)
     .await?;
-    forget_price(&p.tenant_id, &model);
+    state.shared::<Prices>().forget(&p.tenant_id, &model);
     Ok(Json(Pricing {
         model,
         input_per_million: input.input_per_million,
@@ -845,7 +658,7 @@ async fn delete_pricing(
         .bind(&model)
         .execute(state.db()?)
         .await?;
-    forget_price(&p.tenant_id, &model);
+    state.shared::<Prices>().forget(&p.tenant_id, &model);
     if done.rows_affected() == 0 {
         return Err(ApiError::NotFound(
             "this tenant has no own price for the model".into(),

@@ -61,22 +61,21 @@ pub struct Config {
     pub otlp_endpoint: Option<String>,
     pub service_name: String,
     pub upstream_timeout: Duration,
-    pub upstream_max_retries: u32,
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
-    pub gateway_cache_ttl: Duration,
     pub nats_max_deliver: i64,
     /// Role that may change every tenant's gateway limits and read llmops figures across
     /// tenants (FAAS_PLATFORM_ADMIN_ROLE).
     pub platform_admin_role: String,
-    /// TTL of cache items stored without one (FAAS_CACHE_DEFAULT_TTL_SECS).
-    pub cache_default_ttl_secs: u64,
     /// Provider API keys: environment variables named `LLM_API_KEY_*`
     /// (filled from Secrets). Never taken from the config file.
     pub provider_keys: Secrets,
     // --- outgoing calls tenants influence (FAAS_EGRESS_ALLOW, FAAS_GATEWAY_CREDENTIALS) ---
     /// Where such calls may go, and the credentials the platform binds to tenants.
     pub egress: super::egress::EgressSettings,
+    /// Where the settings were read from: each component reads its own settings here
+    /// when it is built (`Source::parse` and friends name the setting on a bad value).
+    pub source: std::sync::Arc<Source>,
 }
 
 /// A setting that may hold a credential (a signing key, a URL with a password); `Debug`
@@ -113,7 +112,8 @@ pub enum LogFormat {
     Text,
 }
 
-/// The source of raw values: environment first, then file.
+/// The source of raw values: environment first, then file. `Debug` shows no value.
+#[derive(Clone)]
 pub struct Source {
     env: HashMap<String, String>,
     file: HashMap<String, String>,
@@ -134,7 +134,8 @@ impl Source {
         Ok(Self { env, file })
     }
 
-    fn get(&self, name: &str) -> Option<String> {
+    /// A setting, trimmed; `None` when unset or empty.
+    pub fn get(&self, name: &str) -> Option<String> {
         self.env
             .get(name)
             .or_else(|| self.file.get(name))
@@ -142,7 +143,12 @@ impl Source {
             .filter(|s| !s.is_empty())
     }
 
-    fn parse<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    /// A setting parsed as `T`, or `default` when unset.
+    pub fn parse<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError>
     where
         T::Err: std::fmt::Display,
     {
@@ -155,7 +161,8 @@ impl Source {
         }
     }
 
-    fn secs(&self, name: &'static str, default: f64) -> Result<Duration, ConfigError> {
+    /// A non-negative number of seconds.
+    pub fn secs(&self, name: &'static str, default: f64) -> Result<Duration, ConfigError> {
         let v: f64 = self.parse(name, default)?;
         if !(v.is_finite() && v >= 0.0) {
             return Err(ConfigError::Invalid {
@@ -164,6 +171,14 @@ impl Source {
             });
         }
         Ok(Duration::from_secs_f64(v))
+    }
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("file_keys", &self.file.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
@@ -355,15 +370,12 @@ impl Config {
                 .get("OTEL_SERVICE_NAME")
                 .unwrap_or_else(|| "faas-runtime".into()),
             upstream_timeout: src.secs("FAAS_UPSTREAM_TIMEOUT_SECS", 60.0)?,
-            upstream_max_retries: src.parse("FAAS_UPSTREAM_MAX_RETRIES", 2)?,
             breaker_failures: src.parse("FAAS_BREAKER_FAILURES", 5)?,
             breaker_cooldown: src.secs("FAAS_BREAKER_COOLDOWN_SECS", 30.0)?,
-            gateway_cache_ttl: src.secs("FAAS_GATEWAY_CACHE_TTL_SECS", 300.0)?,
             nats_max_deliver: src.parse("FAAS_NATS_MAX_DELIVER", 5)?,
             platform_admin_role: src
                 .get("FAAS_PLATFORM_ADMIN_ROLE")
                 .unwrap_or_else(|| "platform-admin".into()),
-            cache_default_ttl_secs: src.parse("FAAS_CACHE_DEFAULT_TTL_SECS", 3600)?,
             provider_keys: Secrets(
                 src.env
                     .iter()
@@ -373,6 +385,7 @@ impl Config {
             ),
             // --- outgoing calls tenants influence ---
             egress: egress_settings(src)?,
+            source: std::sync::Arc::new(src.clone()),
         })
     }
 
@@ -475,13 +488,10 @@ mod tests {
         );
         let e = env(&[
             ("FAAS_AUTH", "disabled"),
-            ("FAAS_CACHE_DEFAULT_TTL_SECS", "an hour"),
+            ("FAAS_DB_MAX_CONNECTIONS", "many"),
         ]);
         let err = Config::from_source(&Source::new(e).unwrap()).unwrap_err();
-        assert!(
-            err.to_string().contains("FAAS_CACHE_DEFAULT_TTL_SECS"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("FAAS_DB_MAX_CONNECTIONS"), "{err}");
     }
 
     #[test]
@@ -525,7 +535,11 @@ mod tests {
         let c = Config::from_source(&Source::new(e).unwrap()).unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.max_body_bytes, 2000);
-        assert_eq!(c.cache_default_ttl_secs, 60);
+        assert_eq!(
+            c.source.parse("FAAS_CACHE_DEFAULT_TTL_SECS", 0u64).unwrap(),
+            60,
+            "a component's setting is read from the file too"
+        );
         std::fs::write(&path, "- a list\n").unwrap();
         let e = env(&[("FAAS_CONFIG_FILE", path.to_str().unwrap())]);
         assert!(matches!(Source::new(e), Err(ConfigError::File { .. })));

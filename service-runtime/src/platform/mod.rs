@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod component;
 pub mod config;
 pub mod context;
 pub mod egress;
@@ -9,7 +10,8 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod http_client;
-pub mod integer;
+/// Integer fields that also accept integral floats (`3.0`), from the model.
+pub use faas_model::integer;
 pub mod metrics;
 pub mod ratelimit;
 pub mod server;
@@ -25,9 +27,10 @@ pub use auth::Principal;
 pub use context::RequestContext;
 pub use error::{ApiError, ApiResult};
 
-use crate::Component;
+pub use component::{Built, ComponentSpec};
 use config::Config;
 use events::EventBus;
+use faas_model::Backend;
 use http_client::{Breakers, HttpClient};
 use metrics::Metrics;
 
@@ -44,7 +47,7 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub config: Config,
-    pub components: Vec<Component>,
+    specs: Vec<&'static ComponentSpec>,
     pub auth: auth::Authenticator,
     pub db: Option<sqlx::PgPool>,
     pub redis: Option<redis::aio::ConnectionManager>,
@@ -56,6 +59,8 @@ pub struct Inner {
     /// Routes whose errors take the OpenAI error shape instead of problem+json.
     pub openai_routes: std::collections::HashSet<&'static str>,
     pub shutdown: CancellationToken,
+    /// State of the layer shared by several components, one value per type and process.
+    shared: std::sync::Mutex<SharedMap>,
 }
 
 impl Deref for AppState {
@@ -65,27 +70,21 @@ impl Deref for AppState {
     }
 }
 
-/// What each component needs from outside.
+type SharedMap = std::collections::HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>;
+
+/// What the selected components need from outside.
 pub struct Needs {
     pub db: bool,
     pub redis: bool,
     pub nats: bool,
 }
 
-pub fn needs(components: &[Component]) -> Needs {
+pub fn needs(specs: &[&ComponentSpec]) -> Needs {
+    let any = |b: Backend| specs.iter().any(|s| s.needs(b));
     Needs {
-        db: components.iter().any(|c| {
-            matches!(
-                c,
-                Component::Gateway | Component::Prompt | Component::Llmops
-            )
-        }),
-        redis: components
-            .iter()
-            .any(|c| matches!(c, Component::Gateway | Component::Cache)),
-        nats: components
-            .iter()
-            .any(|c| matches!(c, Component::Gateway | Component::Llmops)),
+        db: any(Backend::Database),
+        redis: any(Backend::Cache),
+        nats: any(Backend::Nats),
     }
 }
 
@@ -129,7 +128,7 @@ pub async fn connect_redis(config: &Config) -> anyhow::Result<redis::aio::Connec
 /// or opened from the configuration.
 pub struct StateParts {
     pub config: Config,
-    pub components: Vec<Component>,
+    pub components: Vec<&'static ComponentSpec>,
     pub db: Option<sqlx::PgPool>,
     pub redis: Option<redis::aio::ConnectionManager>,
     pub events: Option<EventBus>,
@@ -175,10 +174,11 @@ impl AppState {
         Ok(Self(Arc::new(Inner {
             openai_routes: components
                 .iter()
-                .flat_map(|c| c.openai_routes().iter().copied())
+                .flat_map(|c| c.openai_routes.iter().copied())
                 .collect(),
             config,
-            components,
+            specs: components,
+            shared: Default::default(),
             auth,
             db,
             redis,
@@ -191,7 +191,10 @@ impl AppState {
     }
 
     /// Opens the connections the selected components need.
-    pub async fn connect(config: Config, components: Vec<Component>) -> anyhow::Result<Self> {
+    pub async fn connect(
+        config: Config,
+        components: Vec<&'static ComponentSpec>,
+    ) -> anyhow::Result<Self> {
         let need = needs(&components);
         let metrics = Arc::new(Metrics::new());
         let db = if need.db {
@@ -218,6 +221,28 @@ impl AppState {
             events,
             metrics,
         })
+    }
+
+    /// The components this process serves.
+    pub fn specs(&self) -> &[&'static ComponentSpec] {
+        &self.specs
+    }
+
+    /// Whether this process serves `component`.
+    pub fn serves(&self, component: faas_model::Component) -> bool {
+        self.specs.iter().any(|s| s.component == component)
+    }
+
+    /// The process-wide value of type `T` of the shared layer, made on first use: state
+    /// that components served together must share (a price cache that one invalidates
+    /// and another reads) lives here rather than in a static.
+    pub fn shared<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut map = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let value = map
+            .entry(std::any::TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()))
+            .clone();
+        value.downcast().unwrap_or_else(|_| Arc::new(T::default()))
     }
 
     pub fn db(&self) -> ApiResult<&sqlx::PgPool> {

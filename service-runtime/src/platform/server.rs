@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use super::AppState;
 use super::error::ApiError;
+use super::{AppState, ComponentSpec};
 
-pub fn openapi_for(components: &[crate::Component]) -> utoipa::openapi::OpenApi {
+pub fn openapi_for(components: &[&ComponentSpec]) -> utoipa::openapi::OpenApi {
     let mut doc = utoipa::openapi::OpenApiBuilder::new()
         .info(
             utoipa::openapi::InfoBuilder::new()
@@ -32,7 +32,7 @@ pub fn openapi_for(components: &[crate::Component]) -> utoipa::openapi::OpenApi 
         )
         .build();
     for c in components {
-        doc.merge(c.openapi());
+        doc.merge((c.openapi)());
     }
     let mut comps = doc.components.take().unwrap_or_default();
     comps.add_security_scheme(
@@ -55,7 +55,7 @@ pub fn openapi_for(components: &[crate::Component]) -> utoipa::openapi::OpenApi 
     doc.components = Some(comps);
     let openai: std::collections::HashSet<&str> = components
         .iter()
-        .flat_map(|c| c.openai_routes().iter().copied())
+        .flat_map(|c| c.openai_routes.iter().copied())
         .collect();
     for (path, item) in doc.paths.paths.iter_mut() {
         let style = if openai.contains(path.as_str()) {
@@ -247,7 +247,7 @@ fn nul_free_value_schema() -> serde_json::Value {
 pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
 
 /// The served document: the components' operations with the platform's outcomes.
-pub fn openapi_document(components: &[crate::Component]) -> serde_json::Value {
+pub fn openapi_document(components: &[&ComponentSpec]) -> serde_json::Value {
     let mut doc = serde_json::to_value(openapi_for(components)).unwrap_or_default();
     forbid_nul_in_strings(&mut doc);
     if let Some(schemas) = doc
@@ -291,15 +291,11 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
-/// The whole application for the state's components.
-pub fn app(state: AppState) -> Router {
-    let doc = serde_json::to_vec(&openapi_document(&state.components)).unwrap_or_default();
-    let mut router: Router<AppState> = Router::new();
-    for c in &state.components {
-        router = router.merge(c.router());
-    }
-    let cors = cors(&state.config.cors_allowed_origins);
-    let router = router
+/// The whole application: the components' routes (built by `component::build_all`)
+/// with the platform's routes and middleware around them.
+pub fn app(state: AppState, components: Router) -> Router {
+    let doc = serde_json::to_vec(&openapi_document(state.specs())).unwrap_or_default();
+    let platform: Router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -318,6 +314,9 @@ pub fn app(state: AppState) -> Router {
                 }
             }),
         )
+        .with_state(state.clone());
+    let router = platform
+        .merge(components)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -325,9 +324,9 @@ pub fn app(state: AppState) -> Router {
             super::context::middleware,
         ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
-    match cors {
-        Some(layer) => router.layer(layer).with_state(state),
-        None => router.with_state(state),
+    match cors(&state.config.cors_allowed_origins) {
+        Some(layer) => router.layer(layer),
+        None => router,
     }
 }
 
@@ -415,10 +414,14 @@ async fn wait_for_signal() {
     }
 }
 
-/// Serves until SIGTERM/SIGINT (or until `state.shutdown` is cancelled), then
+/// Serves `app` (the application `app::app` built) and starts its background work until SIGTERM/SIGINT (or until `state.shutdown` is cancelled), then
 /// stops accepting, drains requests and consumers within the grace period.
-pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let mut tasks = crate::start_background(&state).await?;
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    app: super::Built,
+) -> anyhow::Result<()> {
+    let mut tasks = super::component::start(app.background).await?;
     if let Some(limiter) = &state.tenant_limiter {
         tasks.push(super::ratelimit::spawn_sweeper(
             limiter.clone(),
@@ -433,10 +436,10 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow
         signal_token.cancel();
     });
     let grace = state.config.shutdown_grace;
-    let app = app(state.clone());
+    let app = app.router;
     tracing::info!(
         address = %listener.local_addr()?,
-        components = %state.components.iter().map(|c| c.name()).collect::<Vec<_>>().join(","),
+        components = %state.specs().iter().map(|c| c.name()).collect::<Vec<_>>().join(","),
         "serving"
     );
     // Streamed answers are many small writes: without TCP_NODELAY each one after the

@@ -30,6 +30,18 @@ const MAX_DESCRIPTION: usize = 2000;
 /// Serialized size of a variable's default and of `model_defaults`.
 const MAX_JSON_BYTES: usize = 64 * 1024;
 
+/// The prompt component as the platform serves it.
+pub static SPEC: crate::platform::ComponentSpec = crate::platform::ComponentSpec {
+    component: faas_model::Component::Prompt,
+    openapi,
+    openai_routes: &[],
+    build: |platform| {
+        Ok(crate::platform::Built::routes(
+            router().with_state(platform.clone()),
+        ))
+    },
+};
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/prompts", post(create).get(list))

@@ -45,6 +45,18 @@ pub fn unique(prefix: &str) -> String {
 pub struct TestApp {
     pub state: AppState,
     pub router: Router,
+    /// The components' background work, for the tests that start it.
+    background: std::sync::Mutex<Vec<faas_runtime::platform::component::Background>>,
+}
+
+impl TestApp {
+    /// Starts the components' background work (event consumers); once.
+    pub async fn start_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let work = std::mem::take(&mut *self.background.lock().unwrap());
+        faas_runtime::platform::component::start(work)
+            .await
+            .expect("background work starts")
+    }
 }
 
 pub fn test_config() -> Config {
@@ -64,7 +76,8 @@ pub async fn build_state(
     components: &[Component],
     mut config: Config,
 ) -> AppState {
-    let need = faas_runtime::platform::needs(components);
+    let specs = faas_runtime::app::specs(components).expect("served components");
+    let need = faas_runtime::platform::needs(&specs);
     let metrics = Arc::new(Metrics::new());
     let redis = if need.redis {
         config.redis_url = Some(Sensitive(require_env("REDIS_URL")));
@@ -92,7 +105,7 @@ pub async fn build_state(
     }
     AppState::new(StateParts {
         config,
-        components: components.to_vec(),
+        components: specs,
         db: pool,
         redis,
         events,
@@ -111,8 +124,12 @@ pub async fn app_with(
     config: Config,
 ) -> TestApp {
     let state = build_state(pool, components, config).await;
-    let router = faas_runtime::app(state.clone());
-    TestApp { state, router }
+    let app = faas_runtime::app::app(state.clone()).expect("the components build");
+    TestApp {
+        state,
+        router: app.router,
+        background: std::sync::Mutex::new(app.background),
+    }
 }
 
 pub fn token(tenant: &str, user: &str, roles: &[&str]) -> String {
