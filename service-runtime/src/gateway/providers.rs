@@ -20,7 +20,7 @@ use utoipa::openapi::schema::{
 
 use super::GatewayState;
 use super::body::{Object, integer};
-use crate::platform::config::Sensitive;
+use crate::platform::config::SecretString;
 use crate::platform::egress::{normalise_base_url, valid_name};
 use crate::platform::extract::{Json, Path};
 use crate::platform::{ApiError, ApiResult, AppState, Principal};
@@ -243,7 +243,7 @@ pub struct Provider {
     pub updated_at: DateTime<Utc>,
     /// The key, sent only under `base_url`.
     #[serde(skip)]
-    pub(crate) key: Option<Sensitive>,
+    pub(crate) key: Option<SecretString>,
 }
 
 impl Provider {

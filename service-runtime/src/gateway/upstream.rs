@@ -2,6 +2,7 @@
 //! streamed, translated to and from the OpenAI shape; and the local
 //! embedding model.
 
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use base64::Engine;
@@ -58,12 +59,12 @@ fn build(
     match p.kind {
         ProviderKind::Openai => {
             if let Some(k) = key {
-                rb = rb.bearer_auth(&**k);
+                rb = rb.bearer_auth(k.expose_secret());
             }
         }
         ProviderKind::Anthropic => {
             if let Some(k) = key {
-                rb = rb.header("x-api-key", &**k);
+                rb = rb.header("x-api-key", k.expose_secret());
             }
             rb = rb.header("anthropic-version", ANTHROPIC_VERSION);
         }
@@ -75,7 +76,9 @@ fn build(
 /// `text` without the provider's key, should the provider echo it.
 pub fn scrub<'a>(text: &'a str, p: &Provider) -> std::borrow::Cow<'a, str> {
     match &p.key {
-        Some(k) if !k.is_empty() && text.contains(&**k) => text.replace(&**k, "[redacted]").into(),
+        Some(k) if !k.expose_secret().is_empty() && text.contains(k.expose_secret()) => {
+            text.replace(k.expose_secret(), "[redacted]").into()
+        }
         _ => text.into(),
     }
 }

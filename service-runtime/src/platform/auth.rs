@@ -1,6 +1,7 @@
 //! JWT authentication. The tenant and the user come from the token's claims,
 //! never from headers the caller sets; a role claim guards admin operations.
 
+use secrecy::ExposeSecret;
 use std::collections::HashMap;
 
 use axum::extract::FromRequestParts;
@@ -110,7 +111,7 @@ impl Authenticator {
                 let hs256 = settings
                     .hs256_secret
                     .as_ref()
-                    .map(|s| DecodingKey::from_secret(s.as_bytes()));
+                    .map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes()));
                 let rs256 = match &settings.rs256_public_key_file {
                     Some(path) => {
                         let pem = std::fs::read(path).map_err(|e| {

@@ -18,7 +18,7 @@ pub enum ConfigError {
 }
 
 /// How callers are authenticated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum AuthMode {
     /// Verify bearer JWTs.
     Jwt(JwtSettings),
@@ -26,9 +26,9 @@ pub enum AuthMode {
     Disabled,
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct JwtSettings {
-    pub hs256_secret: Option<Sensitive>,
+    pub hs256_secret: Option<SecretString>,
     pub rs256_public_key_file: Option<PathBuf>,
     pub jwks_file: Option<PathBuf>,
     pub issuer: Option<String>,
@@ -40,11 +40,11 @@ pub struct JwtSettings {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub database_url: Option<Sensitive>,
+    pub database_url: Option<SecretString>,
     pub db_max_connections: u32,
-    pub redis_url: Option<Sensitive>,
+    pub redis_url: Option<SecretString>,
     pub redis_prefix: String,
-    pub nats_url: Option<Sensitive>,
+    pub nats_url: Option<SecretString>,
     pub nats_prefix: String,
     pub auth: AuthMode,
     pub admin_role: String,
@@ -78,23 +78,10 @@ pub struct Config {
     pub source: std::sync::Arc<Source>,
 }
 
-/// A setting that may hold a credential (a signing key, a URL with a password); `Debug`
-/// never shows it, so printing a `Config` cannot leak it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Sensitive(pub String);
-
-impl std::ops::Deref for Sensitive {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Sensitive {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+/// A setting that may hold a credential (a signing key, a URL with a password): `Debug`
+/// never shows it, so printing a `Config` cannot leak it, and reading it takes
+/// `expose_secret()`, which is easy to find in review.
+pub use secrecy::{ExposeSecret, SecretString};
 
 /// Secret values by name; `Debug` shows the names only.
 #[derive(Clone, Default)]
@@ -258,7 +245,7 @@ impl Config {
         let auth = match src.get("FAAS_AUTH").as_deref() {
             Some("jwt") | None => {
                 let jwt = JwtSettings {
-                    hs256_secret: src.get("FAAS_JWT_HS256_SECRET").map(Sensitive),
+                    hs256_secret: src.get("FAAS_JWT_HS256_SECRET").map(SecretString::from),
                     rs256_public_key_file: src
                         .get("FAAS_JWT_RS256_PUBLIC_KEY_FILE")
                         .map(PathBuf::from),
@@ -284,7 +271,7 @@ impl Config {
                     });
                 }
                 if let Some(s) = &jwt.hs256_secret
-                    && s.len() < 16
+                    && s.expose_secret().len() < 16
                 {
                     return Err(ConfigError::Invalid {
                         name: "FAAS_JWT_HS256_SECRET",
@@ -343,15 +330,15 @@ impl Config {
         let cors_allowed_origins = cors_origins(src.get("FAAS_CORS_ALLOWED_ORIGINS"))?;
         Ok(Config {
             listen: src.parse("FAAS_LISTEN", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
-            database_url: src.get("DATABASE_URL").map(Sensitive),
+            database_url: src.get("DATABASE_URL").map(SecretString::from),
             db_max_connections: src.parse("FAAS_DB_MAX_CONNECTIONS", 10)?,
-            redis_url: src.get("REDIS_URL").map(Sensitive),
+            redis_url: src.get("REDIS_URL").map(SecretString::from),
             redis_prefix: prefix_ok(
                 "FAAS_REDIS_PREFIX",
                 src.get("FAAS_REDIS_PREFIX")
                     .unwrap_or_else(|| "faas".into()),
             )?,
-            nats_url: src.get("NATS_URL").map(Sensitive),
+            nats_url: src.get("NATS_URL").map(SecretString::from),
             nats_prefix: prefix_ok(
                 "FAAS_NATS_PREFIX",
                 src.get("FAAS_NATS_PREFIX").unwrap_or_else(|| "faas".into()),
@@ -398,24 +385,33 @@ impl Config {
     }
 
     pub fn require_database_url(&self) -> Result<&str, ConfigError> {
-        self.database_url.as_deref().ok_or(ConfigError::Missing {
-            name: "DATABASE_URL",
-            reason: "the selected components store state in Postgres".into(),
-        })
+        self.database_url
+            .as_ref()
+            .map(|s| s.expose_secret())
+            .ok_or(ConfigError::Missing {
+                name: "DATABASE_URL",
+                reason: "the selected components store state in Postgres".into(),
+            })
     }
 
     pub fn require_redis_url(&self) -> Result<&str, ConfigError> {
-        self.redis_url.as_deref().ok_or(ConfigError::Missing {
-            name: "REDIS_URL",
-            reason: "the selected components use Redis".into(),
-        })
+        self.redis_url
+            .as_ref()
+            .map(|s| s.expose_secret())
+            .ok_or(ConfigError::Missing {
+                name: "REDIS_URL",
+                reason: "the selected components use Redis".into(),
+            })
     }
 
     pub fn require_nats_url(&self) -> Result<&str, ConfigError> {
-        self.nats_url.as_deref().ok_or(ConfigError::Missing {
-            name: "NATS_URL",
-            reason: "the selected components use NATS JetStream".into(),
-        })
+        self.nats_url
+            .as_ref()
+            .map(|s| s.expose_secret())
+            .ok_or(ConfigError::Missing {
+                name: "NATS_URL",
+                reason: "the selected components use NATS JetStream".into(),
+            })
     }
 }
 
@@ -466,7 +462,7 @@ mod tests {
     fn auth_disabled_only_when_asked() {
         let c =
             Config::from_source(&Source::new(env(&[("FAAS_AUTH", "disabled")])).unwrap()).unwrap();
-        assert_eq!(c.auth, AuthMode::Disabled);
+        assert!(matches!(c.auth, AuthMode::Disabled));
         let err =
             Config::from_source(&Source::new(env(&[("FAAS_AUTH", "off")])).unwrap()).unwrap_err();
         assert!(err.to_string().contains("FAAS_AUTH"), "{err}");
@@ -513,7 +509,7 @@ mod tests {
             assert!(!shown.contains(secret), "{secret} shown: {shown}");
         }
         assert_eq!(
-            c.database_url.as_deref(),
+            c.database_url.as_ref().map(|s| s.expose_secret()),
             Some("postgres://faas:pg-password@db/faas")
         );
     }
@@ -592,7 +588,7 @@ mod tests {
         let c = Config::from_source(&Source::new(e).unwrap()).unwrap();
         assert!(c.egress.policy.allows_host("vllm.ml.svc.cluster.local"));
         let cred = c.egress.credentials.for_tenant("openai", "anyone").unwrap();
-        assert_eq!(&*cred.key, "sk-from-a-secret");
+        assert_eq!(cred.key.expose_secret(), "sk-from-a-secret");
         assert!(!format!("{c:?}").contains("sk-from-a-secret"));
         let key = ("LLM_API_KEY_OPENAI", "sk-from-a-secret");
         for (name, value, extra) in [

@@ -20,7 +20,7 @@ use futures::future::BoxFuture;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::config::Sensitive;
+use super::config::SecretString;
 
 /// The setting holding the allowlist.
 pub const ALLOW_SETTING: &str = "FAAS_EGRESS_ALLOW";
@@ -352,7 +352,7 @@ pub enum Tenants {
 }
 
 /// A secret the platform lets some tenants use, sent only to `base_url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Credential {
     pub name: String,
     pub tenants: Tenants,
@@ -360,7 +360,7 @@ pub struct Credential {
     pub base_url: String,
     /// The variable the value was read from (for messages; never the value).
     pub key_env: String,
-    pub key: Sensitive,
+    pub key: SecretString,
 }
 
 impl Credential {
@@ -379,7 +379,7 @@ impl Credential {
 }
 
 /// The credentials of the platform, by name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct CredentialSet(Vec<Credential>);
 
 #[derive(Deserialize)]
@@ -486,7 +486,7 @@ impl CredentialSet {
             tenants,
             base_url,
             key_env: e.key_env,
-            key: Sensitive(key.clone()),
+            key: SecretString::from(key.as_str()),
         })
     }
 

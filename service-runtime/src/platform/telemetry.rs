@@ -2,6 +2,7 @@
 //! and W3C trace context in and out. Every log line passes through a [`Redactor`] on its
 //! way out, so a configured secret or anything shaped like a credential never reaches it.
 
+use secrecy::ExposeSecret;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Write;
@@ -183,17 +184,23 @@ impl Redactor {
     /// passwords in the database, cache and NATS URLs.
     pub fn from_config(config: &super::config::Config) -> Self {
         let mut secrets: Vec<String> = config.provider_keys.0.values().cloned().collect();
-        secrets.extend(config.egress.credentials.iter().map(|c| c.key.0.clone()));
+        secrets.extend(
+            config
+                .egress
+                .credentials
+                .iter()
+                .map(|c| c.key.expose_secret().to_string()),
+        );
         if let super::config::AuthMode::Jwt(jwt) = &config.auth
             && let Some(s) = &jwt.hs256_secret
         {
-            secrets.push(s.0.clone());
+            secrets.push(s.expose_secret().to_string());
         }
         for url in [&config.database_url, &config.redis_url, &config.nats_url]
             .into_iter()
             .flatten()
         {
-            secrets.extend(url_password(url));
+            secrets.extend(url_password(url.expose_secret()));
         }
         Self::new(secrets)
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::platform::config::{ConfigError, Source};
+use crate::platform::config::{ConfigError, ExposeSecret, SecretString, Source};
 use crate::platform::http_client::{HttpClient, RetryPolicy, UpstreamError};
 use crate::platform::{ApiError, RequestContext};
 
@@ -157,13 +157,13 @@ struct ModelList {
 /// The caller a call is made for: its bearer token as it came in, if any.
 #[derive(Clone, Default)]
 pub struct OnBehalfOf {
-    bearer: Option<crate::platform::config::Sensitive>,
+    bearer: Option<SecretString>,
 }
 
 impl OnBehalfOf {
     pub fn bearer(token: &str) -> Self {
         Self {
-            bearer: Some(crate::platform::config::Sensitive(token.to_string())),
+            bearer: Some(SecretString::from(token)),
         }
     }
 
@@ -290,7 +290,7 @@ impl GatewayClient {
             .request(method, url)
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(token) = &who.bearer {
-            req = req.bearer_auth(&**token);
+            req = req.bearer_auth(token.expose_secret());
         }
         Ok(req)
     }

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use faas_runtime::Component;
-use faas_runtime::platform::config::{Config, Sensitive};
+use faas_runtime::platform::config::{Config, SecretString};
 use faas_runtime::platform::egress::EgressPolicy;
 use faas_runtime::platform::events::EventBus;
 use faas_runtime::platform::metrics::Metrics;
@@ -80,7 +80,7 @@ pub async fn build_state(
     let need = faas_runtime::platform::needs(&specs);
     let metrics = Arc::new(Metrics::new());
     let redis = if need.redis {
-        config.redis_url = Some(Sensitive(require_env("REDIS_URL")));
+        config.redis_url = Some(SecretString::from(require_env("REDIS_URL")));
         Some(
             faas_runtime::platform::connect_redis(&config)
                 .await
@@ -91,7 +91,7 @@ pub async fn build_state(
     };
     let events = if need.nats {
         let url = require_env("NATS_URL");
-        config.nats_url = Some(Sensitive(url.clone()));
+        config.nats_url = Some(SecretString::from(url.clone()));
         Some(
             EventBus::connect(&url, &config.nats_prefix, metrics.clone())
                 .await
