@@ -15,8 +15,21 @@ use crate::platform::auth::valid_tenant_id;
 use crate::platform::extract::{Json, Path};
 use crate::platform::{ApiError, ApiResult, AppState, Principal};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum BudgetPeriod {
     Day,
     #[default]
@@ -25,18 +38,12 @@ pub enum BudgetPeriod {
 
 impl BudgetPeriod {
     pub fn as_str(self) -> &'static str {
-        match self {
-            BudgetPeriod::Day => "day",
-            BudgetPeriod::Month => "month",
-        }
+        self.into()
     }
 
+    /// The period a stored row names; the default for anything else.
     fn from_db(s: &str) -> Self {
-        if s == "day" {
-            BudgetPeriod::Day
-        } else {
-            BudgetPeriod::Month
-        }
+        s.parse().unwrap_or_default()
     }
 }
 

@@ -25,8 +25,20 @@ use crate::platform::egress::{normalise_base_url, valid_name};
 use crate::platform::extract::{Json, Path};
 use crate::platform::{ApiError, ApiResult, AppState, Principal};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum ProviderKind {
     /// OpenAI and compatible servers (vLLM, Ollama, …).
     Openai,
@@ -38,11 +50,7 @@ pub enum ProviderKind {
 
 impl ProviderKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Openai => "openai",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::Local => "local",
-        }
+        self.into()
     }
 
     /// Whether providers of this kind answer the operation (`chat` or `embeddings`).
@@ -54,15 +62,11 @@ impl ProviderKind {
         }
     }
 
-    fn parse(s: &str) -> ApiResult<Self> {
-        match s {
-            "openai" => Ok(Self::Openai),
-            "anthropic" => Ok(Self::Anthropic),
-            "local" => Ok(Self::Local),
-            other => Err(ApiError::internal(anyhow::anyhow!(
-                "unknown provider kind {other} in database"
-            ))),
-        }
+    /// The kind a stored row names.
+    fn from_db(s: &str) -> ApiResult<Self> {
+        s.parse().map_err(|_| {
+            ApiError::internal(anyhow::anyhow!("unknown provider kind {s} in database"))
+        })
     }
 }
 
@@ -283,7 +287,7 @@ fn from_row(state: &AppState, r: Row) -> ApiResult<Provider> {
     Ok(Provider {
         id: r.id,
         name: r.name,
-        kind: ProviderKind::parse(&r.kind)?,
+        kind: ProviderKind::from_db(&r.kind)?,
         base_url: cred.map_or(r.base_url, |c| c.base_url.clone()),
         credential_available: cred.is_some(),
         key: cred.map(|c| c.key.clone()),

@@ -554,7 +554,7 @@ async fn metrics(
     }))
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
 pub struct Pricing {
     pub model: String,
     pub input_per_million: f64,
@@ -580,27 +580,15 @@ async fn list_pricing(
     State(state): State<AppState>,
     p: Principal,
 ) -> ApiResult<Json<Vec<Pricing>>> {
-    let rows: Vec<(String, f64, f64, String)> = sqlx::query_as(
-        "SELECT DISTINCT ON (model) model, input_per_million, output_per_million, tenant_id FROM model_pricing \
+    let rows: Vec<Pricing> = sqlx::query_as(
+        "SELECT DISTINCT ON (model) model, input_per_million, output_per_million, \
+         CASE WHEN tenant_id = '' THEN 'default' ELSE 'tenant' END AS source FROM model_pricing \
          WHERE tenant_id IN ($1, '') ORDER BY model, tenant_id DESC",
     )
     .bind(&p.tenant_id)
     .fetch_all(state.db()?)
     .await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|(model, i, o, t)| Pricing {
-                model,
-                input_per_million: i,
-                output_per_million: o,
-                source: if t.is_empty() {
-                    "default".into()
-                } else {
-                    "tenant".into()
-                },
-            })
-            .collect(),
-    ))
+    Ok(Json(rows))
 }
 
 #[utoipa::path(put, path = "/v1/llmops/pricing/{model}", tag = "llmops", params(("model" = String, Path, description = "The model's name", min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")), request_body = PricingInput,
