@@ -11,6 +11,7 @@ pub mod providers;
 pub mod relay;
 pub mod types;
 
+use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -123,6 +124,32 @@ impl Call {
             return Err(e);
         }
         Ok(chain)
+    }
+
+    /// Tries the providers of `chain` in order until one serves the call. A provider that
+    /// fails hands the call to the next; a request no provider can accept ends the walk.
+    /// When none served it, the last error is the answer, metered.
+    async fn failover<'c, T, F, Fut>(&self, chain: &'c Chain, mut attempt: F) -> ApiResult<T>
+    where
+        F: FnMut(&'c Provider, &'c str) -> Fut,
+        Fut: Future<Output = Attempt<T>>,
+    {
+        let mut last = None;
+        for route in chain {
+            let (provider, model) = &**route;
+            match attempt(provider, model).await {
+                Ok(served) => return Ok(served),
+                Err(Failure::Next(e)) => {
+                    tracing::warn!(provider = %provider.name, error = %e, "provider failed; trying the next");
+                    last = Some(e);
+                }
+                Err(Failure::Fatal(e)) => {
+                    last = Some(e);
+                    break;
+                }
+            }
+        }
+        Err(self.all_failed(chain, last))
     }
 
     /// The error when every provider failed, metered.
@@ -308,27 +335,15 @@ async fn chat(call: Call, req: ChatRequest) -> ApiResult<Response> {
     {
         return Ok(resp);
     }
-    let mut last = None;
-    for route in &chain {
-        let (provider, model) = &**route;
-        let attempt = if req.stream {
-            stream_from(&call, provider, model, &req).await
-        } else {
-            answer_from(&call, provider, model, &req, key.as_deref()).await
-        };
-        match attempt {
-            Ok(resp) => return Ok(resp),
-            Err(Failure::Next(e)) => {
-                tracing::warn!(provider = %provider.name, error = %e, "provider failed; trying the next");
-                last = Some(e);
-            }
-            Err(Failure::Fatal(e)) => {
-                last = Some(e);
-                break;
-            }
-        }
+    if req.stream {
+        call.failover(&chain, |p, model| stream_from(&call, p, model, &req))
+            .await
+    } else {
+        call.failover(&chain, |p, model| {
+            answer_from(&call, p, model, &req, key.as_deref())
+        })
+        .await
     }
-    Err(call.all_failed(&chain, last))
 }
 
 /// The cached answer to a deterministic request, if there is one.
@@ -439,22 +454,10 @@ async fn embeddings(
 async fn embed(call: Call, req: EmbeddingsRequest) -> ApiResult<Response> {
     let (input, base64) = req.validate()?;
     let chain = call.route_and_admit(&req.model).await?;
-    let mut last = None;
-    for route in &chain {
-        let (provider, model) = &**route;
-        match embed_from(&call, provider, model, &req, &input, base64).await {
-            Ok(resp) => return Ok(resp),
-            Err(Failure::Next(e)) => {
-                tracing::warn!(provider = %provider.name, error = %e, "provider failed; trying the next");
-                last = Some(e);
-            }
-            Err(Failure::Fatal(e)) => {
-                last = Some(e);
-                break;
-            }
-        }
-    }
-    Err(call.all_failed(&chain, last))
+    call.failover(&chain, |p, model| {
+        embed_from(&call, p, model, &req, &input, base64)
+    })
+    .await
 }
 
 async fn embed_from(
