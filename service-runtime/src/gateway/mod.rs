@@ -3,17 +3,17 @@
 //! response cache for deterministic requests, and an LLM-operation event for
 //! every call.
 
+pub mod adapter;
 pub mod body;
 pub mod limits;
 mod openapi;
 pub mod providers;
 pub mod relay;
 pub mod settings;
-pub mod sse;
 pub mod state;
 pub mod types;
-pub mod upstream;
 
+use std::future::Future;
 use std::time::Instant;
 
 use axum::Router;
@@ -23,18 +23,18 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use redis::AsyncCommands;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::platform::events::Envelope;
 use crate::platform::{
     ApiError, ApiResult, AppState, Built, ComponentSpec, Principal, RequestContext,
 };
+use adapter::{Attempt, Failure};
 use faas_model::Component;
 use faas_model::events::{LLM_OPERATION_KIND, LLM_OPERATION_TYPE, LlmOpEvent};
 use providers::{Chain, Provider};
-use types::{ChatRequest, EmbeddingsRequest, Usage};
-use upstream::Attempt;
+use types::{ChatRequest, EmbeddingInput, EmbeddingsRequest, Usage};
 
 pub use openapi::openapi;
 pub use state::GatewayState;
@@ -138,6 +138,32 @@ impl Call {
             return Err(e);
         }
         Ok(chain)
+    }
+
+    /// Tries the providers of `chain` in order until one serves the call. A provider that
+    /// fails hands the call to the next; a request no provider can accept ends the walk.
+    /// When none served it, the last error is the answer, metered.
+    async fn failover<'c, T, F, Fut>(&self, chain: &'c Chain, mut attempt: F) -> ApiResult<T>
+    where
+        F: FnMut(&'c Provider, &'c str) -> Fut,
+        Fut: Future<Output = Attempt<T>>,
+    {
+        let mut last = None;
+        for route in chain {
+            let (provider, model) = &**route;
+            match attempt(provider, model).await {
+                Ok(served) => return Ok(served),
+                Err(Failure::Next(e)) => {
+                    tracing::warn!(provider = %provider.name, error = %e, "provider failed; trying the next");
+                    last = Some(e);
+                }
+                Err(Failure::Fatal(e)) => {
+                    last = Some(e);
+                    break;
+                }
+            }
+        }
+        Err(self.all_failed(chain, last))
     }
 
     /// The error when every provider failed, metered.
@@ -329,27 +355,15 @@ async fn chat(call: Call, req: ChatRequest) -> ApiResult<Response> {
     {
         return Ok(resp);
     }
-    let mut last = None;
-    for route in &chain {
-        let (provider, model) = &**route;
-        let attempt = if req.stream {
-            stream_from(&call, provider, model, &req).await
-        } else {
-            answer_from(&call, provider, model, &req, key.as_deref()).await
-        };
-        match attempt {
-            Attempt::Done(resp) => return Ok(resp),
-            Attempt::Failed(e) => {
-                tracing::warn!(provider = %provider.name, error = %e, "provider failed; trying the next");
-                last = Some(e);
-            }
-            Attempt::Fatal(e) => {
-                last = Some(e);
-                break;
-            }
-        }
+    if req.stream {
+        call.failover(&chain, |p, model| stream_from(&call, p, model, &req))
+            .await
+    } else {
+        call.failover(&chain, |p, model| {
+            answer_from(&call, p, model, &req, key.as_deref())
+        })
+        .await
     }
-    Err(call.all_failed(&chain, last))
 }
 
 /// The cached answer to a deterministic request, if there is one.
@@ -357,12 +371,10 @@ async fn cached(call: &Call, chain: &Chain, key: &str) -> ApiResult<Option<Respo
     let mut conn = call.state.redis()?;
     let hit: Option<Vec<u8>> = conn.get(key).await.unwrap_or(None);
     let Some(bytes) = hit else { return Ok(None) };
-    let usage = serde_json::from_slice::<Value>(&bytes)
+    let usage = serde_json::from_slice::<adapter::openai::UsageView>(&bytes)
         .ok()
-        .map(|v| {
-            let n = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-            Usage::new(n("/usage/prompt_tokens"), n("/usage/completion_tokens"))
-        })
+        .and_then(|v| v.usage)
+        .map(Usage::from)
         .unwrap_or_default();
     call.emit(Outcome {
         cached: true,
@@ -378,20 +390,12 @@ async fn answer_from(
     req: &ChatRequest,
     cache_key: Option<&str>,
 ) -> Attempt<Response> {
-    let (value, usage) = match upstream::chat(&call.state, &call.ctx, provider, model, req).await {
-        Attempt::Done(v) => v,
-        Attempt::Failed(e) => return Attempt::Failed(e),
-        Attempt::Fatal(e) => return Attempt::Fatal(e),
-    };
-    let bytes = match serde_json::to_vec(&value) {
-        Ok(b) => b,
-        Err(e) => return Attempt::Fatal(ApiError::internal(e)),
-    };
+    let (bytes, usage) = adapter::chat(&call.state, &call.ctx, provider, model, req).await?;
     if let Some(key) = cache_key {
         store(&call.state, key, &bytes).await;
     }
     call.emit(Outcome::served(model, &provider.name, usage));
-    Attempt::Done(json_response(
+    Ok(json_response(
         StatusCode::OK,
         bytes,
         cache_key.map(|_| "miss"),
@@ -414,12 +418,7 @@ async fn stream_from(
     model: &str,
     req: &ChatRequest,
 ) -> Attempt<Response> {
-    let resp = match upstream::chat_stream_open(&call.state, &call.ctx, provider, model, req).await
-    {
-        Attempt::Done(r) => r,
-        Attempt::Failed(e) => return Attempt::Failed(e),
-        Attempt::Fatal(e) => return Attempt::Fatal(e),
-    };
+    let open = adapter::open_stream(&call.state, &call.ctx, provider, model, req).await?;
     let (tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(32);
     let stream = relay::StreamRequest {
         model: model.to_string(),
@@ -430,7 +429,7 @@ async fn stream_from(
     let call = call.clone();
     let model = model.to_string();
     tokio::spawn(async move {
-        let end = relay::relay_stream(&provider, resp, stream, tx).await;
+        let end = relay::relay_stream(&provider, open, stream, tx).await;
         call.emit(Outcome {
             error: end.error,
             ..Outcome::served(&model, &provider.name, end.usage)
@@ -444,7 +443,7 @@ async fn stream_from(
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Attempt::Done(resp)
+    Ok(resp)
 }
 
 #[utoipa::path(post, path = "/v1/embeddings", tag = "gateway", request_body = EmbeddingsRequest,
@@ -475,27 +474,26 @@ async fn embeddings(
 async fn embed(call: Call, req: EmbeddingsRequest) -> ApiResult<Response> {
     let (input, base64) = req.validate()?;
     let chain = call.route_and_admit(&req.model).await?;
-    let mut last = None;
-    for route in &chain {
-        let (provider, model) = &**route;
-        match upstream::embeddings(&call.state, &call.ctx, provider, model, &req, &input).await {
-            Attempt::Done((vectors, usage)) => {
-                let list = embedding_list(vectors, base64, model, &usage);
-                call.emit(Outcome::served(model, &provider.name, usage));
-                let bytes = serde_json::to_vec(&list).map_err(ApiError::internal)?;
-                return Ok(json_response(StatusCode::OK, bytes, None));
-            }
-            Attempt::Failed(e) => {
-                tracing::warn!(provider = %provider.name, error = %e, "provider failed; trying the next");
-                last = Some(e);
-            }
-            Attempt::Fatal(e) => {
-                last = Some(e);
-                break;
-            }
-        }
-    }
-    Err(call.all_failed(&chain, last))
+    call.failover(&chain, |p, model| {
+        embed_from(&call, p, model, &req, &input, base64)
+    })
+    .await
+}
+
+async fn embed_from(
+    call: &Call,
+    provider: &Provider,
+    model: &str,
+    req: &EmbeddingsRequest,
+    input: &EmbeddingInput,
+    base64: bool,
+) -> Attempt<Response> {
+    let (vectors, usage) =
+        adapter::embeddings(&call.state, &call.ctx, provider, model, req, input).await?;
+    let list = embedding_list(vectors, base64, model, &usage);
+    let bytes = serde_json::to_vec(&list).map_err(|e| Failure::Fatal(ApiError::internal(e)))?;
+    call.emit(Outcome::served(model, &provider.name, usage));
+    Ok(json_response(StatusCode::OK, bytes, None))
 }
 
 fn embedding_list(
@@ -511,7 +509,7 @@ fn embedding_list(
             object: "embedding",
             index,
             embedding: if base64 {
-                json!(upstream::encode_base64_f32(v))
+                json!(adapter::encode_base64_f32(v))
             } else {
                 json!(v)
             },

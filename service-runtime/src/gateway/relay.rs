@@ -1,17 +1,18 @@
-//! Relaying a provider's streamed answer to the client as OpenAI chunks: OpenAI-compatible
-//! chunks pass through, Anthropic events are translated. Errors the provider reports in the
-//! stream are replaced by the gateway's own; its key is scrubbed from every event.
-
-use std::collections::HashMap;
+//! Relaying a provider's streamed answer to the client as OpenAI chunks, whatever the
+//! protocol: its adapter translates each event (see [`Translate`]), the relay counts what
+//! passes, ends the stream and forwards it. Errors the provider reports in the stream are
+//! replaced by the gateway's own; its key is scrubbed from every event.
 
 use bytes::Bytes;
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use super::providers::{Provider, ProviderKind};
-use super::sse::{SseParser, data_event};
-use super::types::Usage;
-use super::upstream::{MAX_ANSWER_BYTES, finish_reason, scrub, usage_from_openai};
+use super::adapter::OpenStream;
+use super::adapter::http::{MAX_ANSWER_BYTES, scrub};
+use super::adapter::openai::{Chunk, ChunkDelta};
+use super::adapter::stream::{self, StreamError};
+use super::providers::Provider;
+use super::types::{OpenAiError, OpenAiErrorDetail, Usage};
 
 /// How a stream ended.
 pub struct StreamEnd {
@@ -28,8 +29,26 @@ pub struct StreamRequest {
     pub prompt_estimate: u64,
 }
 
-struct Relay<'a> {
-    provider: &'a Provider,
+/// Whether the stream goes on after an event.
+#[derive(Debug, PartialEq)]
+pub enum Flow {
+    More,
+    Over,
+}
+
+/// One protocol's translation of the events of one streamed answer.
+pub trait Translate: Send {
+    /// Takes the data of one event (scrubbed of the key); what the client is to receive
+    /// goes to `relay`.
+    fn event(&mut self, data: &str, relay: &mut Relay) -> Flow;
+    /// Whether the provider's own usage reached the client; if not, and the client asked
+    /// for it, the relay sends a usage chunk of its own at the end.
+    fn usage_passed(&self) -> bool;
+}
+
+/// What the client is sent, and what is learnt of the call on the way.
+pub struct Relay {
+    provider: String,
     include_usage: bool,
     id: String,
     created: i64,
@@ -38,145 +57,89 @@ struct Relay<'a> {
     saw_usage: bool,
     completion_chars: u64,
     error: Option<String>,
-    /// Anthropic content block index → OpenAI tool call index.
-    tool_blocks: HashMap<u64, usize>,
+    out: Vec<Bytes>,
 }
 
-/// Whether the stream goes on after an event.
-#[derive(PartialEq)]
-enum Flow {
-    More,
-    Over,
+/// Encodes one `data:` event.
+pub fn data_event(data: &str) -> Bytes {
+    Bytes::from(format!("data: {data}\n\n"))
 }
 
-impl Relay<'_> {
-    fn chunk(&self, delta: Value, finish: Option<&str>) -> Bytes {
-        let mut c = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-            "model": self.model, "system_fingerprint": null,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        if self.include_usage {
-            c["usage"] = Value::Null;
+fn push(out: &mut Vec<Bytes>, event: &impl Serialize) {
+    if let Ok(json) = serde_json::to_string(event) {
+        out.push(data_event(&json));
+    }
+}
+
+impl Relay {
+    pub fn new(provider: &str, req: &StreamRequest) -> Self {
+        Self {
+            provider: provider.to_string(),
+            include_usage: req.include_usage,
+            id: format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
+            created: chrono::Utc::now().timestamp(),
+            model: req.model.clone(),
+            usage: Usage::default(),
+            saw_usage: false,
+            completion_chars: 0,
+            error: None,
+            out: Vec::new(),
         }
-        data_event(&c.to_string())
     }
 
-    fn reported_error(&mut self) -> Flow {
+    pub fn include_usage(&self) -> bool {
+        self.include_usage
+    }
+
+    /// The model as the provider names it in its stream.
+    pub fn set_model(&mut self, model: &str) {
+        self.model = model.to_string();
+    }
+
+    pub fn set_prompt_tokens(&mut self, n: u64) {
+        self.usage.prompt_tokens = n;
+    }
+
+    /// Completion tokens as the provider reports them.
+    pub fn set_completion_tokens(&mut self, n: u64) {
+        self.usage.completion_tokens = n;
+        self.saw_usage = true;
+    }
+
+    /// Usage as the provider reports it.
+    pub fn set_usage(&mut self, usage: Usage) {
+        self.usage = usage;
+        self.saw_usage = true;
+    }
+
+    /// Counts generated text, for the estimate when the provider reports no usage.
+    pub fn generated(&mut self, text: &str) {
+        self.completion_chars += text.len() as u64;
+    }
+
+    /// The provider reported an error in its stream: the stream ends with the gateway's own.
+    pub fn reported_error(&mut self) -> Flow {
         self.error = Some(format!(
             "provider {} reported an error in its stream",
-            self.provider.name
+            self.provider
         ));
         Flow::Over
     }
 
-    fn on_event(&mut self, data: &str, out: &mut Vec<Bytes>) -> Flow {
-        let data = scrub(data, self.provider);
-        match self.provider.kind {
-            ProviderKind::Anthropic => match serde_json::from_str::<Value>(&data) {
-                Ok(v) => self.on_anthropic(&v, out),
-                Err(_) => Flow::More,
-            },
-            _ => self.on_openai(&data, out),
-        }
+    /// Sends a chunk of this stream with `delta`.
+    pub fn chunk(&mut self, delta: ChunkDelta<'_>, finish: Option<&str>) {
+        let chunk = Chunk::of_delta(&self.id, self.created, &self.model, delta, finish)
+            .with_usage(self.include_usage.then_some(None));
+        push(&mut self.out, &chunk);
     }
 
-    fn on_anthropic(&mut self, v: &Value, out: &mut Vec<Bytes>) -> Flow {
-        match v.get("type").and_then(Value::as_str).unwrap_or_default() {
-            "message_start" => {
-                if let Some(m) = v.pointer("/message/model").and_then(Value::as_str) {
-                    self.model = m.to_string();
-                }
-                self.usage.prompt_tokens = v
-                    .pointer("/message/usage/input_tokens")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                out.push(self.chunk(json!({"role": "assistant", "content": ""}), None));
-            }
-            "content_block_start" => self.on_block_start(v, out),
-            "content_block_delta" => self.on_block_delta(v, out),
-            "message_delta" => {
-                if let Some(o) = v.pointer("/usage/output_tokens").and_then(Value::as_u64) {
-                    self.usage.completion_tokens = o;
-                    self.saw_usage = true;
-                }
-                let stop = v.pointer("/delta/stop_reason").and_then(Value::as_str);
-                out.push(self.chunk(json!({}), Some(finish_reason(stop))));
-            }
-            "message_stop" => return Flow::Over,
-            "error" => return self.reported_error(),
-            _ => {}
-        }
-        Flow::More
-    }
-
-    fn on_block_start(&mut self, v: &Value, out: &mut Vec<Bytes>) {
-        let block = &v["content_block"];
-        if block["type"] != "tool_use" {
-            return;
-        }
-        let k = self.tool_blocks.len();
-        self.tool_blocks.insert(v["index"].as_u64().unwrap_or(0), k);
-        let delta = json!({"tool_calls": [{
-            "index": k, "id": block["id"], "type": "function",
-            "function": {"name": block["name"], "arguments": ""},
-        }]});
-        out.push(self.chunk(delta, None));
-    }
-
-    fn on_block_delta(&mut self, v: &Value, out: &mut Vec<Bytes>) {
-        if let Some(part) = v.pointer("/delta/partial_json").and_then(Value::as_str)
-            && let Some(k) = self.tool_blocks.get(&v["index"].as_u64().unwrap_or(0))
-        {
-            self.completion_chars += part.len() as u64;
-            let delta = json!({"tool_calls": [{"index": k, "function": {"arguments": part}}]});
-            out.push(self.chunk(delta, None));
-        }
-        if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
-            self.completion_chars += t.len() as u64;
-            out.push(self.chunk(json!({"content": t}), None));
-        }
-    }
-
-    fn on_openai(&mut self, data: &str, out: &mut Vec<Bytes>) -> Flow {
-        if data == "[DONE]" {
-            return Flow::Over;
-        }
-        let Ok(mut v) = serde_json::from_str::<Value>(data) else {
-            return Flow::More;
-        };
-        if v.get("error").is_some() {
-            return self.reported_error();
-        }
-        let is_usage_chunk = v
-            .get("choices")
-            .and_then(Value::as_array)
-            .is_some_and(|c| c.is_empty())
-            && v.get("usage").is_some_and(|u| !u.is_null());
-        if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-            self.usage = usage_from_openai(&json!({"usage": u}));
-            self.saw_usage = true;
-        }
-        if let Some(t) = v
-            .pointer("/choices/0/delta/content")
-            .and_then(Value::as_str)
-        {
-            self.completion_chars += t.len() as u64;
-        }
-        if is_usage_chunk && !self.include_usage {
-            return Flow::More;
-        }
-        if !self.include_usage
-            && let Some(o) = v.as_object_mut()
-        {
-            o.remove("usage");
-        }
-        out.push(data_event(&v.to_string()));
-        Flow::More
+    /// Sends `event` as it is.
+    pub fn pass(&mut self, event: &impl Serialize) {
+        push(&mut self.out, event);
     }
 
     /// The last events: an error, or the usage chunk when asked for and `[DONE]`.
-    fn tail(&mut self, prompt_estimate: u64) -> Vec<Bytes> {
+    fn tail(&mut self, prompt_estimate: u64, usage_passed: bool) -> Vec<Bytes> {
         if !self.saw_usage {
             // Providers that do not report usage on streams are estimated.
             if self.usage.prompt_tokens == 0 {
@@ -186,20 +149,23 @@ impl Relay<'_> {
         }
         self.usage = Usage::new(self.usage.prompt_tokens, self.usage.completion_tokens);
         if let Some(e) = &self.error {
-            let body = json!({"error": {"message": e, "type": "api_error", "param": null, "code": "upstream_error"}});
-            return vec![data_event(&body.to_string())];
+            let body = OpenAiError {
+                error: OpenAiErrorDetail {
+                    message: e.clone(),
+                    kind: "api_error".into(),
+                    param: None,
+                    code: Some("upstream_error".into()),
+                },
+            };
+            self.pass(&body);
+            return std::mem::take(&mut self.out);
         }
-        let mut out = Vec::new();
-        if self.include_usage && (self.provider.kind == ProviderKind::Anthropic || !self.saw_usage)
-        {
-            let u = json!({
-                "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model, "system_fingerprint": null, "choices": [], "usage": self.usage,
-            });
-            out.push(data_event(&u.to_string()));
+        if self.include_usage && !usage_passed {
+            let chunk = Chunk::of_usage(&self.id, self.created, &self.model, &self.usage);
+            push(&mut self.out, &chunk);
         }
-        out.push(data_event("[DONE]"));
-        out
+        self.out.push(data_event("[DONE]"));
+        std::mem::take(&mut self.out)
     }
 }
 
@@ -210,60 +176,46 @@ async fn forward(tx: &mut Tx, chunks: Vec<Bytes>) -> Result<(), ()> {
     Ok(())
 }
 
+fn stream_error(provider: &Provider, e: &StreamError) -> String {
+    match e {
+        StreamError::Broken => "the provider's stream broke off".into(),
+        StreamError::Malformed => format!("provider {} sent a malformed stream", provider.name),
+    }
+}
+
 /// Relays a streamed answer to the client through `tx`.
 pub async fn relay_stream(
     provider: &Provider,
-    resp: reqwest::Response,
+    open: OpenStream,
     req: StreamRequest,
     mut tx: Tx,
 ) -> StreamEnd {
-    let mut relay = Relay {
-        provider,
-        include_usage: req.include_usage,
-        id: format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
-        created: chrono::Utc::now().timestamp(),
-        model: req.model,
-        usage: Usage::default(),
-        saw_usage: false,
-        completion_chars: 0,
-        error: None,
-        tool_blocks: HashMap::new(),
-    };
-    let mut parser = SseParser::default();
-    let mut body = resp.bytes_stream();
+    let OpenStream { resp, mut events } = open;
+    let mut relay = Relay::new(&provider.name, &req);
+    let mut body = std::pin::pin!(stream::events(resp.bytes_stream(), MAX_ANSWER_BYTES));
     let disconnected = |usage| StreamEnd {
         usage,
         error: Some("client disconnected".into()),
     };
-    loop {
-        let (events, at_end) = match body.next().await {
-            Some(Ok(bytes)) => (parser.push(&bytes), false),
-            Some(Err(_)) => {
-                relay.error = Some("the provider's stream broke off".into());
-                break;
+    while let Some(event) = body.next().await {
+        let flow = match event {
+            Ok(data) => events.event(&scrub(&data, provider), &mut relay),
+            Err(e) => {
+                relay.error = Some(stream_error(provider, &e));
+                Flow::Over
             }
-            None => (parser.finish().into_iter().collect(), true),
         };
-        if parser.buffered() > MAX_ANSWER_BYTES {
-            relay.error = Some(format!(
-                "provider {} sent a malformed stream",
-                provider.name
-            ));
-            break;
-        }
-        let mut out = Vec::new();
-        let flow = events
-            .iter()
-            .map(|ev| relay.on_event(&ev.data, &mut out))
-            .find(|f| *f == Flow::Over);
-        if forward(&mut tx, out).await.is_err() {
+        if forward(&mut tx, std::mem::take(&mut relay.out))
+            .await
+            .is_err()
+        {
             return disconnected(relay.usage);
         }
-        if at_end || flow.is_some() {
+        if flow == Flow::Over {
             break;
         }
     }
-    let tail = relay.tail(req.prompt_estimate);
+    let tail = relay.tail(req.prompt_estimate, events.usage_passed());
     if forward(&mut tx, tail).await.is_err() {
         return disconnected(relay.usage);
     }
@@ -271,4 +223,36 @@ pub async fn relay_stream(
         usage: relay.usage,
         error: relay.error,
     }
+}
+
+/// Translates the data of `events` without I/O: the data of each event the client would
+/// receive, and how the stream would end.
+#[cfg(test)]
+pub fn replay(
+    events: &mut dyn Translate,
+    data: &[&str],
+    req: &StreamRequest,
+) -> (Vec<String>, StreamEnd) {
+    let mut relay = Relay::new("p", req);
+    for d in data {
+        if events.event(d, &mut relay) == Flow::Over {
+            break;
+        }
+    }
+    let sent = relay.tail(req.prompt_estimate, events.usage_passed());
+    let sent = sent
+        .iter()
+        .map(|b| {
+            let text = std::str::from_utf8(b).unwrap();
+            text.strip_prefix("data: ")
+                .and_then(|t| t.strip_suffix("\n\n"))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let end = StreamEnd {
+        usage: relay.usage,
+        error: relay.error,
+    };
+    (sent, end)
 }
