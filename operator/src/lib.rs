@@ -4,6 +4,7 @@
 pub mod config;
 pub mod error;
 pub mod faas_service;
+pub mod kit;
 pub mod leader;
 pub mod metrics;
 pub mod run;

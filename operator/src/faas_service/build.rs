@@ -23,13 +23,13 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::{Resource, ResourceExt};
-use sha2::{Digest, Sha256};
+use kube::ResourceExt;
 
 use super::Defaults;
 use super::validate::{Auth, Validated};
+use crate::kit::{self, hash_json, stamp};
 
 /// Port the runtime listens on inside the pod.
 pub const HTTP_PORT: i32 = 8080;
@@ -45,8 +45,6 @@ pub const CONFIG_HASH_ANNOTATION: &str = "faas.motadata.io/config-hash";
 pub const AUTH_DIR: &str = "/etc/faas/auth";
 /// File name of the mounted JWKS document.
 pub const JWKS_FILE: &str = "jwks.json";
-/// Annotation on every generated object holding the hash of what was last applied.
-pub const APPLIED_HASH_ANNOTATION: &str = "faas.motadata.io/applied-hash";
 /// User and group the runtime runs as.
 pub const RUNTIME_UID: i64 = 65532;
 
@@ -122,40 +120,14 @@ pub fn wanted_replicas(fs: &FaasService) -> i32 {
     }
 }
 
-fn owner_reference(fs: &FaasService) -> OwnerReference {
-    let mut owner = fs
-        .controller_owner_ref(&())
-        .expect("a FaasService read from the API has a name and uid");
-    // Foreground deletion of a FaasService waits until its children are gone.
-    owner.block_owner_deletion = Some(true);
-    owner
-}
-
 fn meta(fs: &FaasService, name: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: fs.namespace(),
         labels: Some(labels(fs)),
-        owner_references: Some(vec![owner_reference(fs)]),
+        owner_references: Some(vec![kit::owner_reference(fs)]),
         ..ObjectMeta::default()
     }
-}
-
-/// SHA-256 of a value's JSON form, hex encoded.
-pub fn hash_json<T: serde::Serialize>(value: &T) -> String {
-    let bytes = serde_json::to_vec(value).expect("generated objects serialize");
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Stamps an object with the hash of its desired content, so the controller can tell a spec
-/// change (hash differs) from a steady state (hash equal and fields unchanged) without a write.
-fn stamp<K: Resource + serde::Serialize>(mut obj: K) -> K {
-    let hash = hash_json(&obj);
-    obj.meta_mut()
-        .annotations
-        .get_or_insert_with(BTreeMap::new)
-        .insert(APPLIED_HASH_ANNOTATION.into(), hash);
-    obj
 }
 
 /// Builds every child of a validated FaasService.

@@ -4,12 +4,15 @@ use faas_crds::conditions::{self, DEGRADED, PROGRESSING, READY};
 use faas_crds::{FaasService, FaasServiceStatus};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
+use kube::runtime::events::EventType;
 
 use super::Defaults;
 use super::build;
 use super::validate::Invalid;
+use crate::kit::{self, events::Transition};
 
 /// What the reconcile did before the status is computed.
 #[derive(Clone, Debug, PartialEq)]
@@ -277,17 +280,27 @@ pub fn compute(
     }
 }
 
-/// Whether two statuses say the same, ignoring when conditions were computed. A status that
-/// says the same is not written.
-pub fn same(a: &FaasServiceStatus, b: &FaasServiceStatus) -> bool {
-    let strip = |s: &FaasServiceStatus| {
-        let mut s = s.clone();
-        s.conditions.sort_by(|x, y| x.type_.cmp(&y.type_));
-        for c in &mut s.conditions {
-            c.last_transition_time =
-                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::UNIX_EPOCH);
-        }
-        s
-    };
-    strip(a) == strip(b)
+impl kit::status::Conditions for FaasServiceStatus {
+    fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+        &mut self.conditions
+    }
+}
+
+/// The Event type a condition change is announced with: a Warning when Ready turns false for a
+/// reason other than starting up, or Degraded turns true; nothing when Degraded first appears
+/// false, since there is nothing to tell.
+pub fn severity(t: &Transition<'_>) -> Option<EventType> {
+    let now = t.now;
+    let bad = (now.type_ == READY
+        && now.status == "False"
+        && now.reason != "Creating"
+        && now.reason != "Starting")
+        || (now.type_ == DEGRADED && now.status == "True");
+    if bad {
+        Some(EventType::Warning)
+    } else if now.type_ == DEGRADED && t.before.is_none() {
+        None
+    } else {
+        Some(EventType::Normal)
+    }
 }
