@@ -2,7 +2,6 @@
 //! that runs them under leader election.
 
 pub mod config;
-pub mod error;
 pub mod faas_service;
 pub mod kit;
 pub mod leader;

@@ -150,26 +150,8 @@ pub fn validate(
     let namespace = fs.namespace().unwrap_or_default();
     let backends = secret_refs(fs, defaults);
     for (backend, secret) in &backends {
-        let origin = if fs.spec.backend_ref(*backend).is_some() {
-            backend.field().to_string()
-        } else {
-            format!(
-                "the operator's default for {} (set {} to use another)",
-                backend.env_name(),
-                backend.field()
-            )
-        };
-        let purpose = format!("the {} URL", backend.env_name());
-        check_secret(
-            resolved,
-            &namespace,
-            &secret.name,
-            &secret.key,
-            &purpose,
-            &origin,
-        )?;
+        check_backend(fs, resolved, &namespace, *backend, secret)?;
     }
-
     let auth = auth(fs, defaults);
     if let Some(secret) = auth.secret() {
         let origin = if fs.spec.auth.is_some() {
@@ -177,44 +159,65 @@ pub fn validate(
         } else {
             "the operator's default for JWT verification (set spec.auth to use another)"
         };
-        check_secret(
-            resolved,
-            &namespace,
-            &secret.name,
-            &secret.key,
-            "the JWT key",
-            origin,
-        )?;
+        let SecretKey { name, key } = secret;
+        check_secret(resolved, &namespace, name, key, "the JWT key", origin)?;
     }
-
-    let mut dependencies = Vec::new();
-    for name in dependency_names(fs) {
-        if name == fs.name_any() {
-            return Err(Invalid {
-                reason: "InvalidDependency",
-                message: format!(
-                    "spec.dependsOn names this FaasService itself ({name}); remove it"
-                ),
-            });
-        }
-        match resolved.dependencies.get(&name) {
-            Some(Some(component)) => dependencies.push(Dependency {
-                name,
-                component: *component,
-            }),
-            _ => {
-                return Err(Invalid {
-                    reason: "DependencyNotFound",
-                    message: format!(
-                        "spec.dependsOn names FaasService {namespace}/{name}, which does not exist; create it or remove it from dependsOn"
-                    ),
-                });
-            }
-        }
-    }
+    let dependencies = dependency_names(fs)
+        .into_iter()
+        .map(|name| check_dependency(fs, resolved, &namespace, name))
+        .collect::<Result<_, _>>()?;
     Ok(Validated {
         backends,
         dependencies,
         auth,
     })
+}
+
+/// Checks the Secret a backend's URL comes from.
+fn check_backend(
+    fs: &FaasService,
+    resolved: &Resolved,
+    namespace: &str,
+    backend: Backend,
+    secret: &SecretKeyRef,
+) -> Result<(), Invalid> {
+    let origin = if fs.spec.backend_ref(backend).is_some() {
+        backend.field().to_string()
+    } else {
+        format!(
+            "the operator's default for {} (set {} to use another)",
+            backend.env_name(),
+            backend.field()
+        )
+    };
+    let purpose = format!("the {} URL", backend.env_name());
+    let SecretKeyRef { name, key } = secret;
+    check_secret(resolved, namespace, name, key, &purpose, &origin)
+}
+
+/// Checks that a FaasService in dependsOn exists and is not this one.
+fn check_dependency(
+    fs: &FaasService,
+    resolved: &Resolved,
+    namespace: &str,
+    name: String,
+) -> Result<Dependency, Invalid> {
+    if name == fs.name_any() {
+        return Err(Invalid {
+            reason: "InvalidDependency",
+            message: format!("spec.dependsOn names this FaasService itself ({name}); remove it"),
+        });
+    }
+    match resolved.dependencies.get(&name) {
+        Some(Some(component)) => Ok(Dependency {
+            name,
+            component: *component,
+        }),
+        _ => Err(Invalid {
+            reason: "DependencyNotFound",
+            message: format!(
+                "spec.dependsOn names FaasService {namespace}/{name}, which does not exist; create it or remove it from dependsOn"
+            ),
+        }),
+    }
 }
