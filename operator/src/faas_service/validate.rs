@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use faas_crds::faas_service::{Backend, Component, FaasService};
 use faas_crds::{SecretKey, SecretKeyRef};
 use kube::ResourceExt;
+use strum::VariantArray;
 
 use super::Defaults;
 
@@ -90,18 +91,19 @@ pub struct Invalid {
 /// The Secrets a FaasService needs: the ones it names, plus the operator's defaults for the
 /// backends its component cannot run without.
 pub fn secret_refs(fs: &FaasService, defaults: &Defaults) -> Vec<(Backend, SecretKeyRef)> {
-    let mut out = Vec::new();
-    for backend in [Backend::Database, Backend::Cache, Backend::Nats] {
-        if let Some(explicit) = fs.spec.backend_ref(backend) {
-            out.push((backend, explicit.clone()));
-        } else if fs.spec.component.backends().contains(&backend) {
-            out.push((
-                backend,
-                SecretKeyRef::new(defaults.secret_for(backend), "url"),
-            ));
-        }
-    }
-    out
+    Backend::VARIANTS
+        .iter()
+        .filter_map(|&backend| {
+            let secret = match fs.spec.backend_ref(backend) {
+                Some(explicit) => explicit.clone(),
+                None if fs.spec.component.needs(backend) => {
+                    SecretKeyRef::new(defaults.secret_for(backend), "url")
+                }
+                None => return None,
+            };
+            Some((backend, secret))
+        })
+        .collect()
 }
 
 /// Names of the FaasServices a FaasService depends on.

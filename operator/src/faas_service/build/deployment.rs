@@ -275,10 +275,7 @@ fn dependency_env(fs: &FaasService, valid: &Validated, defaults: &Defaults) -> V
     let mut env = Vec::new();
     for dep in &valid.dependencies {
         let url = url(&dep.name, &namespace, &defaults.cluster_domain);
-        env.push(env_value(
-            &format!("FAAS_{}_URL", env_token(dep.component.as_str())),
-            url.clone(),
-        ));
+        env.push(env_value(&dep.component.url_env(), url.clone()));
         env.push(env_value(
             &format!("FAAS_SERVICE_{}_URL", env_token(&dep.name)),
             url,
@@ -287,7 +284,8 @@ fn dependency_env(fs: &FaasService, valid: &Validated, defaults: &Defaults) -> V
     env
 }
 
-/// Environment variable name for a dependency, e.g. `llm-gateway` → `LLM_GATEWAY`.
+/// Environment variable token for a FaasService name, e.g. `llm-gateway` → `LLM_GATEWAY`; any
+/// character a variable name cannot hold (a name may have dots) becomes `_`.
 fn env_token(name: &str) -> String {
     name.chars()
         .map(|c| {
