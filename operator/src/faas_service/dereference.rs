@@ -1,5 +1,5 @@
 //! Reads what a FaasService references: the Secrets its pods take URLs and keys from, and the
-//! FaasServices named in dependsOn. What was found goes to [`validate`](super::validate), which
+//! FaasServices named in dependsOn. What was found goes to [`validate`], which
 //! decides whether it is enough.
 
 use std::collections::BTreeMap;

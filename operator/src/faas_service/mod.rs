@@ -6,7 +6,7 @@
 //! and its pods → [`update_status`], written only when it changed. [`controller`] sets up the
 //! watches; [`error`] names what can fail.
 
-mod apply;
+pub mod apply;
 pub mod build;
 pub mod controller;
 pub mod dereference;

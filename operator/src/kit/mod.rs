@@ -3,7 +3,7 @@
 //! decides how it gets there with the fewest writes.
 //!
 //! - [`apply`]: server-side apply of children, skipped when the live object already matches
-//! - [`prune`]: deletion of children no longer wanted, only those the owner controls
+//! - [`prune`](mod@prune): deletion of children no longer wanted, only those the owner controls
 //! - [`diff`]: whether a live object holds every field of the desired one
 //! - [`status`]: status written by server-side apply, only when it says something new
 //! - [`events`]: Kubernetes Events when conditions change
