@@ -1,9 +1,10 @@
-//! The Motadata FaaS operator: controllers, pure builders, status computation and the process
-//! that runs them under leader election.
+//! The Motadata FaaS operator: one module per controller, each split into the same steps
+//! (dereference, validate, build, apply, update_status), the [`kit`] they share, and the
+//! process that runs them under leader election.
 
 pub mod config;
-pub mod error;
 pub mod faas_service;
+pub mod kit;
 pub mod leader;
 pub mod metrics;
 pub mod run;

@@ -294,7 +294,7 @@ fn every_spec_field_reaches_its_object() {
             meta.annotations
                 .as_ref()
                 .unwrap()
-                .contains_key(build::APPLIED_HASH_ANNOTATION)
+                .contains_key(faas_operator::kit::APPLIED_HASH_ANNOTATION)
         );
     }
 }

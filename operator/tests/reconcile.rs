@@ -4,7 +4,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use faas_crds::FaasService;
 use faas_crds::conditions::{DEGRADED, PROGRESSING, READY, find};
@@ -429,32 +428,6 @@ async fn paused_changes_nothing_but_reports() {
     h.update_spec(|s| s["paused"] = json!(false));
     h.reconcile().await;
     assert_eq!(h.api.get(DEPLOY).unwrap()["spec"]["replicas"], 3);
-}
-
-#[test]
-fn backoff_grows_and_is_capped() {
-    assert_eq!(faas_service::backoff(1), Duration::from_secs(1));
-    assert_eq!(faas_service::backoff(2), Duration::from_secs(2));
-    assert_eq!(faas_service::backoff(5), Duration::from_secs(16));
-    assert_eq!(faas_service::backoff(50), Duration::from_secs(300));
-}
-
-#[test]
-fn quantities_compare_by_amount_only_where_kubernetes_normalizes_them() {
-    use faas_operator::faas_service::{first_difference, same_quantity};
-    assert!(same_quantity("0.5", "500m"));
-    assert!(same_quantity("1Gi", "1024Mi"));
-    assert!(same_quantity("1e3", "1k"));
-    assert!(!same_quantity("1Gi", "1G"));
-    assert!(!same_quantity("abc", "abc "));
-    let desired = json!({"resources": {"requests": {"cpu": "0.5"}}, "env": [{"value": "0.5"}]});
-    let live = json!({"resources": {"requests": {"cpu": "500m"}}, "env": [{"value": "0.5"}]});
-    assert_eq!(first_difference(&desired, &live), None);
-    let edited = json!({"resources": {"requests": {"cpu": "500m"}}, "env": [{"value": "500m"}]});
-    assert_eq!(
-        first_difference(&desired, &edited).as_deref(),
-        Some(".env[0].value")
-    );
 }
 
 #[tokio::test]

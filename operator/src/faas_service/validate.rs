@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use faas_crds::faas_service::{Backend, Component, FaasService};
 use faas_crds::{SecretKey, SecretKeyRef};
 use kube::ResourceExt;
+use strum::VariantArray;
 
 use super::Defaults;
 
@@ -90,18 +91,19 @@ pub struct Invalid {
 /// The Secrets a FaasService needs: the ones it names, plus the operator's defaults for the
 /// backends its component cannot run without.
 pub fn secret_refs(fs: &FaasService, defaults: &Defaults) -> Vec<(Backend, SecretKeyRef)> {
-    let mut out = Vec::new();
-    for backend in [Backend::Database, Backend::Cache, Backend::Nats] {
-        if let Some(explicit) = fs.spec.backend_ref(backend) {
-            out.push((backend, explicit.clone()));
-        } else if fs.spec.component.backends().contains(&backend) {
-            out.push((
-                backend,
-                SecretKeyRef::new(defaults.secret_for(backend), "url"),
-            ));
-        }
-    }
-    out
+    Backend::VARIANTS
+        .iter()
+        .filter_map(|&backend| {
+            let secret = match fs.spec.backend_ref(backend) {
+                Some(explicit) => explicit.clone(),
+                None if fs.spec.component.needs(backend) => {
+                    SecretKeyRef::new(defaults.secret_for(backend), "url")
+                }
+                None => return None,
+            };
+            Some((backend, secret))
+        })
+        .collect()
 }
 
 /// Names of the FaasServices a FaasService depends on.
@@ -150,26 +152,8 @@ pub fn validate(
     let namespace = fs.namespace().unwrap_or_default();
     let backends = secret_refs(fs, defaults);
     for (backend, secret) in &backends {
-        let origin = if fs.spec.backend_ref(*backend).is_some() {
-            backend.field().to_string()
-        } else {
-            format!(
-                "the operator's default for {} (set {} to use another)",
-                backend.env_name(),
-                backend.field()
-            )
-        };
-        let purpose = format!("the {} URL", backend.env_name());
-        check_secret(
-            resolved,
-            &namespace,
-            &secret.name,
-            &secret.key,
-            &purpose,
-            &origin,
-        )?;
+        check_backend(fs, resolved, &namespace, *backend, secret)?;
     }
-
     let auth = auth(fs, defaults);
     if let Some(secret) = auth.secret() {
         let origin = if fs.spec.auth.is_some() {
@@ -177,44 +161,65 @@ pub fn validate(
         } else {
             "the operator's default for JWT verification (set spec.auth to use another)"
         };
-        check_secret(
-            resolved,
-            &namespace,
-            &secret.name,
-            &secret.key,
-            "the JWT key",
-            origin,
-        )?;
+        let SecretKey { name, key } = secret;
+        check_secret(resolved, &namespace, name, key, "the JWT key", origin)?;
     }
-
-    let mut dependencies = Vec::new();
-    for name in dependency_names(fs) {
-        if name == fs.name_any() {
-            return Err(Invalid {
-                reason: "InvalidDependency",
-                message: format!(
-                    "spec.dependsOn names this FaasService itself ({name}); remove it"
-                ),
-            });
-        }
-        match resolved.dependencies.get(&name) {
-            Some(Some(component)) => dependencies.push(Dependency {
-                name,
-                component: *component,
-            }),
-            _ => {
-                return Err(Invalid {
-                    reason: "DependencyNotFound",
-                    message: format!(
-                        "spec.dependsOn names FaasService {namespace}/{name}, which does not exist; create it or remove it from dependsOn"
-                    ),
-                });
-            }
-        }
-    }
+    let dependencies = dependency_names(fs)
+        .into_iter()
+        .map(|name| check_dependency(fs, resolved, &namespace, name))
+        .collect::<Result<_, _>>()?;
     Ok(Validated {
         backends,
         dependencies,
         auth,
     })
+}
+
+/// Checks the Secret a backend's URL comes from.
+fn check_backend(
+    fs: &FaasService,
+    resolved: &Resolved,
+    namespace: &str,
+    backend: Backend,
+    secret: &SecretKeyRef,
+) -> Result<(), Invalid> {
+    let origin = if fs.spec.backend_ref(backend).is_some() {
+        backend.field().to_string()
+    } else {
+        format!(
+            "the operator's default for {} (set {} to use another)",
+            backend.env_name(),
+            backend.field()
+        )
+    };
+    let purpose = format!("the {} URL", backend.env_name());
+    let SecretKeyRef { name, key } = secret;
+    check_secret(resolved, namespace, name, key, &purpose, &origin)
+}
+
+/// Checks that a FaasService in dependsOn exists and is not this one.
+fn check_dependency(
+    fs: &FaasService,
+    resolved: &Resolved,
+    namespace: &str,
+    name: String,
+) -> Result<Dependency, Invalid> {
+    if name == fs.name_any() {
+        return Err(Invalid {
+            reason: "InvalidDependency",
+            message: format!("spec.dependsOn names this FaasService itself ({name}); remove it"),
+        });
+    }
+    match resolved.dependencies.get(&name) {
+        Some(Some(component)) => Ok(Dependency {
+            name,
+            component: *component,
+        }),
+        _ => Err(Invalid {
+            reason: "DependencyNotFound",
+            message: format!(
+                "spec.dependsOn names FaasService {namespace}/{name}, which does not exist; create it or remove it from dependsOn"
+            ),
+        }),
+    }
 }

@@ -1,0 +1,28 @@
+//! What every controller shares. Nothing here names a custom resource: each piece is generic
+//! over the objects it works on, so a controller only says what it wants and this module
+//! decides how it gets there with the fewest writes.
+//!
+//! - [`apply`]: server-side apply of children, skipped when the live object already matches
+//! - [`prune`](mod@prune): deletion of children no longer wanted, only those the owner controls
+//! - [`diff`]: whether a live object holds every field of the desired one
+//! - [`status`]: status written by server-side apply, only when it says something new
+//! - [`events`]: Kubernetes Events when conditions change
+//! - [`backoff`]: exponential backoff of failed reconciles, per object
+//! - [`error`]: bounded categories of Kubernetes API failures, for metrics and logs
+//! - [`watch`]: the scoped APIs and result logging of a kube-runtime controller
+
+pub mod apply;
+pub mod backoff;
+pub mod diff;
+pub mod error;
+pub mod events;
+pub mod prune;
+pub mod status;
+pub mod watch;
+
+pub use apply::{
+    APPLIED_HASH_ANNOTATION, Child, MANAGER, ensure, hash_json, owner_reference, stamp,
+};
+pub use backoff::Backoff;
+pub use error::Category;
+pub use prune::{owned_by, prune};
