@@ -1,8 +1,11 @@
 //! Contracts that the operator and the runtime of Motadata FaaS share.
 //!
 //! Nothing here talks to Kubernetes or does IO: the crate holds the component list and
-//! the backends each component needs, and the payloads that cross components.
+//! the backends each component needs, the content of prompt templates with its checks and
+//! hash, the agent definition, and the payloads that cross components.
 
+pub mod agent;
 pub mod component;
+pub mod prompt;
 
 pub use component::{Backend, Component};
