@@ -1,4 +1,7 @@
 //! `Agent`: an LLM agent served by an agent FaasService.
+//!
+//! What the agent is — model, instructions, tools, memory, limits — converts into
+//! [`faas_model::agent::Definition`], which the agent component loads.
 
 use std::collections::BTreeMap;
 
@@ -6,6 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use faas_model::agent as model;
 
 use crate::common::{SecretKeyRef, conditions_schema, free_form_object};
 
@@ -375,4 +380,134 @@ pub struct AgentStatus {
     /// Version of the PromptTemplate in use, when promptTemplateRef is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_template_version: Option<i64>,
+}
+
+impl From<ToolType> for model::ToolKind {
+    fn from(t: ToolType) -> Self {
+        match t {
+            ToolType::Http => model::ToolKind::Http,
+            ToolType::Rag => model::ToolKind::Rag,
+            ToolType::Agent => model::ToolKind::Agent,
+            ToolType::Builtin => model::ToolKind::Builtin,
+        }
+    }
+}
+
+impl From<HttpMethod> for model::HttpMethod {
+    fn from(m: HttpMethod) -> Self {
+        match m {
+            HttpMethod::Get => model::HttpMethod::Get,
+            HttpMethod::Post => model::HttpMethod::Post,
+            HttpMethod::Put => model::HttpMethod::Put,
+            HttpMethod::Patch => model::HttpMethod::Patch,
+            HttpMethod::Delete => model::HttpMethod::Delete,
+        }
+    }
+}
+
+impl From<BuiltinName> for model::BuiltinName {
+    fn from(b: BuiltinName) -> Self {
+        match b {
+            BuiltinName::CurrentTime => model::BuiltinName::CurrentTime,
+            BuiltinName::Calculator => model::BuiltinName::Calculator,
+            BuiltinName::WebFetch => model::BuiltinName::WebFetch,
+        }
+    }
+}
+
+impl From<MemoryType> for model::MemoryKind {
+    fn from(m: MemoryType) -> Self {
+        match m {
+            MemoryType::None => model::MemoryKind::None,
+            MemoryType::Window => model::MemoryKind::Window,
+            MemoryType::Summary => model::MemoryKind::Summary,
+        }
+    }
+}
+
+impl From<&RagSettings> for model::RagSettings {
+    fn from(r: &RagSettings) -> Self {
+        model::RagSettings {
+            collections: r.collections.clone(),
+            top_k: r.top_k,
+        }
+    }
+}
+
+impl From<&HttpTool> for model::HttpTool {
+    /// Header values read from Secrets stay references: the Secret's name and key.
+    fn from(h: &HttpTool) -> Self {
+        model::HttpTool {
+            url: h.url.clone(),
+            method: h.method.into(),
+            headers: h
+                .headers
+                .iter()
+                .map(|header| model::HttpHeader {
+                    name: header.name.clone(),
+                    value: header.value.clone(),
+                    secret_key_ref: header.secret_key_ref.as_ref().map(|s| model::SecretKeyRef {
+                        name: s.name.clone(),
+                        key: s.key.clone(),
+                    }),
+                })
+                .collect(),
+            timeout_seconds: h.timeout_seconds,
+        }
+    }
+}
+
+impl From<&Tool> for model::Tool {
+    fn from(t: &Tool) -> Self {
+        model::Tool {
+            name: t.name.clone(),
+            description: t.description.clone(),
+            kind: t.type_.into(),
+            parameters: t.parameters.clone().map(|p| p.into_iter().collect()),
+            http: t.http.as_ref().map(model::HttpTool::from),
+            rag: t.rag.as_ref().map(model::RagSettings::from),
+            agent: t.agent.as_ref().map(|a| model::AgentRef {
+                name: a.name.clone(),
+            }),
+            builtin: t.builtin.as_ref().map(|b| model::BuiltinTool {
+                name: b.name.into(),
+            }),
+        }
+    }
+}
+
+impl From<&AgentSpec> for model::Definition {
+    /// What the agent component runs. `serviceRef` and `tenant` say where the agent lives,
+    /// not what it is, and are left out; variables of the prompt template are strings.
+    fn from(spec: &AgentSpec) -> Self {
+        model::Definition {
+            model: model::ModelSettings {
+                provider: spec.model.provider.clone(),
+                name: spec.model.name.clone(),
+                temperature: spec.model.temperature,
+                max_tokens: spec.model.max_tokens,
+            },
+            system_prompt: spec.system_prompt.clone(),
+            prompt_template_ref: spec.prompt_template_ref.as_ref().map(|r| {
+                model::PromptTemplateRef {
+                    name: r.name.clone(),
+                    variables: r
+                        .variables
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                        .collect(),
+                }
+            }),
+            tools: spec.tools.iter().map(model::Tool::from).collect(),
+            memory: spec.memory.as_ref().map(|m| model::Memory {
+                kind: m.type_.into(),
+                size: m.size,
+                ttl: m.ttl.clone(),
+            }),
+            rag: spec.rag.as_ref().map(model::RagSettings::from),
+            max_iterations: spec.max_iterations,
+            timeout_seconds: spec.timeout_seconds,
+        }
+    }
 }

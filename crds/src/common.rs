@@ -66,6 +66,13 @@ pub(crate) fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::S
     })
 }
 
+/// Schema of a value of any JSON type, kept as it is.
+pub(crate) fn any_value(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
 /// Condition types and helpers that keep `lastTransitionTime` stable.
 pub mod conditions {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};

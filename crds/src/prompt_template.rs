@@ -1,11 +1,17 @@
 //! `PromptTemplate`: a versioned prompt served read-only by the prompt component.
+//!
+//! The content is the prompt component's: [`faas_model::prompt::Content`] is what a
+//! PromptTemplate declares, and the conversion below is the one way from one to the other.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::conditions_schema;
+use crate::common::{any_value, conditions_schema};
+
+use faas_model::prompt::{self, Content, ValidationError};
+pub use faas_model::prompt::{Role, VariableType};
 
 /// Desired state of a PromptTemplate: a single template or a list of chat messages, and the
 /// variables they use.
@@ -56,7 +62,7 @@ use crate::common::conditions_schema;
 pub struct PromptTemplateSpec {
     /// What the template is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 4096))]
+    #[schemars(length(max = 2000))]
     pub description: Option<String>,
 
     /// A single template, Jinja syntax: `Summarise {{ document }} in {{ words }} words.`
@@ -92,7 +98,7 @@ pub struct PromptTemplateSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageTemplate {
-    /// Who speaks: system, user, assistant or tool.
+    /// Who speaks: system, developer, user, assistant or tool.
     pub role: Role,
 
     /// Content of the message, Jinja syntax.
@@ -100,65 +106,35 @@ pub struct MessageTemplate {
     pub template: String,
 }
 
-/// Chat roles.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    System,
-    User,
-    Assistant,
-    Tool,
-}
-
 /// A variable of the template.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(
-    validation = Rule::new("!(self.required && has(self.default))").message("a required variable cannot have a default: drop required or the default"),
-    validation = Rule::new("!has(self.default) || self.type != 'integer' || self.default.matches('^-?[0-9]+$')").message("the default of an integer variable must be a whole number"),
-    validation = Rule::new("!has(self.default) || self.type != 'number' || self.default.matches('^-?[0-9]+(\\\\.[0-9]+)?([eE][-+]?[0-9]+)?$')").message("the default of a number variable must be a number"),
-    validation = Rule::new("!has(self.default) || self.type != 'boolean' || self.default in ['true', 'false']").message("the default of a boolean variable must be true or false"),
-)]
 #[serde(rename_all = "camelCase")]
 pub struct Variable {
     /// Name used in the template: letters, digits and '_', not starting with a digit.
-    #[schemars(length(min = 1, max = 128))]
+    #[schemars(length(min = 1, max = 64))]
     #[x_kube(validation = Rule::new("self.matches('^[A-Za-z_][A-Za-z0-9_]*$')").message("spec.variables[].name must be an identifier: letters, digits and '_', not starting with a digit"))]
     pub name: String,
 
     /// What the variable holds, for people and for prompt generators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 4096))]
+    #[schemars(length(max = 2000))]
     pub description: Option<String>,
 
-    /// Whether rendering fails when the variable is not given. Defaults to false.
-    #[serde(default)]
-    pub required: bool,
-
-    /// Value used when the variable is not given, written as text and read according to
-    /// `type`: `100` for an integer, `true` for a boolean, `["a", "b"]` for an array.
+    /// Whether rendering fails when the variable is not given. Defaults to true unless a
+    /// default is given; a variable with a default is never required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 4096))]
-    pub default: Option<String>,
+    pub required: Option<bool>,
 
-    /// Type of the value: string (default), number, integer, boolean, array or object.
-    #[serde(rename = "type", default = "default_variable_type")]
-    pub type_: VariableType,
-}
+    /// Value used when the variable is not given: any YAML value of the variable's type,
+    /// such as `100` for an integer, `true` for a boolean or `[a, b]` for an array.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_value")]
+    pub default: Option<serde_json::Value>,
 
-fn default_variable_type() -> VariableType {
-    VariableType::String
-}
-
-/// Types of variable values.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum VariableType {
-    String,
-    Number,
-    Integer,
-    Boolean,
-    Array,
-    Object,
+    /// Type of the value: string, number, integer, boolean, array or object. Any value is
+    /// accepted when the type is not given.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub type_: Option<VariableType>,
 }
 
 /// Default model settings of a template.
@@ -207,21 +183,128 @@ pub struct PromptTemplateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_hash: Option<String>,
 
-    /// Where the template fails to parse.
+    /// What is wrong with the content: templates that fail to parse, variables used but not
+    /// declared, defaults of the wrong type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ParseError>,
 }
 
-/// A parse error in a template.
+/// A problem in the content of a template.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ParseError {
-    /// Which template: `template` or `messages[N]`.
+    /// The field at fault, within spec: `template`, `messages[N].template`,
+    /// `variables[N].default`, … Empty when the content as a whole is.
     pub location: String,
-    /// Line, from 1.
-    pub line: i64,
-    /// Column, from 1.
-    pub column: i64,
+    /// Line in the template, from 1, for problems in a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<i64>,
+    /// Column in the template, from 1, for problems in a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<i64>,
     /// What is wrong.
     pub message: String,
+}
+
+impl From<&ValidationError> for ParseError {
+    fn from(e: &ValidationError) -> Self {
+        ParseError {
+            location: e.location.clone(),
+            line: e.line.map(i64::from),
+            column: e.column.map(i64::from),
+            message: e.message.clone(),
+        }
+    }
+}
+
+impl From<&Variable> for prompt::Variable {
+    /// A variable without `required` is required unless it has a default, as the prompt
+    /// component reads it.
+    fn from(v: &Variable) -> Self {
+        prompt::Variable {
+            name: v.name.clone(),
+            description: v.description.clone(),
+            required: v.required.unwrap_or(true),
+            default: v.default.clone(),
+            kind: v.type_,
+        }
+    }
+}
+
+impl From<&ModelDefaults> for serde_json::Value {
+    /// The settings as a chat completion request of the gateway names them: `model` (as
+    /// `provider/name` when a provider is given), `temperature` and `max_tokens`. A provider
+    /// without a model name stays `provider`.
+    fn from(m: &ModelDefaults) -> Self {
+        let mut out = serde_json::Map::new();
+        match (&m.provider, &m.name) {
+            (Some(p), Some(n)) => {
+                out.insert("model".into(), format!("{p}/{n}").into());
+            }
+            (None, Some(n)) => {
+                out.insert("model".into(), n.clone().into());
+            }
+            (Some(p), None) => {
+                out.insert("provider".into(), p.clone().into());
+            }
+            (None, None) => {}
+        }
+        if let Some(t) = m.temperature {
+            out.insert("temperature".into(), t.into());
+        }
+        if let Some(n) = m.max_tokens {
+            out.insert("max_tokens".into(), n.into());
+        }
+        serde_json::Value::Object(out)
+    }
+}
+
+impl From<&PromptTemplateSpec> for Content {
+    fn from(spec: &PromptTemplateSpec) -> Self {
+        Content {
+            description: spec.description.clone(),
+            template: spec.template.clone(),
+            messages: spec.messages.as_ref().map(|ms| {
+                ms.iter()
+                    .map(|m| prompt::MessageTemplate {
+                        role: m.role,
+                        template: m.template.clone(),
+                    })
+                    .collect()
+            }),
+            variables: spec.variables.iter().map(prompt::Variable::from).collect(),
+            model_defaults: spec.model.as_ref().map(serde_json::Value::from),
+        }
+    }
+}
+
+impl PromptTemplateSpec {
+    /// The content as the prompt component stores and renders it.
+    pub fn content(&self) -> Content {
+        Content::from(self)
+    }
+
+    /// Checks the spec: every check of [`Content::validate`], and what the API server cannot
+    /// check because `default` has no fixed type: a variable explicitly `required: true`
+    /// has no default. Locations are relative to `spec`.
+    pub fn validate(&self) -> Result<(), Vec<ValidationError>> {
+        let mut problems = self.content().validate().err().unwrap_or_default();
+        for (i, v) in self.variables.iter().enumerate() {
+            if v.required == Some(true) && v.default.is_some() {
+                problems.push(ValidationError {
+                    location: format!("variables[{i}].required"),
+                    line: None,
+                    column: None,
+                    message:
+                        "a required variable cannot have a default: drop required or the default"
+                            .into(),
+                });
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
 }

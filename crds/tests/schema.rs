@@ -244,17 +244,16 @@ spec:
   template: "Summarise {{ document }} in {{ words }} words."
   variables:
     - {name: document, required: true}
-    - {name: words, type: integer, default: "100"}
+    - {name: words, type: integer, default: 100}
 "#;
 
 #[test]
 fn valid_template_passes() {
     let t = template(TEMPLATE);
     assert_eq!(errors(t.validate_cel()), "");
-    assert_eq!(
-        t.spec.variables[0].type_,
-        faas_crds::prompt_template::VariableType::String
-    );
+    assert_eq!(t.spec.variables[0].type_, None);
+    assert_eq!(t.spec.variables[1].default, Some(serde_json::json!(100)));
+    assert_eq!(t.spec.validate(), Ok(()));
 }
 
 #[test]
@@ -268,28 +267,72 @@ fn template_xor_messages_and_variable_rules() {
     assert!(errors(t.validate_cel()).contains("spec.variables names must be unique"));
 
     let mut t = template(TEMPLATE);
-    t.spec.variables[0].default = Some("x".into());
-    assert!(errors(t.validate_cel()).contains("a required variable cannot have a default"));
-
-    let mut t = template(TEMPLATE);
-    t.spec.variables[1].default = Some("many".into());
-    assert!(errors(t.validate_cel()).contains("must be a whole number"));
-
-    let mut t = template(TEMPLATE);
-    t.spec.variables[1].type_ = faas_crds::prompt_template::VariableType::Number;
-    t.spec.variables[1].default = Some("2.5e3".into());
-    assert_eq!(errors(t.validate_cel()), "");
-    t.spec.variables[1].default = Some("2,5".into());
-    assert!(errors(t.validate_cel()).contains("must be a number"));
-
-    let mut t = template(TEMPLATE);
-    t.spec.variables[1].type_ = faas_crds::prompt_template::VariableType::Boolean;
-    t.spec.variables[1].default = Some("yes".into());
-    assert!(errors(t.validate_cel()).contains("must be true or false"));
-
-    let mut t = template(TEMPLATE);
     t.spec.variables[0].name = "1st".into();
     assert!(errors(t.validate_cel()).contains("must be an identifier"));
+}
+
+#[test]
+fn every_role_of_the_prompt_component_is_a_role_of_the_resource() {
+    for &role in faas_model::prompt::Role::ALL {
+        let t = template(&TEMPLATE.replace(
+            "template: \"Summarise {{ document }} in {{ words }} words.\"",
+            &format!(
+                "messages: [{{role: {role}, template: \"{{{{ document }}}} {{{{ words }}}}\"}}]"
+            ),
+        ));
+        assert_eq!(errors(t.validate_cel()), "", "{role}");
+        assert_eq!(t.spec.validate(), Ok(()), "{role}");
+    }
+    let wizard = TEMPLATE.replace(
+        "template: \"Summarise {{ document }} in {{ words }} words.\"",
+        "messages: [{role: wizard, template: hi}]",
+    );
+    assert!(serde_yaml::from_str::<PromptTemplate>(&wizard).is_err());
+    // The schema lists the same roles.
+    let crd = serde_json::to_value(
+        faas_crds::generate::crds()
+            .into_iter()
+            .find(|(n, _)| *n == "prompttemplates")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    let roles = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["messages"]["items"]["properties"]["role"]["enum"];
+    assert_eq!(
+        roles,
+        &serde_json::json!(["system", "developer", "user", "assistant", "tool"])
+    );
+}
+
+#[test]
+fn a_default_is_any_value_kept_as_written() {
+    let crd = serde_json::to_value(
+        faas_crds::generate::crds()
+            .into_iter()
+            .find(|(n, _)| *n == "prompttemplates")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    let variable = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["variables"]["items"];
+    let default = &variable["properties"]["default"];
+    assert_eq!(default["x-kubernetes-preserve-unknown-fields"], true);
+    assert!(default.get("type").is_none(), "{default}");
+    // The API server compiles no rule over a field without a type, so none may name it.
+    let rules = variable["x-kubernetes-validations"].to_string();
+    assert!(!rules.contains("default"), "{rules}");
+    assert!(variable["required"].to_string().contains("name"));
+    for default in ["100", "[a, b]", "{k: v}", "true", "text"] {
+        let yaml = TEMPLATE.replace(
+            "type: integer, default: 100",
+            &format!("default: {default}"),
+        );
+        let t = template(&yaml);
+        assert_eq!(errors(t.validate_cel()), "", "{default}");
+        assert_eq!(t.spec.validate(), Ok(()), "{default}");
+    }
 }
 
 #[test]

@@ -128,6 +128,43 @@ async fn versioned_crud(pool: sqlx::PgPool) {
         .assert_problem(404);
 }
 
+/// The hash stored with a version is the content hash of the shared model, so versions
+/// written before and after keep comparing equal.
+#[sqlx::test]
+async fn versions_store_the_content_hash(pool: sqlx::PgPool) {
+    let app = app(Some(pool), &[Component::Prompt]).await;
+    let t = user(&unique("p"));
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/prompts",
+        Some(&t),
+        Some(json!({"name": "summarise", "template": "Summarise {{ document }} in {{ words }} words.",
+                    "variables": [{"name": "document"}, {"name": "words", "type": "integer", "default": 100}]})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        r.body["content_hash"],
+        "7f614078233b67880edb0ef756b2733110c34011b6cea865ce9ab6674cf9c02e"
+    );
+    // `required` reads back as stored: true, and a default makes the variable optional.
+    assert_eq!(r.body["variables"][1]["required"], true);
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/prompts/summarise/render",
+        Some(&t),
+        Some(json!({"variables": {"document": "the report"}})),
+    )
+    .await;
+    assert_eq!(
+        r.body["text"], "Summarise the report in 100 words.",
+        "{}",
+        r.body
+    );
+}
+
 #[sqlx::test]
 async fn rendering_is_strict_about_variables(pool: sqlx::PgPool) {
     let app = app(Some(pool), &[Component::Prompt]).await;
@@ -244,18 +281,40 @@ async fn templates_are_checked_when_saved(pool: sqlx::PgPool) {
     post(json!({"name": "Bad Name", "template": "x"}))
         .await
         .assert_problem(422);
-    post(json!({"name": "role", "messages": [{"role": "wizard", "template": "y"}]}))
-        .await
-        .assert_problem(422);
-    post(
-        json!({"name": "dup", "template": "{{ a }}", "variables": [{"name": "a"}, {"name": "a"}]}),
-    )
-    .await
-    .assert_problem(422);
-    post(json!({"name": "type", "template": "{{ a }}", "variables": [{"name": "a", "type": "date"}]})).await.assert_problem(422);
-    post(json!({"name": "default", "template": "{{ a }}", "variables": [{"name": "a", "type": "number", "default": "x"}]}))
-        .await
-        .assert_problem(422);
+    // Each refusal names the field at fault.
+    let refused = |r: Resp, at: &str| {
+        r.assert_problem(422);
+        let detail = r.body["detail"].as_str().unwrap_or_default().to_string();
+        assert!(detail.contains(at), "expected {at} in: {detail}");
+    };
+    refused(
+        post(json!({"name": "role", "messages": [{"role": "user", "template": "x"}, {"role": "wizard", "template": "y"}]})).await,
+        "messages[1].role",
+    );
+    refused(
+        post(json!({"name": "dup", "template": "{{ a }}", "variables": [{"name": "a"}, {"name": "a"}]}))
+            .await,
+        "variables[1].name: a is declared twice",
+    );
+    refused(
+        post(json!({"name": "type", "template": "{{ a }}", "variables": [{"name": "a", "type": "date"}]})).await,
+        "variables[0].type",
+    );
+    refused(
+        post(json!({"name": "default", "template": "{{ a }}", "variables": [{"name": "a", "type": "number", "default": "x"}]}))
+            .await,
+        "variables[0].default: is not of type number",
+    );
+    refused(
+        post(json!({"name": "int", "template": "{{ a }}", "variables": [{"name": "a", "type": "integer", "default": 2.5}]}))
+            .await,
+        "variables[0].default: is not of type integer",
+    );
+    refused(
+        post(json!({"name": "parse", "messages": [{"role": "system", "template": "ok"}, {"role": "developer", "template": "a\n{% if %}"}]}))
+            .await,
+        "messages[1].template",
+    );
     post(json!({"name": "x", "template": "x", "unknown": 1}))
         .await
         .assert_problem(422);
@@ -448,6 +507,33 @@ async fn context_building_fits_the_budget(pool: sqlx::PgPool) {
     )
     .await;
     r.assert_problem(422);
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/prompts/context",
+        Some(&t),
+        Some(json!({"max_tokens": 100, "messages": [{"role": "developer", "content": "d"}, {"role": "tool", "content": "t"}]})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["messages"][0]["role"], "developer");
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/prompts/context",
+        Some(&t),
+        Some(json!({"max_tokens": 100, "messages": [{"role": "user", "content": "u"}, {"role": "wizard", "content": "w"}]})),
+    )
+    .await;
+    r.assert_problem(422);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("messages[1].role"),
+        "{}",
+        r.body
+    );
     call(
         &app.router,
         "POST",
@@ -759,6 +845,11 @@ async fn the_openapi_document_states_answers_and_limits(pool: sqlx::PgPool) {
     assert_eq!(input[0]["properties"]["messages"]["maxItems"], 64);
     assert_eq!(input[0]["properties"]["template"]["maxLength"], 262144);
     assert_eq!(input[1]["oneOf"].as_array().unwrap().len(), 2);
+    let roles = &doc["components"]["schemas"]["Role"]["enum"];
+    assert_eq!(
+        roles,
+        &json!(["system", "developer", "user", "assistant", "tool"])
+    );
     let name = &doc["paths"]["/v1/prompts/{name}"]["get"]["parameters"][0];
     assert_eq!(name["in"], "path");
     assert_eq!(name["schema"]["maxLength"], 253);

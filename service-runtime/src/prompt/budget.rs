@@ -6,7 +6,7 @@
 //! bytes of template can thus build gigabytes in a handful of instructions.
 //!
 //! Before a template is compiled, this module walks its syntax tree (shallow,
-//! once [`super::structure`] has passed) and computes for every expression an
+//! once [`faas_model::prompt::structure`] has passed) and computes for every expression an
 //! upper bound of the bytes its value can take, from the sizes of the
 //! variables (nominal ones when a template is saved, the real ones when it is
 //! rendered). It refuses the template when one value, the memory a render
@@ -341,7 +341,7 @@ pub fn analyse(src: &str, inputs: &Inputs) -> Result<Report, String> {
         Default::default(),
         WhitespaceConfig::default(),
     )
-    .map_err(|e| super::structure::describe(&e))?;
+    .map_err(|e| faas_model::prompt::structure::describe(&e))?;
     let mut a = Analyser {
         inputs,
         vars: HashMap::new(),

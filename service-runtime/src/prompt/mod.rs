@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use faas_model::prompt::{Content, MessageTemplate, Role, Variable, VariableType};
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,7 +13,6 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::platform::error::Problem;
@@ -20,15 +21,8 @@ use crate::platform::{ApiError, ApiResult, AppState, Principal};
 
 mod budget;
 mod render;
-mod structure;
 
-use render::{check_source, environment, template_error};
-
-const MAX_MESSAGES: usize = 64;
-const MAX_VARIABLES: usize = 128;
-const MAX_DESCRIPTION: usize = 2000;
-/// Serialized size of a variable's default and of `model_defaults`.
-const MAX_JSON_BYTES: usize = 64 * 1024;
+use render::{check_source, environment};
 
 /// The prompt component as the platform serves it.
 pub static SPEC: crate::platform::ComponentSpec = crate::platform::ComponentSpec {
@@ -57,7 +51,7 @@ pub fn router() -> Router<AppState> {
 #[derive(OpenApi)]
 #[openapi(
     paths(create, list, get_one, update, delete, versions, render, build_context),
-    components(schemas(TemplateInput, UpdateInput, Variable, MessageTemplate, PromptTemplate, Summary, VersionInfo,
+    components(schemas(TemplateInput, UpdateInput, Variable, VariableType, MessageTemplate, Role, PromptTemplate, Summary, VersionInfo,
                        RenderInput, Rendered, RenderedMessage, ContextInput, ContextMessage, ContextResult,
                        Problem)),
     tags((name = "prompt", description = "Versioned prompt templates"))
@@ -115,47 +109,6 @@ struct ReadOnly(Problem);
 #[response(status = 409, content_type = "application/problem+json")]
 #[allow(dead_code, reason = "describes responses, never built")]
 struct Conflict(Problem);
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Variable {
-    /// Letters, digits and '_', not starting with a digit; at most 64.
-    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")]
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(
-        max_length = 2000,
-        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
-    )]
-    pub description: Option<String>,
-    /// Required unless a default is given; default true.
-    #[serde(default = "yes")]
-    pub required: bool,
-    /// Any JSON value (at most 64 KiB), of the declared type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<Value>,
-    /// string, number, integer, boolean, array or object; any when absent.
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = r"^(string|number|integer|boolean|array|object)$")]
-    pub kind: Option<String>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct MessageTemplate {
-    /// system, developer, user, assistant or tool.
-    #[schema(pattern = r"^(system|developer|user|assistant|tool)$")]
-    pub role: String,
-    #[schema(
-        max_length = 262144,
-        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
-    )]
-    pub template: String,
-}
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -235,8 +188,6 @@ pub struct PromptTemplate {
     pub created_at: DateTime<Utc>,
 }
 
-const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
-
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 128
@@ -245,220 +196,21 @@ fn valid_name(n: &str) -> bool {
         && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
-fn valid_var(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 64
-        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !n.starts_with(|c: char| c.is_ascii_digit())
-}
-
-fn type_matches(kind: &str, v: &Value) -> bool {
-    match kind {
-        "string" => v.is_string(),
-        "number" => v.is_number(),
-        "integer" => v.is_i64() || v.is_u64(),
-        "boolean" => v.is_boolean(),
-        "array" => v.is_array(),
-        "object" => v.is_object(),
-        _ => false,
-    }
-}
-
-/// The validated content of a template version.
-struct Content {
-    description: Option<String>,
-    template: Option<String>,
-    messages: Option<Vec<MessageTemplate>>,
-    variables: Vec<Variable>,
-    model_defaults: Option<Value>,
-}
-
-/// A text field a client fills: bounded, and without NUL or other control
-/// characters (newlines and tabs allowed where `multiline`).
-fn check_text(what: &str, s: &str, max: usize, multiline: bool) -> ApiResult<()> {
-    if s.chars().count() > max {
-        return Err(ApiError::Validation(format!(
-            "{what}: at most {max} characters"
-        )));
-    }
-    let bad = |c: char| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t'));
-    if s.chars().any(bad) {
-        return Err(ApiError::Validation(format!(
-            "{what}: control characters are not allowed"
-        )));
-    }
-    Ok(())
-}
-
-/// JSON stored as jsonb: bounded, without NUL (jsonb cannot hold it) and
-/// with numbers that read back as they were written (jsonb writes them out
-/// in full, and near the end of the f64 range they parse as infinite).
-fn check_json_size(what: &str, v: &Value) -> ApiResult<()> {
-    let len = serde_json::to_vec(v).map_err(ApiError::internal)?.len();
-    if len > MAX_JSON_BYTES {
-        return Err(ApiError::Validation(format!(
-            "{what}: at most {MAX_JSON_BYTES} bytes of JSON"
-        )));
-    }
-    if !storable(v) {
-        return Err(ApiError::Validation(format!(
-            "{what}: strings must not contain NUL and numbers must be within ±1e300"
-        )));
-    }
-    Ok(())
-}
-
-fn storable(v: &Value) -> bool {
-    match v {
-        Value::String(s) => !s.contains('\0'),
-        Value::Number(n) => n.as_f64().is_some_and(|f| f.abs() <= 1e300),
-        Value::Array(items) => items.iter().all(storable),
-        Value::Object(m) => m.iter().all(|(k, v)| !k.contains('\0') && storable(v)),
-        Value::Null | Value::Bool(_) => true,
-    }
-}
-
-fn check_variable(i: usize, var: &Variable) -> ApiResult<()> {
-    if !valid_var(&var.name) {
-        return Err(ApiError::Validation(format!(
-            "variables[{i}].name: {:?} is not an identifier (letters, digits, '_', at most 64)",
-            var.name
-        )));
-    }
-    if let Some(d) = &var.description {
-        check_text(
-            &format!("variables[{i}].description"),
-            d,
-            MAX_DESCRIPTION,
-            true,
-        )?;
-    }
-    if let Some(k) = &var.kind
-        && !matches!(
-            k.as_str(),
-            "string" | "number" | "integer" | "boolean" | "array" | "object"
-        )
-    {
-        return Err(ApiError::Validation(format!(
-            "variables[{i}].type: {k:?} is not one of string, number, integer, boolean, array, object"
-        )));
-    }
-    if let Some(d) = &var.default {
-        check_json_size(&format!("variables[{i}].default"), d)?;
-        if let Some(k) = &var.kind
-            && !type_matches(k, d)
-        {
-            return Err(ApiError::Validation(format!(
-                "variables[{i}].default: is not of type {k}"
-            )));
-        }
-    }
-    Ok(())
-}
-
-impl Content {
-    /// The templates of this version, each with the name of its field.
-    fn sources(&self) -> ApiResult<Vec<(String, &str)>> {
-        match (&self.template, &self.messages) {
-            (Some(t), None) => Ok(vec![("template".into(), t.as_str())]),
-            (None, Some(ms)) if !ms.is_empty() && ms.len() <= MAX_MESSAGES => {
-                let mut v = Vec::new();
-                for (i, m) in ms.iter().enumerate() {
-                    if !ROLES.contains(&m.role.as_str()) {
-                        return Err(ApiError::Validation(format!(
-                            "messages[{i}].role: {:?} is not one of {}",
-                            m.role,
-                            ROLES.join(", ")
-                        )));
-                    }
-                    v.push((format!("messages[{i}].template"), m.template.as_str()));
-                }
-                Ok(v)
-            }
-            (None, Some(ms)) if ms.len() > MAX_MESSAGES => Err(ApiError::Validation(format!(
-                "messages: at most {MAX_MESSAGES}"
-            ))),
-            _ => Err(ApiError::Validation(
-                "give exactly one of template, messages (a non-empty list)".into(),
-            )),
-        }
-    }
-
-    fn check_variables(&self) -> ApiResult<HashSet<&str>> {
-        if self.variables.len() > MAX_VARIABLES {
-            return Err(ApiError::Validation(format!(
-                "variables: at most {MAX_VARIABLES}"
-            )));
-        }
-        let mut declared = HashSet::new();
-        for (i, var) in self.variables.iter().enumerate() {
-            check_variable(i, var)?;
-            if !declared.insert(var.name.as_str()) {
-                return Err(ApiError::Validation(format!(
-                    "variables[{i}].name: {} is declared twice",
-                    var.name
-                )));
-            }
-        }
-        Ok(declared)
-    }
-
-    /// Checks the version; the templates are checked before minijinja
-    /// parses them, with each variable at a nominal size.
-    fn validate(&self) -> ApiResult<()> {
-        if let Some(d) = &self.description {
-            check_text("description", d, MAX_DESCRIPTION, true)?;
-        }
-        if let Some(m) = &self.model_defaults {
-            if !m.is_object() {
-                return Err(ApiError::Validation(
-                    "model_defaults: must be a JSON object".into(),
-                ));
-            }
-            check_json_size("model_defaults", m)?;
-        }
-        let sources = self.sources()?;
-        let declared = self.check_variables()?;
-        let nominal = render::nominal_inputs(&self.variables);
-        let env = environment();
-        let globals: HashSet<&str> = env.globals().map(|(name, _)| name).collect();
-        let mut undeclared = std::collections::BTreeSet::new();
-        for (what, src) in &sources {
-            check_text(what, src, render::MAX_TEMPLATE_CHARS, true)?;
-            check_source(what, src, &nominal)?;
-            let tmpl = env
-                .template_from_str(src)
-                .map_err(|e| template_error(what, &e))?;
-            for v in tmpl.undeclared_variables(false) {
-                if !declared.contains(v.as_str()) && !globals.contains(v.as_str()) {
-                    undeclared.insert(v);
-                }
-            }
-        }
-        if !undeclared.is_empty() {
-            return Err(ApiError::Validation(format!(
-                "the template uses undeclared variables: {}",
-                undeclared.into_iter().collect::<Vec<_>>().join(", ")
-            )));
-        }
-        Ok(())
-    }
-
-    fn hash(&self) -> String {
-        let canonical = serde_json::json!({
-            "template": self.template,
-            "messages": self.messages,
-            "variables": self.variables,
-            "model_defaults": self.model_defaults,
-            "description": self.description,
-        });
-        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
-    }
+/// Checks a version: the checks of the content, and the static bound of what each template
+/// builds (with each variable at a nominal size) before minijinja parses it. Answers the
+/// first problem.
+fn validate(c: &Content) -> ApiResult<()> {
+    let nominal = render::nominal_inputs(&c.variables);
+    c.validate_with(|_, src| render::check_budget(src, &nominal))
+        .map_err(|problems| {
+            let first = problems.into_iter().next().map(|p| p.to_string());
+            ApiError::Validation(first.unwrap_or_default())
+        })
 }
 
 /// Checks a version off the async workers: a large template takes a while.
 async fn validated(c: Content) -> ApiResult<Content> {
-    off_workers(move || c.validate().map(|()| c)).await
+    off_workers(move || validate(&c).map(|()| c)).await
 }
 
 /// Runs template work on a blocking thread. A panic there comes from the
@@ -559,7 +311,7 @@ async fn insert(
     .bind(c.messages.as_ref().map(|m| serde_json::to_value(m).unwrap_or(Value::Null)))
     .bind(serde_json::to_value(&c.variables).map_err(ApiError::internal)?)
     .bind(&c.model_defaults)
-    .bind(c.hash())
+    .bind(c.content_hash())
     .bind(&p.user_id)
     .fetch_one(state.db()?)
     .await?;
@@ -719,7 +471,7 @@ async fn update(
         model_defaults: input.model_defaults,
     };
     let c = validated(c).await?;
-    if c.hash() == current.content_hash {
+    if c.content_hash() == current.content_hash {
         // Nothing changed: no new version.
         return Ok(Json(current));
     }
@@ -809,7 +561,7 @@ pub struct RenderInput {
 
 #[derive(Serialize, ToSchema)]
 pub struct RenderedMessage {
-    pub role: String,
+    pub role: Role,
     pub content: String,
 }
 
@@ -850,8 +602,8 @@ fn render_context(
     for v in &t.variables {
         match given.get(&v.name).or(v.default.as_ref()) {
             Some(val) => {
-                if let Some(k) = &v.kind
-                    && !type_matches(k, val)
+                if let Some(k) = v.kind
+                    && !k.matches(val)
                 {
                     return Err(ApiError::Validation(format!(
                         "variable {}: must be of type {k}",
@@ -860,7 +612,7 @@ fn render_context(
                 }
                 ctx.insert(v.name.clone(), val.clone());
             }
-            None if v.required => missing.push(v.name.as_str()),
+            None if v.is_required() => missing.push(v.name.as_str()),
             None => {
                 ctx.insert(v.name.clone(), Value::Null);
             }
@@ -914,7 +666,7 @@ pub fn render_template(
                 .iter()
                 .zip(texts)
                 .map(|(m, content)| RenderedMessage {
-                    role: m.role.clone(),
+                    role: m.role,
                     content,
                 })
                 .collect();
@@ -974,9 +726,7 @@ pub fn estimate_tokens(s: &str) -> u64 {
 #[derive(Deserialize, Serialize, ToSchema, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct ContextMessage {
-    /// system, developer, user, assistant or tool.
-    #[schema(pattern = r"^(system|developer|user|assistant|tool)$")]
-    pub role: String,
+    pub role: Role,
     pub content: String,
     /// Kept whatever the budget (system messages always are).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -1006,7 +756,7 @@ pub struct ContextResult {
 /// Keeps pinned and system messages, then the most recent others that fit.
 pub fn fit_context(messages: Vec<ContextMessage>, max_tokens: u64) -> ApiResult<ContextResult> {
     let cost = |m: &ContextMessage| estimate_tokens(&m.content) + 4;
-    let keep_always = |m: &ContextMessage| m.pinned || m.role == "system";
+    let keep_always = |m: &ContextMessage| m.pinned || m.role == Role::System;
     let fixed: u64 = messages.iter().filter(|m| keep_always(m)).map(cost).sum();
     if fixed > max_tokens {
         return Err(ApiError::Validation(format!(
@@ -1059,14 +809,6 @@ async fn build_context(
     if input.messages.len() > 10_000 {
         return Err(ApiError::Validation("messages: at most 10000".into()));
     }
-    for (i, m) in input.messages.iter().enumerate() {
-        if !ROLES.contains(&m.role.as_str()) {
-            return Err(ApiError::Validation(format!(
-                "messages[{i}].role: {:?} is not a role",
-                m.role
-            )));
-        }
-    }
     Ok(Json(fit_context(input.messages, input.max_tokens)?))
 }
 
@@ -1074,9 +816,9 @@ async fn build_context(
 mod tests {
     use super::*;
 
-    fn m(role: &str, content: &str) -> ContextMessage {
+    fn m(role: Role, content: &str) -> ContextMessage {
         ContextMessage {
-            role: role.into(),
+            role,
             content: content.into(),
             pinned: false,
         }
@@ -1085,10 +827,10 @@ mod tests {
     #[test]
     fn context_keeps_system_and_the_most_recent() {
         let msgs = vec![
-            m("system", "rules"),
-            m("user", &"a".repeat(40)),
-            m("assistant", &"b".repeat(40)),
-            m("user", "last"),
+            m(Role::System, "rules"),
+            m(Role::User, &"a".repeat(40)),
+            m(Role::Assistant, &"b".repeat(40)),
+            m(Role::User, "last"),
         ];
         // system 2+4, last 1+4, b 10+4 = 25; a would need 14 more.
         let r = fit_context(msgs, 30).unwrap();
@@ -1096,6 +838,6 @@ mod tests {
         assert_eq!(roles, vec!["system", "assistant", "user"]);
         assert_eq!(r.dropped, 1);
         assert_eq!(r.tokens, 25);
-        assert!(fit_context(vec![m("system", &"x".repeat(400))], 10).is_err());
+        assert!(fit_context(vec![m(Role::System, &"x".repeat(400))], 10).is_err());
     }
 }

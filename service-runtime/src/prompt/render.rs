@@ -2,18 +2,17 @@
 //! bounds: a lexical shape check ([`structure`]), a static bound of what the
 //! template builds ([`budget`]), fuel for the instructions it runs, and a
 //! writer that fails once the rendered text passes its limit.
+//!
+//! [`structure`]: faas_model::prompt::structure
 
 use std::collections::BTreeMap;
 use std::io;
 
+use faas_model::prompt::{MAX_TEMPLATE_CHARS, Variable, VariableType, structure};
 use serde_json::Value;
 
 use super::budget::{self, Bound, Inputs, Kind};
-use super::{Variable, structure};
 use crate::platform::{ApiError, ApiResult};
-
-/// Characters of one template.
-pub const MAX_TEMPLATE_CHARS: usize = 256 * 1024;
 /// Rendered text of one request, all messages together.
 pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 /// Instructions a single render may run (minijinja fuel).
@@ -95,10 +94,13 @@ pub(super) fn check_source(what: &str, src: &str, inputs: &Inputs) -> ApiResult<
         )));
     }
     structure::check(src).map_err(|e| ApiError::Validation(format!("{what}: {e}")))?;
-    let bounds =
-        budget::analyse(src, inputs).map_err(|e| ApiError::Validation(format!("{what}: {e}")))?;
+    check_budget(src, inputs).map_err(|e| ApiError::Validation(format!("{what}: {e}")))
+}
+
+/// The static bound of what a source that passed the structure check builds.
+pub(super) fn check_budget(src: &str, inputs: &Inputs) -> Result<(), String> {
+    let bounds = budget::analyse(src, inputs)?;
     tracing::debug!(
-        what,
         memory = bounds.memory,
         work = bounds.work,
         "template within bounds"
@@ -110,11 +112,13 @@ pub(super) fn check_source(what: &str, src: &str, inputs: &Inputs) -> ApiResult<
 pub(super) fn nominal_inputs(vars: &[Variable]) -> Inputs {
     let mut inputs = Inputs::default();
     for v in vars {
-        let kind = match v.kind.as_deref() {
-            Some("string") => Kind::Str,
-            Some("number" | "integer" | "boolean") => Kind::Number,
-            Some("array" | "object") => Kind::Other,
-            _ => Kind::Any,
+        let kind = match v.kind {
+            Some(VariableType::String) => Kind::Str,
+            Some(VariableType::Number | VariableType::Integer | VariableType::Boolean) => {
+                Kind::Number
+            }
+            Some(VariableType::Array | VariableType::Object) => Kind::Other,
+            None => Kind::Any,
         };
         let mut b = Bound::nominal(kind, NOMINAL_BYTES, NOMINAL_DEPTH);
         if let Some(d) = &v.default {

@@ -166,6 +166,63 @@ async fn invalid_resources_are_refused_with_the_rule_message() {
         "set exactly one of spec.template and spec.messages",
     )
     .await;
+    // Every role of the prompt component; defaults of any type, kept as written.
+    accepted(
+        &ns,
+        "PromptTemplate",
+        "roles-and-defaults",
+        json!({
+            "messages": [
+                { "role": "system", "template": "{{ a }}" },
+                { "role": "developer", "template": "{{ b }}" },
+                { "role": "user", "template": "{{ c }}{{ d }}" },
+                { "role": "assistant", "template": "ok" },
+                { "role": "tool", "template": "ok" }
+            ],
+            "variables": [
+                { "name": "a", "type": "integer", "default": 200 },
+                { "name": "b", "type": "object", "default": { "lang": "en", "tags": ["x"] } },
+                { "name": "c", "default": [1, "two", true] },
+                { "name": "d", "type": "string", "required": false }
+            ]
+        }),
+    )
+    .await;
+    let stored = api_for(&ns, "PromptTemplate")
+        .get("roles-and-defaults")
+        .await
+        .expect("the template was stored");
+    assert_eq!(stored.data["spec"]["variables"][0]["default"], json!(200));
+    assert_eq!(
+        stored.data["spec"]["variables"][1]["default"],
+        json!({ "lang": "en", "tags": ["x"] })
+    );
+    assert!(
+        stored.data["spec"]["variables"][0]
+            .get("required")
+            .is_none(),
+        "required is not defaulted: {}",
+        stored.data
+    );
+    refused(
+        &ns,
+        "PromptTemplate",
+        "unknown-role",
+        json!({ "messages": [{ "role": "wizard", "template": "Hello" }] }),
+        "spec.messages[0].role: Unsupported value: \"wizard\"",
+    )
+    .await;
+    refused(
+        &ns,
+        "PromptTemplate",
+        "long-variable-name",
+        json!({
+            "template": "Hello",
+            "variables": [{ "name": "v".repeat(65) }]
+        }),
+        "spec.variables[0].name: Too long",
+    )
+    .await;
     refused(
         &ns,
         "PromptTemplate",

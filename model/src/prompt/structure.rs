@@ -17,6 +17,8 @@
 //! 400 KiB of stack in a debug build and 70 KiB in release.
 use minijinja::machinery::{Token, WhitespaceConfig, tokenize};
 
+use super::SourceError;
+
 /// Operators and chain links (`.`, `|`, `[`, `(`) in one tag.
 pub const MAX_TAG_LINKS: usize = 128;
 /// Nesting of `(`, `[` and `{` in one tag.
@@ -44,19 +46,31 @@ struct Tag {
     first_ident: Option<String>,
     assigns: bool,
     line: u16,
+    column: u16,
 }
 
-/// Checks the shape of `src`; the error names the line and the limit.
-pub fn check(src: &str) -> Result<(), String> {
+impl Tag {
+    fn error(&self, what: String) -> SourceError {
+        SourceError {
+            line: Some(u32::from(self.line)),
+            column: Some(u32::from(self.column) + 1),
+            message: format!("line {}: {what}", self.line),
+        }
+    }
+}
+
+/// Checks the shape of `src`; the error names the line of the tag and the limit.
+pub fn check(src: &str) -> Result<(), SourceError> {
     let mut blocks = 0usize;
     let mut tag: Option<Tag> = None;
     let tokens = tokenize(src, false, Default::default(), WhitespaceConfig::default());
     for item in tokens {
-        let (token, span) = item.map_err(|e| describe(&e))?;
+        let (token, span) = item.map_err(|e| SourceError::from_minijinja(&e, src))?;
         match token {
             Token::VariableStart | Token::BlockStart => {
                 tag = Some(Tag {
                     line: span.start_line,
+                    column: span.start_col,
                     ..Tag::default()
                 })
             }
@@ -86,7 +100,7 @@ pub fn describe(e: &minijinja::Error) -> String {
     format!("{}{at}{detail}", e.kind())
 }
 
-fn count(t: &mut Tag, token: &Token<'_>) -> Result<(), String> {
+fn count(t: &mut Tag, token: &Token<'_>) -> Result<(), SourceError> {
     let link = match token {
         Token::Ident(id) => {
             if t.first_ident.is_none() {
@@ -102,10 +116,9 @@ fn count(t: &mut Tag, token: &Token<'_>) -> Result<(), String> {
             t.depth += 1;
             t.max_depth = t.max_depth.max(t.depth);
             if t.max_depth > MAX_BRACKET_DEPTH {
-                return Err(format!(
-                    "line {}: brackets nested deeper than {MAX_BRACKET_DEPTH} levels",
-                    t.line
-                ));
+                return Err(t.error(format!(
+                    "brackets nested deeper than {MAX_BRACKET_DEPTH} levels"
+                )));
             }
             !matches!(token, Token::BraceOpen)
         }
@@ -134,27 +147,25 @@ fn count(t: &mut Tag, token: &Token<'_>) -> Result<(), String> {
     if link {
         t.links += 1;
         if t.links > MAX_TAG_LINKS {
-            return Err(format!(
-                "line {}: more than {MAX_TAG_LINKS} operators, filters, attribute accesses, \
-                 subscripts or calls in one tag",
-                t.line
-            ));
+            return Err(t.error(format!(
+                "more than {MAX_TAG_LINKS} operators, filters, attribute accesses, \
+                 subscripts or calls in one tag"
+            )));
         }
     }
     Ok(())
 }
 
-fn close_block(blocks: usize, t: &Tag) -> Result<usize, String> {
+fn close_block(blocks: usize, t: &Tag) -> Result<usize, SourceError> {
     let Some(first) = t.first_ident.as_deref() else {
         return Ok(blocks);
     };
     let opens = OPENERS.contains(&first) || (first == "set" && !t.assigns);
     if opens {
         if blocks + 1 > MAX_BLOCK_DEPTH {
-            return Err(format!(
-                "line {}: blocks nested deeper than {MAX_BLOCK_DEPTH} levels",
-                t.line
-            ));
+            return Err(t.error(format!(
+                "blocks nested deeper than {MAX_BLOCK_DEPTH} levels"
+            )));
         }
         return Ok(blocks + 1);
     }
@@ -188,12 +199,19 @@ mod tests {
             format!("{{% set a = 1{} %}}", "+1".repeat(200)),
         ] {
             let e = check(&t).unwrap_err();
-            assert!(e.contains("more than 128"), "{e}");
+            assert!(e.message.contains("more than 128"), "{e}");
+            assert_eq!((e.line, e.column), (Some(1), Some(1)), "{e}");
         }
         let e = check(&format!("{{{{ {}x{} }}}}", "[".repeat(20), "]".repeat(20))).unwrap_err();
-        assert!(e.contains("deeper than 16"), "{e}");
+        assert!(e.message.contains("deeper than 16"), "{e}");
         let nested = format!("{}x{}", "{% if x %}".repeat(20), "{% endif %}".repeat(20));
-        assert!(check(&nested).unwrap_err().contains("blocks nested"));
+        let e = check(&nested).unwrap_err();
+        assert!(e.message.contains("blocks nested"), "{e}");
+        // The 17th block tag opens at column 10 * 16 + 1.
+        assert_eq!((e.line, e.column), (Some(1), Some(161)), "{e}");
+        let e = check(&format!("ok\n  {{{{ x{} }}}}", "|e".repeat(200))).unwrap_err();
+        assert!(e.to_string().starts_with("line 2: more than 128"), "{e}");
+        assert_eq!((e.line, e.column), (Some(2), Some(3)), "{e}");
         let sets = "{% set a %}x{% endset %}".repeat(100);
         assert_eq!(check(&sets), Ok(()));
     }
