@@ -254,41 +254,40 @@ fn version_param(version: Option<i32>) -> ApiResult<Option<i32>> {
     }
 }
 
-type Row = (
-    String,
-    i32,
-    Option<String>,
-    Option<String>,
-    Option<Value>,
-    Value,
-    Option<Value>,
-    String,
-    String,
-    Option<String>,
-    DateTime<Utc>,
-);
+/// A stored version, read by column name; the JSON columns decode into their types.
+#[derive(sqlx::FromRow)]
+struct Row {
+    name: String,
+    version: i32,
+    description: Option<String>,
+    template: Option<String>,
+    messages: Option<sqlx::types::Json<Vec<MessageTemplate>>>,
+    variables: sqlx::types::Json<Vec<Variable>>,
+    model_defaults: Option<Value>,
+    source: String,
+    content_hash: String,
+    created_by: Option<String>,
+    created_at: DateTime<Utc>,
+}
 
 const COLUMNS: &str = "name, version, description, template, messages, variables, model_defaults, source, content_hash, created_by, created_at";
 
-fn from_row(r: Row) -> ApiResult<PromptTemplate> {
-    let messages =
-        r.4.map(serde_json::from_value)
-            .transpose()
-            .map_err(ApiError::internal)?;
-    let variables = serde_json::from_value(r.5).map_err(ApiError::internal)?;
-    Ok(PromptTemplate {
-        name: r.0,
-        version: r.1,
-        description: r.2,
-        template: r.3,
-        messages,
-        variables,
-        model_defaults: r.6,
-        source: r.7,
-        content_hash: r.8,
-        created_by: r.9,
-        created_at: r.10,
-    })
+impl From<Row> for PromptTemplate {
+    fn from(r: Row) -> Self {
+        PromptTemplate {
+            name: r.name,
+            version: r.version,
+            description: r.description,
+            template: r.template,
+            messages: r.messages.map(|m| m.0),
+            variables: r.variables.0,
+            model_defaults: r.model_defaults,
+            source: r.source,
+            content_hash: r.content_hash,
+            created_by: r.created_by,
+            created_at: r.created_at,
+        }
+    }
 }
 
 async fn insert(
@@ -308,14 +307,14 @@ async fn insert(
     .bind(version)
     .bind(&c.description)
     .bind(&c.template)
-    .bind(c.messages.as_ref().map(|m| serde_json::to_value(m).unwrap_or(Value::Null)))
-    .bind(serde_json::to_value(&c.variables).map_err(ApiError::internal)?)
+    .bind(c.messages.as_ref().map(sqlx::types::Json))
+    .bind(sqlx::types::Json(&c.variables))
     .bind(&c.model_defaults)
     .bind(c.content_hash())
     .bind(&p.user_id)
     .fetch_one(state.db()?)
     .await?;
-    from_row(row)
+    Ok(row.into())
 }
 
 async fn latest(
@@ -335,7 +334,7 @@ async fn latest(
     .fetch_optional(state.db()?)
     .await?;
     match row {
-        Some(r) => from_row(r),
+        Some(r) => Ok(r.into()),
         None if version.is_some() => Err(ApiError::NotFound(format!(
             "template {name} has no version {}",
             version.unwrap_or(0)
@@ -505,7 +504,7 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
 pub struct VersionInfo {
     pub version: i32,
     pub content_hash: String,
@@ -521,7 +520,7 @@ async fn versions(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Vec<VersionInfo>>> {
     path_name(&name)?;
-    let rows: Vec<(i32, String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
+    let rows: Vec<VersionInfo> = sqlx::query_as(
         "SELECT version, content_hash, created_by, created_at FROM prompt_templates \
          WHERE tenant_id = $1 AND name = $2 ORDER BY version DESC",
     )
@@ -532,18 +531,7 @@ async fn versions(
     if rows.is_empty() {
         return Err(ApiError::NotFound(format!("no template named {name}")));
     }
-    Ok(Json(
-        rows.into_iter()
-            .map(
-                |(version, content_hash, created_by, created_at)| VersionInfo {
-                    version,
-                    content_hash,
-                    created_by,
-                    created_at,
-                },
-            )
-            .collect(),
-    ))
+    Ok(Json(rows))
 }
 
 #[derive(Deserialize, ToSchema)]
