@@ -165,7 +165,7 @@ impl Counters {
                 if c.pending > 0 && self.minute != 0 {
                     let key =
                         state.redis_key(&["gw", "rl", tenant, what, &self.minute.to_string()]);
-                    self.backlog.push((key, c.pending, 120));
+                    self.backlog.push((key, c.pending, MINUTE_TTL));
                 }
                 *c = Count::default();
             }
@@ -176,7 +176,7 @@ impl Counters {
         if period != self.period {
             if self.spend.pending > 0 && self.period != 0 {
                 let key = state.redis_key(&["gw", "spend", tenant, &self.period.to_string()]);
-                self.backlog.push((key, self.spend.pending, 32 * 86_400));
+                self.backlog.push((key, self.spend.pending, PERIOD_TTL));
             }
             self.spend = Count::default();
             self.period = period;
@@ -361,10 +361,42 @@ struct Plan {
 
 /// Adds this replica's unsent counts to Redis and reads the totals back, in one round trip.
 async fn sync(state: &AppState, tenant: &str, t: &Tenant) -> ApiResult<()> {
-    let plan = {
-        let mut c = t.lock();
+    let Some(plan) = Plan::take(state, tenant, &mut t.lock()) else {
+        return Ok(());
+    };
+    let pipe = plan.pipeline();
+    let result: ApiResult<Vec<i64>> = async {
+        let mut conn = state.redis()?;
+        Ok(pipe.query_async(&mut conn).await?)
+    }
+    .await;
+    let mut guard = t.lock();
+    let c = &mut *guard;
+    c.sync_running = false;
+    // Try again after a pause rather than on every request, also after a failure.
+    c.synced_at = Some(Instant::now());
+    match result {
+        Ok(totals) => {
+            plan.settle(c, totals);
+            Ok(())
+        }
+        Err(e) => {
+            plan.restore(c);
+            Err(e)
+        }
+    }
+}
+
+/// TTL of the per-minute counters and of the budget period's.
+const MINUTE_TTL: i64 = 120;
+const PERIOD_TTL: i64 = 32 * 86_400;
+
+impl Plan {
+    /// Moves the pending counts to `sending` and returns what to send; `None` when a sync
+    /// is already running.
+    fn take(state: &AppState, tenant: &str, c: &mut Counters) -> Option<Plan> {
         if c.sync_running {
-            return Ok(());
+            return None;
         }
         c.roll(state, tenant);
         c.sync_running = true;
@@ -388,81 +420,75 @@ async fn sync(state: &AppState, tenant: &str, t: &Tenant) -> ApiResult<()> {
             let key = state.redis_key(&["gw", "spend", tenant, &period.to_string()]);
             take(&mut c.spend, key)
         });
-        Plan {
+        Some(Plan {
             minute: c.minute,
             period,
             requests,
             tokens,
             spend,
             backlog: std::mem::take(&mut c.backlog),
-        }
-    };
-    let mut pipe = redis::pipe();
-    for (counter, ttl) in [
-        (&plan.requests, 120),
-        (&plan.tokens, 120),
-        (&plan.spend, 32 * 86_400),
-    ] {
-        if let Some((key, n)) = counter {
-            pipe.incr(key, *n).expire(key, ttl).ignore();
-        }
+        })
     }
-    for (key, n, ttl) in &plan.backlog {
-        pipe.incr(key, *n).ignore().expire(key, *ttl).ignore();
-    }
-    let result: ApiResult<Vec<i64>> = async {
-        let mut conn = state.redis()?;
-        Ok(pipe.query_async(&mut conn).await?)
-    }
-    .await;
-    let mut guard = t.lock();
-    let c = &mut *guard;
-    c.sync_running = false;
-    match result {
-        Ok(totals) => {
-            let mut totals = totals.into_iter();
-            let same_minute = c.minute == plan.minute;
-            let same_period = c.period == plan.period;
-            for (sent, count, current) in [
-                (&plan.requests, &mut c.requests, same_minute),
-                (&plan.tokens, &mut c.tokens, same_minute),
-                (&plan.spend, &mut c.spend, same_period),
-            ] {
-                if sent.is_none() {
-                    continue;
-                }
-                let total = totals.next().unwrap_or(0);
-                if current {
-                    count.seen = total;
-                    count.sending = 0;
-                }
+
+    /// One pipeline: each counter incremented (its total answered), the backlog added.
+    fn pipeline(&self) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        for (counter, ttl) in [
+            (&self.requests, MINUTE_TTL),
+            (&self.tokens, MINUTE_TTL),
+            (&self.spend, PERIOD_TTL),
+        ] {
+            if let Some((key, n)) = counter {
+                pipe.incr(key, *n).expire(key, ttl).ignore();
             }
-            c.synced_at = Some(Instant::now());
-            Ok(())
         }
-        Err(e) => {
-            // Nothing is lost: what was sent is counted again next time.
-            let same_minute = c.minute == plan.minute;
-            let same_period = c.period == plan.period;
-            let mut backlog = plan.backlog;
-            for (sent, count, current, ttl) in [
-                (plan.requests, &mut c.requests, same_minute, 120),
-                (plan.tokens, &mut c.tokens, same_minute, 120),
-                (plan.spend, &mut c.spend, same_period, 32 * 86_400),
-            ] {
-                let Some((key, n)) = sent else { continue };
-                if current {
-                    count.pending = count.pending.saturating_add(count.sending);
-                    count.sending = 0;
-                } else if n > 0 {
-                    backlog.push((key, n, ttl));
-                }
+        for (key, n, ttl) in &self.backlog {
+            pipe.incr(key, *n).ignore().expire(key, *ttl).ignore();
+        }
+        pipe
+    }
+
+    /// The totals Redis answered become what is seen, for windows still current.
+    fn settle(&self, c: &mut Counters, totals: Vec<i64>) {
+        let mut totals = totals.into_iter();
+        let same_minute = c.minute == self.minute;
+        let same_period = c.period == self.period;
+        for (sent, count, current) in [
+            (&self.requests, &mut c.requests, same_minute),
+            (&self.tokens, &mut c.tokens, same_minute),
+            (&self.spend, &mut c.spend, same_period),
+        ] {
+            if sent.is_none() {
+                continue;
             }
-            c.backlog.extend(backlog);
-            // Try again after a pause rather than on every request.
-            c.synced_at = Some(Instant::now());
-            Err(e)
+            let total = totals.next().unwrap_or(0);
+            if current {
+                count.seen = total;
+                count.sending = 0;
+            }
         }
+    }
+
+    /// Nothing is lost when a sync fails: what was sent is counted again next time, in its
+    /// own window (through the backlog when the window has ended).
+    fn restore(self, c: &mut Counters) {
+        let same_minute = c.minute == self.minute;
+        let same_period = c.period == self.period;
+        let mut backlog = self.backlog;
+        for (sent, count, current, ttl) in [
+            (self.requests, &mut c.requests, same_minute, MINUTE_TTL),
+            (self.tokens, &mut c.tokens, same_minute, MINUTE_TTL),
+            (self.spend, &mut c.spend, same_period, PERIOD_TTL),
+        ] {
+            let Some((key, n)) = sent else { continue };
+            if current {
+                count.pending = count.pending.saturating_add(count.sending);
+                count.sending = 0;
+            } else if n > 0 {
+                backlog.push((key, n, ttl));
+            }
+        }
+        c.backlog.extend(backlog);
     }
 }
 
