@@ -216,7 +216,9 @@ impl FaasServiceSpec {
 }
 
 /// Image pull policy of the runtime container.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr,
+)]
 pub enum ImagePullPolicy {
     Always,
     IfNotPresent,
@@ -226,11 +228,7 @@ pub enum ImagePullPolicy {
 impl ImagePullPolicy {
     /// The value Kubernetes expects.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ImagePullPolicy::Always => "Always",
-            ImagePullPolicy::IfNotPresent => "IfNotPresent",
-            ImagePullPolicy::Never => "Never",
-        }
+        self.into()
     }
 }
 
@@ -314,7 +312,9 @@ fn default_path_type() -> PathType {
 }
 
 /// Ingress path matching.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr,
+)]
 pub enum PathType {
     Prefix,
     Exact,
@@ -324,11 +324,7 @@ pub enum PathType {
 impl PathType {
     /// The value Kubernetes expects.
     pub fn as_str(self) -> &'static str {
-        match self {
-            PathType::Prefix => "Prefix",
-            PathType::Exact => "Exact",
-            PathType::ImplementationSpecific => "ImplementationSpecific",
-        }
+        self.into()
     }
 }
 
