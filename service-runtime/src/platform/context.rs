@@ -160,32 +160,9 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         .unwrap_or_else(|| "unmatched".into());
     let method = parts.method.clone();
 
-    let request_id = id_header(&parts.headers, &X_REQUEST_ID)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let correlation_id =
-        id_header(&parts.headers, &X_CORRELATION_ID).unwrap_or_else(|| request_id.clone());
-    let traceparent = id_header(&parts.headers, &TRACEPARENT);
-    let tracestate = parts
-        .headers
-        .get(&TRACESTATE)
-        .and_then(|v| v.to_str().ok())
-        .map(String::from);
-
-    let public = is_public(parts.uri.path());
-    let auth = if public {
-        None
-    } else {
-        Some(state.auth.authenticate(&parts.headers))
-    };
+    let auth = (!is_public(parts.uri.path())).then(|| state.auth.authenticate(&parts.headers));
     let principal = auth.as_ref().and_then(|a| a.as_ref().ok()).cloned();
-    let ctx = RequestContext {
-        request_id: request_id.clone(),
-        correlation_id: correlation_id.clone(),
-        tenant_id: principal.as_ref().map(|p| p.tenant_id.clone()),
-        user_id: principal.as_ref().map(|p| p.user_id.clone()),
-        traceparent,
-        tracestate,
-    };
+    let ctx = RequestContext::from_headers(&parts.headers, principal.as_ref());
     if let Some(a) = auth {
         parts.extensions.insert(AuthOutcome(a));
     }
@@ -193,24 +170,10 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     parts
         .extensions
         .insert(BodyLimit(state.config.max_body_bytes));
-
-    let span = tracing::info_span!(
-        "request",
-        method = %method,
-        route = %route,
-        request_id = %request_id,
-        correlation_id = %correlation_id,
-        tenant_id = tracing::field::Empty,
-        status = tracing::field::Empty,
-    );
-    if let Some(p) = &principal {
-        span.record("tenant_id", p.tenant_id.as_str());
-    }
-    super::telemetry::set_parent_from_headers(&span, &parts.headers);
+    let span = request_span(&method, &route, &ctx, &parts.headers);
 
     let msgpack_out = wants_msgpack(&parts.headers);
     let timeout = state.config.request_timeout;
-
     let openai_errors = state.openai_routes.contains(route.as_str());
     let render = move |e: ApiError| {
         if openai_errors {
@@ -241,25 +204,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     let mut resp = fut.instrument(span.clone()).await;
     let status = resp.status();
     span.record("status", status.as_u16());
-
-    let h = resp.headers_mut();
-    add_security_headers(h);
-    for (name, value) in [
-        (X_REQUEST_ID, &request_id),
-        (X_CORRELATION_ID, &correlation_id),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(name, v);
-        }
-    }
-    if let Some(p) = &principal {
-        if let Ok(v) = HeaderValue::from_str(&p.tenant_id) {
-            h.insert(X_TENANT_ID, v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&p.user_id) {
-            h.insert(X_USER_ID, v);
-        }
-    }
+    echo_headers(resp.headers_mut(), &ctx);
     state
         .metrics
         .observe_request(method.as_str(), &route, status.as_u16(), start.elapsed());
@@ -267,6 +212,67 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         tracing::warn!(parent: &span, status = status.as_u16(), "request failed");
     }
     resp
+}
+
+impl RequestContext {
+    /// The context of a request: its ids (generated when missing or unusable), its trace
+    /// context, and the caller once authenticated.
+    fn from_headers(headers: &HeaderMap, principal: Option<&super::Principal>) -> Self {
+        let request_id =
+            id_header(headers, &X_REQUEST_ID).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let correlation_id =
+            id_header(headers, &X_CORRELATION_ID).unwrap_or_else(|| request_id.clone());
+        RequestContext {
+            request_id,
+            correlation_id,
+            tenant_id: principal.map(|p| p.tenant_id.clone()),
+            user_id: principal.map(|p| p.user_id.clone()),
+            traceparent: id_header(headers, &TRACEPARENT),
+            tracestate: headers
+                .get(&TRACESTATE)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from),
+        }
+    }
+}
+
+/// The span of one request, a child of the caller's trace when it sent one.
+fn request_span(
+    method: &axum::http::Method,
+    route: &str,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        route = %route,
+        request_id = %ctx.request_id,
+        correlation_id = %ctx.correlation_id,
+        tenant_id = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    if let Some(t) = &ctx.tenant_id {
+        span.record("tenant_id", t.as_str());
+    }
+    super::telemetry::set_parent_from_headers(&span, headers);
+    span
+}
+
+/// The security headers, and the request's ids and caller, on every response.
+fn echo_headers(h: &mut HeaderMap, ctx: &RequestContext) {
+    add_security_headers(h);
+    let ids = [
+        (X_REQUEST_ID, Some(&ctx.request_id)),
+        (X_CORRELATION_ID, Some(&ctx.correlation_id)),
+        (X_TENANT_ID, ctx.tenant_id.as_ref()),
+        (X_USER_ID, ctx.user_id.as_ref()),
+    ];
+    for (name, value) in ids {
+        if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+            h.insert(name, v);
+        }
+    }
 }
 
 /// Checks that need no body: the URI's text, then the tenant's request rate.
