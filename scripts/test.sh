@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of the repository, on a fresh machine:
 #   1. unit and reconcile tests (model, crds, operator) and the runtime's tests against real
-#      Postgres with pgvector, Redis and NATS, which this script installs and starts;
+#      Postgres with pgvector, Redis and NATS, which this script installs and starts, and
+#      against the embedding model's files (scripts/models.sh installs them);
 #   2. schemathesis against every route of the runtime's OpenAPI document;
 #   3. the Helm chart checks and the e2e suite against a local Kubernetes control plane
 #      (tests/e2e/run.sh builds and starts it).
@@ -33,6 +34,10 @@ fi
 scripts/services.sh up
 # shellcheck disable=SC1090
 . "$(scripts/services.sh env)"
+
+step "model files: all-MiniLM-L6-v2 (in-process embeddings)"
+# shellcheck disable=SC1090
+. "$(scripts/models.sh env)"
 
 step "cargo test (model, crds, operator, runtime)"
 cargo test -p faas-model -p faas-crds -p faas-operator -p faas-runtime

@@ -14,9 +14,16 @@
 //! LLM-operation event reached JetStream; cache set/get throughput and latency;
 //! llmops ingest rate over HTTP and over NATS.
 //!
+//! `--only-embed [--sentences N] [--rounds N] [--embed-workers N] [--torch PYTHON]`
+//! measures only the in-process embedding model, against sentence-transformers on torch
+//! in the same run when `--torch` is given (see `embed.rs`); it needs
+//! `FAAS_EMBEDDING_MODEL_DIR` and no backing service.
+//!
 //! `--pin` runs the runtime on CPU 0 (`taskset -c 0`); run the bench itself under
 //! `taskset -c 1` so the load generator and the local provider stay off the
 //! gateway's core. `--runtime` measures another build of `faas-runtime`.
+
+mod embed;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -636,6 +643,13 @@ async fn startup(client: &reqwest::Client, out: &mut String) {
 
 #[tokio::main]
 async fn main() {
+    if flag("--only-embed") {
+        let num =
+            |name: &str, default: usize| arg(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+        let (count, rounds) = (num("--sentences", 512), num("--rounds", 3));
+        embed::run(count, rounds, num("--embed-workers", 1), arg("--torch")).await;
+        return;
+    }
     let secs: f64 = arg("--seconds").and_then(|v| v.parse().ok()).unwrap_or(5.0);
     let only_gateway = flag("--only-gateway");
     let client = reqwest::Client::new();

@@ -38,6 +38,13 @@ pub enum ApiError {
     BadGateway(String),
     #[error("{0}")]
     Unavailable(String),
+    /// 503 with `Retry-After`: the server is at capacity for this kind of work and
+    /// expects to have room again after about that many seconds.
+    #[error("{detail}")]
+    Overloaded {
+        detail: String,
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     GatewayTimeout(String),
     #[error("internal error")]
@@ -63,7 +70,9 @@ impl ApiError {
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -85,6 +94,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => "too-many-requests",
             ApiError::BadGateway(_) => "bad-gateway",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Overloaded { .. } => "overloaded",
             ApiError::GatewayTimeout(_) => "upstream-timeout",
             ApiError::Internal(_) => "internal",
         }
@@ -106,6 +116,7 @@ impl ApiError {
             ApiError::BadGateway(d) | ApiError::Unavailable(d) | ApiError::GatewayTimeout(d) => {
                 tracing::warn!(detail = %d, "upstream problem")
             }
+            ApiError::Overloaded { detail, .. } => tracing::warn!(detail = %detail, "at capacity"),
             _ => {}
         }
     }
@@ -115,6 +126,9 @@ impl ApiError {
             ApiError::TooManyRequests {
                 retry_after_secs, ..
             } => *retry_after_secs,
+            ApiError::Overloaded {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
             _ => None,
         }
     }

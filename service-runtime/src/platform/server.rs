@@ -105,7 +105,8 @@ fn document_platform_errors(op: &mut utoipa::openapi::path::Operation, style: Er
         ),
         (
             "503",
-            "A backing service is unavailable or the request timed out",
+            "A backing service is unavailable, the server is at capacity (see Retry-After), \
+             or the request timed out",
         ),
     ];
     if op.request_body.is_some() {

@@ -1,5 +1,6 @@
 //! The layer between the platform and the components: what several components use.
 //! It may import the platform and the model, never a component.
 
+pub mod embed;
 pub mod gateway_client;
 pub mod pricing;
