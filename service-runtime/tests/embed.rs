@@ -299,22 +299,14 @@ async fn the_gateway_embedder_calls_the_gateway_for_the_caller(pool: sqlx::PgPoo
     let tenant = unique("emb");
     let mock = common::mock::start().await;
     let app = app(Some(pool), &[Component::Gateway]).await;
-    let r = call(
-        &app.router,
-        "POST",
-        "/v1/gateway/providers",
-        Some(&admin(&tenant)),
-        Some(
-            json!({"name": "main", "kind": "openai", "base_url": mock.openai_url(),
-                    "models": ["text-embedding-3-small"]}),
-        ),
+    add_provider(
+        &app,
+        &tenant,
+        json!({"name": "main", "kind": "openai", "base_url": mock.openai_url(),
+               "models": ["text-embedding-3-small"]}),
     )
     .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = app.router.clone();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let url = serve_tcp(&app.router).await;
     let client = GatewayClient::new(&url, app.state.http.clone(), Duration::from_secs(10)).unwrap();
     let who = OnBehalfOf::bearer(&user(&tenant));
     let ctx = RequestContext {

@@ -57,19 +57,6 @@ async fn gateway(pool: sqlx::PgPool) -> (TestApp, MockServer) {
     (app, mock)
 }
 
-async fn add_provider(app: &TestApp, tenant: &str, body: Value) -> Value {
-    let r = call(
-        &app.router,
-        "POST",
-        "/v1/gateway/providers",
-        Some(&admin(tenant)),
-        Some(body),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    r.body
-}
-
 fn openai_provider(_mock: &MockServer, name: &str, models: &[&str], priority: i32) -> Value {
     json!({"name": name, "kind": "openai", "credential": "mock-openai", "models": models, "priority": priority})
 }

@@ -18,22 +18,14 @@ use serde_json::json;
 async fn served_gateway(pool: sqlx::PgPool, tenant: &str) -> (TestApp, String, MockServer) {
     let mock = common::mock::start().await;
     let app = app(Some(pool), &[Component::Gateway]).await;
-    let r = call(
-        &app.router,
-        "POST",
-        "/v1/gateway/providers",
-        Some(&admin(tenant)),
-        Some(
-            json!({"name": "main", "kind": "openai", "base_url": mock.openai_url(),
-                    "models": ["gpt-4o-mini", "text-embedding-3-small"]}),
-        ),
+    add_provider(
+        &app,
+        tenant,
+        json!({"name": "main", "kind": "openai", "base_url": mock.openai_url(),
+               "models": ["gpt-4o-mini", "text-embedding-3-small"]}),
     )
     .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = app.router.clone();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let url = serve_tcp(&app.router).await;
     (app, url, mock)
 }
 

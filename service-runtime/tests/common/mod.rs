@@ -132,6 +132,29 @@ pub async fn app_with(
     }
 }
 
+/// Registers a gateway provider for `tenant` as its admin; the stored provider.
+pub async fn add_provider(app: &TestApp, tenant: &str, body: Value) -> Value {
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/gateway/providers",
+        Some(&admin(tenant)),
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body
+}
+
+/// Serves `router` on a loopback port for the rest of the test; its base URL.
+pub async fn serve_tcp(router: &Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
 pub fn token(tenant: &str, user: &str, roles: &[&str]) -> String {
     let claims = json!({
         "sub": user,
