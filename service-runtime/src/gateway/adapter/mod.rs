@@ -7,7 +7,6 @@ pub mod anthropic;
 pub mod http;
 pub mod local;
 pub mod openai;
-pub mod stream;
 
 use base64::Engine;
 use serde::de::DeserializeOwned;
