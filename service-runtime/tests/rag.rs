@@ -3,26 +3,15 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use common::*;
 use faas_runtime::Component;
-use faas_runtime::platform::config::{Config, Source};
+use faas_runtime::platform::config::Config;
 use serde_json::{Value, json};
 
-/// The test configuration with the model folder (and any `extra` settings) in its source.
+/// The test configuration with `extra` settings; the model folder must be there.
 fn config_with(extra: &[(&str, &str)]) -> Config {
-    let mut env: HashMap<String, String> = HashMap::new();
-    env.insert(
-        "FAAS_EMBEDDING_MODEL_DIR".into(),
-        require_env("FAAS_EMBEDDING_MODEL_DIR"),
-    );
-    for (k, v) in extra {
-        env.insert(k.to_string(), v.to_string());
-    }
-    let mut config = test_config();
-    config.source = std::sync::Arc::new(Source::new(env).unwrap());
-    config
+    require_env("FAAS_EMBEDDING_MODEL_DIR");
+    with_settings(test_config(), extra)
 }
 
 async fn rag(pool: sqlx::PgPool) -> TestApp {
