@@ -411,6 +411,32 @@ async fn every_question_of_the_corpus_finds_its_document_in_the_top_three(pool: 
     }
     assert!(misses.is_empty(), "missed:\n{}", misses.join("\n"));
 
+    // A vector the caller computed with the collection's model finds the same chunks.
+    let model = faas_runtime::shared::embed::LocalEmbedder::of_process(&app.state).unwrap();
+    let q = &corpus.questions[4];
+    let v = model
+        .embed_texts(vec![q.question.clone()])
+        .await
+        .unwrap()
+        .vectors
+        .remove(0);
+    let by_text = query(
+        &app,
+        &t,
+        "help",
+        json!({"query": q.question, "mode": "vector"}),
+    )
+    .await;
+    let by_vector = query(
+        &app,
+        &t,
+        "help",
+        json!({"query": q.question, "mode": "vector", "vector": v}),
+    )
+    .await;
+    assert_eq!(by_vector.status, 200, "{}", by_vector.body);
+    assert_eq!(titles(&by_vector), titles(&by_text));
+
     // Keyword search finds literal terms, and ranks by them.
     let r = query(
         &app,
@@ -597,6 +623,14 @@ async fn bad_input_is_refused_with_a_reason(pool: sqlx::PgPool) {
         (json!({"query": "q", "mode": "fuzzy"}), "mode"),
         (json!({"query": "q", "filter": {"a": {"b": 1}}}), "filter.a"),
         (json!({"query": "q", "filter": "a=1"}), "filter"),
+        (json!({"query": "q", "vector": [0.5, 0.5]}), "384"),
+        (json!({"query": "q", "vector": vec![0.0; 384]}), "zero"),
+        (json!({"query": "q", "vector": vec![1e40; 384]}), "finite"),
+        (
+            json!({"query": "q", "mode": "keyword", "vector": vec![0.1; 384]}),
+            "keyword",
+        ),
+        (json!({"query": "q", "vector": "fast"}), "vector"),
     ] {
         let r = query(&app, &t, "kb", body.clone()).await;
         r.assert_problem(422);

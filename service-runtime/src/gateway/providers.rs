@@ -224,8 +224,7 @@ fn input_schema() -> Schema {
         "models",
         utoipa::openapi::schema::ArrayBuilder::new()
             .items(string().enum_values(Some([super::adapter::local::MODEL])))
-            .min_items(Some(1))
-            .max_items(Some(1)),
+            .min_items(Some(1)),
     )
     .property("credential", null())
     .property("base_url", string().max_length(Some(0)));

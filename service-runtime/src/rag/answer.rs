@@ -33,7 +33,11 @@ hold the answer, say that you do not know.";
 #[serde(deny_unknown_fields)]
 pub struct AnswerRequest {
     /// 1 to 2000 characters.
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+    )]
     pub question: String,
     /// The chat model, as the gateway lists it; the service's default
     /// (`FAAS_RAG_ANSWER_MODEL`) when absent.
@@ -46,7 +50,7 @@ pub struct AnswerRequest {
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 50)]
     pub top_k: Option<u64>,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<super::Metadata>)]
     pub filter: Option<Map<String, Value>>,
     /// Tokens of sources the prompt may hold, 1 to 32000 (default 2000): the best chunks
     /// that fit are given, in order.
@@ -195,13 +199,13 @@ pub(super) async fn answer(
             "model: 1 to 256 characters without control characters".into(),
         ));
     }
+    let collection = index::collection(rag, &p.tenant_id, &path.collection).await?;
     let gateway = rag.gateway().cloned().ok_or_else(|| {
         ApiError::Unavailable(format!(
             "answers need the gateway, and this service has none ({} is not set)",
             crate::shared::gateway_client::URL_SETTING
         ))
     })?;
-    let collection = index::collection(rag, &p.tenant_id, &path.collection).await?;
     let q = search::Query {
         text: &input.question,
         vector: None,

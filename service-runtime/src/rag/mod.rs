@@ -96,7 +96,7 @@ fn router() -> Router<RagState> {
     components(schemas(NewCollection, EmbeddingSpec, ChunkingSpec, Collection, CollectionList,
                        AddDocument, Document, DocumentWithContent, DocumentPage, QueryRequest,
                        Mode, Hit, QueryResult, answer::AnswerRequest, answer::Answer,
-                       answer::Citation, answer::AnswerUsage, Problem)),
+                       answer::Citation, answer::AnswerUsage, Metadata, Problem)),
     tags((name = "rag", description = "Collections of documents, hybrid search and cited answers"))
 )]
 struct Doc;
@@ -209,6 +209,41 @@ pub(crate) fn check_metadata(what: &str, m: &Map<String, Value>) -> ApiResult<()
     Ok(())
 }
 
+/// Names and metadata keys have no control characters.
+const PLAIN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+
+/// Metadata in a schema: a flat object of at most 32 strings (1024 characters),
+/// numbers, booleans and nulls.
+pub(crate) struct Metadata;
+
+impl utoipa::PartialSchema for Metadata {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+        let scalar = OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .max_length(Some(MAX_META_STRING)),
+            )
+            .item(ObjectBuilder::new().schema_type(Type::Number))
+            .item(ObjectBuilder::new().schema_type(Type::Boolean))
+            .item(ObjectBuilder::new().schema_type(Type::Null));
+        let key = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_META_KEY))
+            .pattern(Some(PLAIN));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .max_properties(Some(MAX_META_KEYS))
+            .property_names(Some(key))
+            .additional_properties(Some(AdditionalProperties::RefOr(scalar.into())))
+            .into()
+    }
+}
+
+impl ToSchema for Metadata {}
+
 /// A new collection.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -216,7 +251,10 @@ pub struct NewCollection {
     /// 1 to 63 of a-z, 0-9, `.`, `_` and `-`, unique in the tenant.
     #[schema(min_length = 1, max_length = 63, pattern = r"^[a-z0-9][a-z0-9._-]*$")]
     pub name: String,
-    #[schema(max_length = 1000)]
+    #[schema(
+        max_length = 1000,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub description: Option<String>,
     /// The model that embeds documents and queries; fixed at creation.
     #[serde(default)]
@@ -394,17 +432,23 @@ async fn delete_collection(
 #[serde(deny_unknown_fields)]
 pub struct AddDocument {
     /// The text; Markdown headings become the headings of its chunks.
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub text: String,
-    #[schema(max_length = 500)]
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub title: Option<String>,
     /// Where the text comes from (a URL, a path), shown in citations.
-    #[schema(max_length = 2000)]
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub source: Option<String>,
     /// A flat object of strings, numbers, booleans and nulls (at most 32 keys), which
     /// queries can filter on.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Metadata)]
     pub metadata: Map<String, Value>,
 }
 
@@ -460,7 +504,7 @@ async fn add_document(
 #[serde(deny_unknown_fields)]
 struct PageQuery {
     /// From the previous page's `next_cursor`.
-    #[param(max_length = 64)]
+    #[param(pattern = r"^[A-Za-z0-9_-]{21}[AQgw]$")]
     cursor: Option<String>,
     /// Documents per page, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
@@ -662,7 +706,11 @@ async fn reindex_document(
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     /// What to look for: 1 to 2000 characters.
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+    )]
     pub query: String,
     #[serde(default)]
     pub mode: Mode,
@@ -672,8 +720,36 @@ pub struct QueryRequest {
     pub top_k: Option<u64>,
     /// Only chunks of documents whose metadata has all of these values.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Metadata>)]
     pub filter: Option<Map<String, Value>>,
+    /// The query's embedding, computed by the caller with the collection's model: the
+    /// vector leg uses it instead of embedding `query`. As many values as the
+    /// collection's dimensions; not for keyword queries.
+    #[serde(default)]
+    #[schema(max_items = 1536)]
+    pub vector: Option<Vec<f32>>,
+}
+
+/// A caller's vector for `collection`, checked.
+fn check_vector(v: &[f32], mode: Mode, collection: &Collection) -> ApiResult<()> {
+    if mode == Mode::Keyword {
+        return Err(ApiError::Validation(
+            "vector: keyword queries use no vector".into(),
+        ));
+    }
+    if v.len() != collection.dimensions {
+        return Err(ApiError::Validation(format!(
+            "vector: {} values, but the collection's vectors have {}",
+            v.len(),
+            collection.dimensions
+        )));
+    }
+    if v.iter().any(|x| !x.is_finite()) || v.iter().all(|&x| x == 0.0) {
+        return Err(ApiError::Validation(
+            "vector: finite values, not all zero".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A query, checked: its text, top k and filter.
@@ -710,12 +786,13 @@ pub(crate) async fn run_query(
     rag: &Rag,
     tenant: &str,
     collection: &Collection,
-    q: search::Query<'_>,
+    mut q: search::Query<'_>,
     who: &OnBehalfOf,
     ctx: &RequestContext,
 ) -> ApiResult<Vec<Hit>> {
-    let vector = match q.mode {
-        Mode::Keyword => None,
+    let vector = match (q.mode, q.vector.take()) {
+        (Mode::Keyword, _) => None,
+        (_, Some(given)) => Some(given),
         _ => Some(index::embed_query(rag, collection, q.text, who, ctx).await?),
     };
     search::search(rag, tenant, collection, search::Query { vector, ..q }).await
@@ -737,9 +814,12 @@ async fn query(
     let top_k = check_query(&input.query, input.top_k, &input.filter)?;
     let rag = state.component();
     let collection = index::collection(rag, &p.tenant_id, &path.collection).await?;
+    if let Some(v) = &input.vector {
+        check_vector(v, input.mode, &collection)?;
+    }
     let q = search::Query {
         text: &input.query,
-        vector: None,
+        vector: input.vector,
         mode: input.mode,
         top_k,
         filter: input.filter,
