@@ -237,15 +237,22 @@ cmd_up() {
   wait_for postgres "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$pg_port"
   # The test role may create databases (one per test); the vector extension
   # needs a superuser, so it is created in template1 and every new database
-  # inherits it.
+  # inherits it. So do the functions behind full-text `@@` and jsonb `@>` marked
+  # LEAKPROOF, which lets indexes serve them under row-level security (rag).
   as_svc "$PG_BIN/psql" -q -v ON_ERROR_STOP=1 -h "$RUN_DIR/sock" -p "$pg_port" -U postgres -d postgres \
     >"$LOGS/psql-setup.log" 2>&1 <<EOF || die "database setup failed (see $LOGS/psql-setup.log)"
 CREATE ROLE faas LOGIN CREATEDB PASSWORD '$password';
 CREATE DATABASE faas OWNER faas;
 \c template1
 CREATE EXTENSION IF NOT EXISTS vector;
+CREATE EXTENSION IF NOT EXISTS btree_gin;
+ALTER FUNCTION ts_match_vq(tsvector, tsquery) LEAKPROOF;
+ALTER FUNCTION jsonb_contains(jsonb, jsonb) LEAKPROOF;
 \c faas
 CREATE EXTENSION IF NOT EXISTS vector;
+CREATE EXTENSION IF NOT EXISTS btree_gin;
+ALTER FUNCTION ts_match_vq(tsvector, tsquery) LEAKPROOF;
+ALTER FUNCTION jsonb_contains(jsonb, jsonb) LEAKPROOF;
 EOF
 
   # Redis: no persistence.

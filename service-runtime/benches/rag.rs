@@ -1,5 +1,5 @@
-//! `--only-rag [--chunks N] [--queries N]`: rag against Postgres with pgvector, in a
-//! database of its own, with the release runtime serving `rag`.
+//! `--only-rag [--chunks N] [--queries N] [--no-ingest] [--keep-db]`: rag against Postgres
+//! with pgvector, in a database of its own, with the release runtime serving `rag`.
 //!
 //! 1. Ingest: documents added over HTTP (chunked, embedded by the in-process model,
 //!    stored), chunks per second.
@@ -141,10 +141,28 @@ pub async fn run(chunks: usize, queries: usize, out: &mut String) {
         .expect("bench database");
 
     // 1. Ingest over HTTP.
+    out.push_str("### rag\n\n");
+    if !super::flag("--no-ingest") {
+        ingest(&client, &rt.base, out).await;
+    }
+    search(&client, &rt.base, &pool, &model_dir, chunks, queries, out).await;
+    drop(rt);
+    pool.close().await;
+    if super::flag("--keep-db") {
+        eprintln!("rag: kept the database {db_name}");
+        return;
+    }
+    sqlx::query(&format!("DROP DATABASE {db_name} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .ok();
+}
+
+async fn ingest(client: &reqwest::Client, base: &str, out: &mut String) {
     let tenant = unique("ingest");
     let (admin_token, user_token) = (token(&tenant, &["admin"]), token(&tenant, &[]));
     let r = client
-        .post(format!("{}/v1/collections", rt.base))
+        .post(format!("{base}/v1/collections"))
         .bearer_auth(&admin_token)
         .json(&json!({"name": "docs"}))
         .send()
@@ -171,7 +189,7 @@ pub async fn run(chunks: usize, queries: usize, out: &mut String) {
     let mut indexed = 0i64;
     let mut pending = futures::stream::FuturesUnordered::new();
     for text in docs {
-        let (c, base, tok) = (client.clone(), rt.base.clone(), user_token.clone());
+        let (c, base, tok) = (client.clone(), base.to_string(), user_token.clone());
         pending.push(tokio::spawn(async move {
             let r = c
                 .post(format!("{base}/v1/collections/docs/documents"))
@@ -197,7 +215,6 @@ pub async fn run(chunks: usize, queries: usize, out: &mut String) {
         }
     }
     let took = t0.elapsed();
-    out.push_str("### rag\n\n");
     out.push_str(&format!(
         "Ingest over HTTP (`POST …/documents`, 2 at a time, 64 Markdown documents of 12 sections): \
          {indexed} chunks in {:.1} s, **{:.0} chunks/s** (in-process model, chunk size 200 tokens).\n\n",
@@ -205,7 +222,17 @@ pub async fn run(chunks: usize, queries: usize, out: &mut String) {
         indexed as f64 / took.as_secs_f64()
     ));
     eprintln!("rag ingest done");
+}
 
+async fn search(
+    client: &reqwest::Client,
+    base: &str,
+    pool: &sqlx::PgPool,
+    model_dir: &str,
+    chunks: usize,
+    queries: usize,
+    out: &mut String,
+) {
     // 2. The search data set.
     let settings = LocalSettings {
         model_dir: model_dir.into(),
@@ -224,7 +251,7 @@ pub async fn run(chunks: usize, queries: usize, out: &mut String) {
     for t in 0..TENANTS {
         let tenant = format!("bench-tenant-{t}");
         let id = uuid::Uuid::now_v7();
-        let mut tx = faas_runtime::platform::tenant_transaction(&pool, &tenant)
+        let mut tx = faas_runtime::platform::tenant_transaction(pool, &tenant)
             .await
             .unwrap();
         sqlx::query(
@@ -249,14 +276,14 @@ pub async fn run(chunks: usize, queries: usize, out: &mut String) {
         collections.push((tenant, id));
     }
     sqlx::query("DROP INDEX rag_chunks_hnsw_384")
-        .execute(&pool)
+        .execute(pool)
         .await
         .unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let t0 = Instant::now();
     let per_tenant = chunks / TENANTS;
     for (tenant, id) in &collections {
-        let mut tx = faas_runtime::platform::tenant_transaction(&pool, tenant)
+        let mut tx = faas_runtime::platform::tenant_transaction(pool, tenant)
             .await
             .unwrap();
         for start in (0..per_tenant).step_by(1000) {
@@ -297,18 +324,18 @@ pub async fn run(chunks: usize, queries: usize, out: &mut String) {
     let loaded = t0.elapsed();
     let t0 = Instant::now();
     sqlx::query("SET maintenance_work_mem = '512MB'")
-        .execute(&pool)
+        .execute(pool)
         .await
         .ok();
     sqlx::query(
         "CREATE INDEX rag_chunks_hnsw_384 ON rag_chunks USING hnsw \
          ((embedding::vector(384)) vector_cosine_ops) WHERE dims = 384",
     )
-    .execute(&pool)
+    .execute(pool)
     .await
     .unwrap();
     sqlx::query("ANALYZE rag_chunks")
-        .execute(&pool)
+        .execute(pool)
         .await
         .unwrap();
     let built = t0.elapsed();
@@ -380,7 +407,7 @@ pub async fn run(chunks: usize, queries: usize, out: &mut String) {
                 }
                 let t = Instant::now();
                 let r = client
-                    .post(format!("{}/v1/collections/kb/query", rt.base))
+                    .post(format!("{base}/v1/collections/kb/query"))
                     .bearer_auth(&user_token)
                     .json(&body)
                     .send()
@@ -469,10 +496,4 @@ pub async fn run(chunks: usize, queries: usize, out: &mut String) {
         found as f64 / wanted.max(1) as f64,
         ms(exact_times[exact_times.len() / 2]),
     ));
-    drop(rt);
-    pool.close().await;
-    sqlx::query(&format!("DROP DATABASE {db_name} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .ok();
 }

@@ -58,9 +58,39 @@ const MAX_CHUNK_TOKENS: u64 = 8192;
 
 fn build(platform: &AppState) -> anyhow::Result<Built> {
     let rag = Rag::from_state(platform)?;
-    Ok(Built::routes(
-        router().with_state(ComponentState::new(platform.clone(), rag)),
-    ))
+    let db = rag.db().clone();
+    Ok(Built {
+        router: router().with_state(ComponentState::new(platform.clone(), rag)),
+        background: vec![Box::new(move || {
+            Box::pin(async move { Ok(tokio::spawn(check_leakproof(db))) })
+        })],
+    })
+}
+
+/// Says once, at start-up, when keyword search and metadata filters cannot use their
+/// indexes: under row-level security Postgres uses an index for `@@` and `@>` only when
+/// the functions behind them are LEAKPROOF, which a superuser must declare.
+async fn check_leakproof(db: sqlx::PgPool) {
+    let found: Result<Vec<(String, bool)>, _> = sqlx::query_as(
+        "SELECT oid::regprocedure::text, proleakproof FROM pg_proc \
+         WHERE oid IN ('ts_match_vq(tsvector,tsquery)'::regprocedure, \
+                       'jsonb_contains(jsonb,jsonb)'::regprocedure)",
+    )
+    .fetch_all(&db)
+    .await;
+    match found {
+        Ok(rows) => {
+            for (name, _) in rows.into_iter().filter(|(_, leakproof)| !leakproof) {
+                tracing::warn!(
+                    function = name,
+                    "rag: keyword search or metadata filters read every chunk of a collection, \
+                     because {name} is not LEAKPROOF; a superuser can run \
+                     ALTER FUNCTION {name} LEAKPROOF in this database"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "rag: checking the full-text functions"),
+    }
 }
 
 fn router() -> Router<RagState> {

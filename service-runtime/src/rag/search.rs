@@ -77,35 +77,37 @@ pub fn statement(mode: Mode, dims: usize) -> String {
          ORDER BY c.embedding::vector({dims}) <=> $3::vector({dims}) LIMIT $6"
     );
     let keyword_leg = format!(
-        "SELECT c.id, ts_rank_cd(c.tsv, q.q) AS rank FROM rag_chunks c, \
-         websearch_to_tsquery('english', $4) AS q(q) WHERE {scope} AND c.tsv @@ q.q \
+        "SELECT c.id, ts_rank_cd(c.tsv, websearch_to_tsquery('english', $4)) AS rank \
+         FROM rag_chunks c WHERE {scope} AND c.tsv @@ websearch_to_tsquery('english', $4) \
          ORDER BY rank DESC, c.id LIMIT $6"
     );
-    let join = "JOIN rag_chunks c ON c.id = f.id AND c.tenant_id = $1 \
-                JOIN rag_documents d ON d.tenant_id = $1 AND d.id = c.document_id";
-    match mode {
+    // `f`: the candidates' ids and scores, best first. Only the `top_k` best are read
+    // back, each by its key (a lateral join, so the plan cannot turn into a scan of
+    // the tenant's chunks).
+    let fused = match mode {
         Mode::Vector => format!(
-            "WITH v AS ({vector_leg}) \
-             SELECT {HIT_COLUMNS}, (1 - f.distance)::float8 AS score, \
-             (row_number() OVER (ORDER BY f.distance))::int8 AS vector_rank, NULL::int8 AS keyword_rank \
-             FROM v f {join} ORDER BY f.distance LIMIT $7"
+            "SELECT id, (1 - distance)::float8 AS score, \
+             row_number() OVER (ORDER BY distance) AS vr, NULL::int8 AS kr FROM ({vector_leg}) s"
         ),
         Mode::Keyword => format!(
-            "WITH k AS ({keyword_leg}) \
-             SELECT {HIT_COLUMNS}, f.rank::float8 AS score, NULL::int8 AS vector_rank, \
-             (row_number() OVER (ORDER BY f.rank DESC, f.id))::int8 AS keyword_rank \
-             FROM k f {join} ORDER BY f.rank DESC, f.id LIMIT $7"
+            "SELECT id, rank::float8 AS score, NULL::int8 AS vr, \
+             row_number() OVER (ORDER BY rank DESC, id) AS kr FROM ({keyword_leg}) s"
         ),
         Mode::Hybrid => format!(
             "WITH v AS (SELECT id, row_number() OVER (ORDER BY distance) AS r FROM ({vector_leg}) s), \
-             k AS (SELECT id, row_number() OVER (ORDER BY rank DESC, id) AS r FROM ({keyword_leg}) s), \
-             f AS (SELECT id, v.r AS vr, k.r AS kr, \
-                   COALESCE(1.0 / ({RRF_K} + v.r), 0) + COALESCE(1.0 / ({RRF_K} + k.r), 0) AS score \
-                   FROM v FULL JOIN k USING (id)) \
-             SELECT {HIT_COLUMNS}, f.score::float8 AS score, f.vr::int8 AS vector_rank, \
-             f.kr::int8 AS keyword_rank FROM f {join} ORDER BY f.score DESC, f.id LIMIT $7"
+             k AS (SELECT id, row_number() OVER (ORDER BY rank DESC, id) AS r FROM ({keyword_leg}) s) \
+             SELECT id, (COALESCE(1.0 / ({RRF_K} + v.r), 0) + COALESCE(1.0 / ({RRF_K} + k.r), 0))::float8 \
+             AS score, v.r AS vr, k.r AS kr FROM v FULL JOIN k USING (id)"
         ),
-    }
+    };
+    format!(
+        "SELECT h.*, f.score, f.vr::int8 AS vector_rank, f.kr::int8 AS keyword_rank \
+         FROM (SELECT * FROM ({fused}) a ORDER BY score DESC, id LIMIT $7) f \
+         CROSS JOIN LATERAL (SELECT {HIT_COLUMNS} FROM rag_chunks c \
+           JOIN rag_documents d ON d.tenant_id = $1 AND d.id = c.document_id \
+           WHERE c.tenant_id = $1 AND c.id = f.id) h \
+         ORDER BY f.score DESC, f.id"
+    )
 }
 
 /// The size of each leg for `top_k` results.
