@@ -11,6 +11,7 @@ pub static COMPONENTS: &[&ComponentSpec] = &[
     &crate::cache::SPEC,
     &crate::prompt::SPEC,
     &crate::llmops::SPEC,
+    &crate::rag::SPEC,
     &crate::data_ingestion::SPEC,
 ];
 

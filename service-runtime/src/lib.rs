@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod llmops;
 pub mod platform;
 pub mod prompt;
+pub mod rag;
 pub mod shared;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};

@@ -454,22 +454,82 @@ async fn embeddings_as_floats_and_base64_and_from_the_local_model(pool: sqlx::Pg
     add_provider(
         &app,
         &tenant,
-        json!({"name": "local", "kind": "local", "models": ["hash-embed"]}),
+        json!({"name": "local", "kind": "local", "models": ["all-MiniLM-L6-v2"]}),
     )
     .await;
+    // The in-process model answers what sentence-transformers computes for the same text.
+    let reference: Value =
+        serde_json::from_str(include_str!("fixtures/minilm_reference.json")).unwrap();
+    let item = reference["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| {
+            i["text"]
+                .as_str()
+                .is_some_and(|t| t.split_whitespace().count() > 3)
+        })
+        .unwrap();
     let r = call(
         &app.router,
         "POST",
         "/v1/embeddings",
         Some(&t),
-        Some(json!({"model": "hash-embed", "input": "the quick brown fox", "dimensions": 64})),
+        Some(json!({"model": "all-MiniLM-L6-v2", "input": [item["text"], "quarterly revenue"]})),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let v = r.body["data"][0]["embedding"].as_array().unwrap();
-    assert_eq!(v.len(), 64);
-    let norm: f64 = v.iter().map(|x| x.as_f64().unwrap().powi(2)).sum();
-    assert!((norm - 1.0).abs() < 1e-3);
+    let floats = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let got = floats(&r.body["data"][0]["embedding"]);
+    let want = floats(&item["vector"]);
+    assert_eq!(got.len(), 384);
+    let cosine: f64 = got.iter().zip(&want).map(|(a, b)| a * b).sum();
+    assert!(cosine > 0.9999, "cosine {cosine} with the reference");
+    // Usage counts the tokens the model read, markers included, of both texts.
+    let tokens = r.body["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(tokens >= item["tokens"].as_u64().unwrap() + 4, "{}", r.body);
+    for (body, says) in [
+        (
+            json!({"model": "all-MiniLM-L6-v2", "input": "x", "dimensions": 64}),
+            "dimensions",
+        ),
+        (
+            json!({"model": "all-MiniLM-L6-v2", "input": [1, 2, 3]}),
+            "token ids",
+        ),
+    ] {
+        let r = call(&app.router, "POST", "/v1/embeddings", Some(&t), Some(body)).await;
+        r.assert_openai_error(422);
+        assert!(
+            r.body["error"]["message"].as_str().unwrap().contains(says),
+            "{}",
+            r.body
+        );
+    }
+    let other = json!({"name": "local2", "kind": "local", "models": ["hash-embed"]});
+    let r = call(
+        &app.router,
+        "POST",
+        "/v1/gateway/providers",
+        Some(&admin(&tenant)),
+        Some(other),
+    )
+    .await;
+    r.assert_problem(422);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("all-MiniLM-L6-v2"),
+        "{}",
+        r.body
+    );
 
     let r = call(&app.router, "GET", "/v1/models", Some(&t), None).await;
     assert_eq!(r.status, 200);
@@ -479,7 +539,7 @@ async fn embeddings_as_floats_and_base64_and_from_the_local_model(pool: sqlx::Pg
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, vec!["hash-embed", "text-embedding-3-small"]);
+    assert_eq!(ids, vec!["all-MiniLM-L6-v2", "text-embedding-3-small"]);
     assert_eq!(r.body["data"][0]["object"], "model");
 }
 
@@ -1198,8 +1258,7 @@ async fn credentials_serve_only_their_tenants_and_only_their_base_url(pool: sqlx
     same["name"] = json!("same");
     same["base_url"] = json!(format!("{}/", mock.openai_url()));
     assert_eq!(register(&app, "team-a", same).await.status, 201);
-    let local =
-        json!({"name": "local", "kind": "local", "credential": "mock-openai", "models": ["e"]});
+    let local = json!({"name": "local", "kind": "local", "credential": "mock-openai", "models": ["all-MiniLM-L6-v2"]});
     register(&app, "team-a", local).await.assert_problem(422);
 
     // Calls carry the tenant's key to its credential's URL, and no key elsewhere.

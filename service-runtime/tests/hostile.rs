@@ -35,9 +35,15 @@ impl Runtime {
             .env("DATABASE_URL", require_env("DATABASE_URL"))
             .env("REDIS_URL", require_env("REDIS_URL"))
             .env("NATS_URL", require_env("NATS_URL"))
+            .env(
+                "FAAS_EMBEDDING_MODEL_DIR",
+                require_env("FAAS_EMBEDDING_MODEL_DIR"),
+            )
             .env("FAAS_REDIS_PREFIX", unique("h"))
             .env("FAAS_NATS_PREFIX", unique("h"))
             .env("FAAS_LISTEN", format!("127.0.0.1:{port}"))
+            // rag's answers go through the gateway this same process serves.
+            .env("FAAS_GATEWAY_URL", format!("http://127.0.0.1:{port}"))
             .env("RUST_LOG", "info")
             // Thousands of requests from one tenant: the rate limit has its own test.
             .env("FAAS_TENANT_RATE_LIMIT", "0")

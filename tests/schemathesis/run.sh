@@ -8,7 +8,8 @@
 # Extra arguments go to `st run` (e.g. --include-path-regex '^/v1/prompts').
 #
 #   tests/schemathesis/run.sh            needs the backing services' env (DATABASE_URL,
-#                                        REDIS_URL, NATS_URL) and a built faas-runtime
+#                                        REDIS_URL, NATS_URL), the model's folder
+#                                        (FAAS_EMBEDDING_MODEL_DIR) and a built faas-runtime
 #   ST_MAX_EXAMPLES=200 tests/schemathesis/run.sh     a longer run
 set -euo pipefail
 
@@ -27,8 +28,8 @@ done
 
 log() { printf '[schemathesis] %s\n' "$*" >&2; }
 
-for v in DATABASE_URL REDIS_URL NATS_URL; do
-  [[ -n "${!v:-}" ]] || { log "$v is not set: . \"\$(scripts/services.sh env)\" first"; exit 1; }
+for v in DATABASE_URL REDIS_URL NATS_URL FAAS_EMBEDDING_MODEL_DIR; do
+  [[ -n "${!v:-}" ]] || { log "$v is not set: . \"\$(scripts/services.sh env)\" and . \"\$(scripts/models.sh env)\" first"; exit 1; }
 done
 [[ -x "$bin" ]] || { log "no runtime binary at $bin: cargo build -p faas-runtime first"; exit 1; }
 
@@ -57,6 +58,7 @@ FAAS_JWT_HS256_SECRET="$secret" FAAS_LISTEN="127.0.0.1:$port" \
   LLM_API_KEY_ST=sk-st-key-123456 \
   FAAS_GATEWAY_CREDENTIALS='[{"name":"mock","tenants":"*","base_url":"http://localhost:'"$upstream_port"'/v1","key_env":"LLM_API_KEY_ST"}]' \
   FAAS_EGRESS_ALLOW=localhost FAAS_EGRESS_PUBLIC=false \
+  FAAS_GATEWAY_URL="http://127.0.0.1:$port" FAAS_RAG_ANSWER_MODEL=gpt-4o \
   RUST_LOG=warn "$bin" serve --service all >"$logfile" 2>&1 &
 pid=$!
 cleanup() {

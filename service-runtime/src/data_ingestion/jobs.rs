@@ -20,15 +20,8 @@ pub const STATUSES: &[&str] = &[
 /// States of a job a worker is on.
 const RUNNING: &str = "('parsing', 'chunking', 'embedding')";
 
-/// A transaction of `tenant`: row-level security shows it that tenant's rows only.
-pub async fn begin(pool: &PgPool, tenant: &str) -> sqlx::Result<Transaction<'static, Postgres>> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT set_config('faas.tenant_id', $1, true)")
-        .bind(tenant)
-        .execute(&mut *tx)
-        .await?;
-    Ok(tx)
-}
+use crate::platform::ApiResult;
+use crate::platform::tenant_transaction as begin;
 
 /// A job as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
@@ -96,7 +89,7 @@ pub enum Recorded {
 }
 
 /// Records an upload, or finds the job of the same file in the same collection.
-pub async fn record(pool: &PgPool, tenant: &str, new: NewJob) -> sqlx::Result<(Job, Recorded)> {
+pub async fn record(pool: &PgPool, tenant: &str, new: NewJob) -> ApiResult<(Job, Recorded)> {
     let mut tx = begin(pool, tenant).await?;
     let size = i64::try_from(new.bytes.len()).unwrap_or(i64::MAX);
     let inserted: Option<Job> = sqlx::query_as(&format!(
@@ -162,7 +155,7 @@ pub async fn record(pool: &PgPool, tenant: &str, new: NewJob) -> sqlx::Result<(J
     Ok((job, recorded))
 }
 
-pub async fn get(pool: &PgPool, tenant: &str, id: Uuid) -> sqlx::Result<Option<Job>> {
+pub async fn get(pool: &PgPool, tenant: &str, id: Uuid) -> ApiResult<Option<Job>> {
     let mut tx = begin(pool, tenant).await?;
     let job = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM ingestion_jobs WHERE tenant_id = $1 AND id = $2"
@@ -183,7 +176,7 @@ pub async fn list(
     collection: Option<&str>,
     before: Option<Uuid>,
     limit: i64,
-) -> sqlx::Result<Vec<Job>> {
+) -> ApiResult<Vec<Job>> {
     let mut tx = begin(pool, tenant).await?;
     let jobs = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM ingestion_jobs WHERE tenant_id = $1 \
@@ -209,7 +202,7 @@ pub enum Cancelled {
     Missing,
 }
 
-pub async fn cancel(pool: &PgPool, tenant: &str, id: Uuid) -> sqlx::Result<Cancelled> {
+pub async fn cancel(pool: &PgPool, tenant: &str, id: Uuid) -> ApiResult<Cancelled> {
     let mut tx = begin(pool, tenant).await?;
     let done: Option<Job> = sqlx::query_as(&format!(
         "UPDATE ingestion_jobs SET status = 'cancelled', updated_at = now(), finished_at = now() \
@@ -275,7 +268,7 @@ pub async fn claim(
     owner: Uuid,
     lease: std::time::Duration,
     max_attempts: i32,
-) -> sqlx::Result<Claim> {
+) -> ApiResult<Claim> {
     #[derive(sqlx::FromRow)]
     struct Row {
         status: String,
@@ -367,7 +360,7 @@ pub async fn advance(
     from: &str,
     to: &str,
     lease: std::time::Duration,
-) -> sqlx::Result<bool> {
+) -> ApiResult<bool> {
     let mut tx = begin(pool, tenant).await?;
     let done = sqlx::query(
         "UPDATE ingestion_jobs SET status = $5, lease_until = now() + make_interval(secs => $6), \
@@ -392,7 +385,7 @@ pub async fn heartbeat(
     id: Uuid,
     owner: Uuid,
     lease: std::time::Duration,
-) -> sqlx::Result<bool> {
+) -> ApiResult<bool> {
     let mut tx = begin(pool, tenant).await?;
     let done = sqlx::query(&format!(
         "UPDATE ingestion_jobs SET lease_until = now() + make_interval(secs => $4) \
@@ -415,7 +408,7 @@ pub async fn holds(
     id: Uuid,
     owner: Uuid,
     status: &str,
-) -> sqlx::Result<bool> {
+) -> ApiResult<bool> {
     let mut tx = begin(pool, tenant).await?;
     let held: Option<i32> = sqlx::query_scalar(
         "SELECT 1 FROM ingestion_jobs WHERE tenant_id = $1 AND id = $2 AND lease_owner = $3 AND status = $4",
@@ -440,7 +433,7 @@ pub async fn indexed(
     document_id: Uuid,
     chunks: i32,
     text_bytes: i64,
-) -> sqlx::Result<Option<Job>> {
+) -> ApiResult<Option<Job>> {
     let mut tx = begin(pool, tenant).await?;
     let job: Option<Job> = sqlx::query_as(&format!(
         "UPDATE ingestion_jobs SET status = 'indexed', reason = NULL, document_id = $4, chunks = $5, \
@@ -470,7 +463,7 @@ pub async fn fail(
     id: Uuid,
     owner: Uuid,
     reason: &str,
-) -> sqlx::Result<()> {
+) -> ApiResult<()> {
     let mut tx = begin(pool, tenant).await?;
     let done = sqlx::query(&format!(
         "UPDATE ingestion_jobs SET status = 'failed', reason = $4, lease_owner = NULL, lease_until = NULL, \
@@ -491,7 +484,7 @@ pub async fn fail(
 }
 
 /// Puts `owner`'s running job back in the queue, for another attempt.
-pub async fn release(pool: &PgPool, tenant: &str, id: Uuid, owner: Uuid) -> sqlx::Result<()> {
+pub async fn release(pool: &PgPool, tenant: &str, id: Uuid, owner: Uuid) -> ApiResult<()> {
     let mut tx = begin(pool, tenant).await?;
     sqlx::query(&format!(
         "UPDATE ingestion_jobs SET status = 'queued', lease_owner = NULL, lease_until = NULL, updated_at = now() \

@@ -80,8 +80,8 @@ fn stop(e: ApiError) -> Stop {
     }
 }
 
-fn db_stop(e: sqlx::Error) -> Stop {
-    tracing::warn!(error = %e, "ingestion job database error");
+fn db_stop(e: ApiError) -> Stop {
+    tracing::warn!(error = ?e, "ingestion job database error");
     Stop::Transient("the database is unavailable".into())
 }
 

@@ -44,7 +44,7 @@ pub enum ProviderKind {
     Openai,
     /// Anthropic Messages API.
     Anthropic,
-    /// The built-in local embedding model (feature hashing); embeddings only.
+    /// The in-process embedding model (all-MiniLM-L6-v2, 384 dimensions); embeddings only.
     Local,
 }
 
@@ -216,9 +216,18 @@ fn input_schema() -> Schema {
     .property("credential", null())
     .property("base_url", url)
     .required("base_url");
-    let local = common(&["local"], "The built-in local embedding model.")
-        .property("credential", null())
-        .property("base_url", string().max_length(Some(0)));
+    let local = common(
+        &["local"],
+        "The in-process embedding model, all-MiniLM-L6-v2 (384 dimensions).",
+    )
+    .property(
+        "models",
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(string().enum_values(Some([super::adapter::local::MODEL])))
+            .min_items(Some(1)),
+    )
+    .property("credential", null())
+    .property("base_url", string().max_length(Some(0)));
     OneOfBuilder::new()
         .item(with_credential)
         .item(with_url)
@@ -322,6 +331,17 @@ fn validate_fields(input: &ProviderInput) -> ApiResult<()> {
     }) {
         return Err(invalid(format!(
             "models: {m:?} must be 1 to 200 characters without '/' or control characters"
+        )));
+    }
+    if input.kind == ProviderKind::Local
+        && let Some(m) = input
+            .models
+            .iter()
+            .find(|m| m.as_str() != super::adapter::local::MODEL)
+    {
+        return Err(invalid(format!(
+            "models: a local provider serves {} only, not {m:?}",
+            super::adapter::local::MODEL
         )));
     }
     if !(0..=MAX_PRIORITY).contains(&input.priority) {

@@ -10,9 +10,9 @@ use serde::Serialize;
 use super::adapter::OpenStream;
 use super::adapter::http::{MAX_ANSWER_BYTES, scrub};
 use super::adapter::openai::{Chunk, ChunkDelta};
-use super::adapter::stream::{self, StreamError};
 use super::providers::Provider;
 use super::types::{OpenAiError, OpenAiErrorDetail, Usage};
+use crate::platform::sse::{self as stream, StreamError};
 
 /// How a stream ended.
 pub struct StreamEnd {

@@ -110,7 +110,7 @@ impl ApiError {
         }
     }
 
-    fn log(&self) {
+    pub fn log(&self) {
         match self {
             ApiError::Internal(e) => tracing::error!(error = ?e, "internal error"),
             ApiError::BadGateway(d) | ApiError::Unavailable(d) | ApiError::GatewayTimeout(d) => {
@@ -188,16 +188,24 @@ pub struct OpenAiErrorBody {
     pub code: String,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        self.log();
+impl ApiError {
+    /// The problem this error is answered as (for errors sent inside a stream).
+    pub fn problem(&self) -> Problem {
         let status = self.status();
-        let problem = Problem {
+        Problem {
             kind: format!("https://faas.motadata.io/problems/{}", self.code()),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
             detail: self.public_detail(),
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log();
+        let status = self.status();
+        let problem = self.problem();
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut resp = (status, body).into_response();
         resp.headers_mut().insert(

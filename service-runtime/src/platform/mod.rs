@@ -15,6 +15,7 @@ pub use faas_model::integer;
 pub mod metrics;
 pub mod ratelimit;
 pub mod server;
+pub mod sse;
 pub mod telemetry;
 
 use std::ops::Deref;
@@ -109,6 +110,21 @@ pub async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
         .run(pool)
         .await
         .map_err(|e| anyhow::anyhow!("running migrations: {e}"))
+}
+
+/// A transaction in which row-level security shows the rows of `tenant` only: tables
+/// with a policy on `faas.tenant_id` hide every other tenant's rows, whatever a query
+/// forgets.
+pub async fn tenant_transaction(
+    pool: &sqlx::PgPool,
+    tenant: &str,
+) -> ApiResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('faas.tenant_id', $1, true)")
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
 
 pub async fn connect_redis(config: &Config) -> anyhow::Result<redis::aio::ConnectionManager> {

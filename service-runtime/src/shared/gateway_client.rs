@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -87,6 +88,49 @@ pub struct Usage {
     pub completion_tokens: u64,
     #[serde(default)]
     pub total_tokens: u64,
+}
+
+/// One event of a streamed answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamPiece {
+    Text(String),
+    Usage(Usage),
+}
+
+impl StreamPiece {
+    /// The piece one event's data holds, if any; data that is not a chunk is an error.
+    fn parse(data: &str) -> Result<Option<Self>, ApiError> {
+        #[derive(Deserialize)]
+        struct Chunk {
+            #[serde(default)]
+            choices: Vec<ChunkChoice>,
+            #[serde(default)]
+            usage: Option<Usage>,
+        }
+        #[derive(Deserialize)]
+        struct ChunkChoice {
+            #[serde(default)]
+            delta: Delta,
+        }
+        #[derive(Default, Deserialize)]
+        struct Delta {
+            #[serde(default)]
+            content: Option<String>,
+        }
+        let chunk: Chunk = serde_json::from_str(data).map_err(|_| {
+            ApiError::BadGateway("the gateway's answer is not a chat completion stream".into())
+        })?;
+        if let Some(text) = chunk
+            .choices
+            .into_iter()
+            .next()
+            .and_then(|c| c.delta.content)
+            .filter(|t| !t.is_empty())
+        {
+            return Ok(Some(StreamPiece::Text(text)));
+        }
+        Ok(chunk.usage.map(StreamPiece::Usage))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +218,25 @@ impl OnBehalfOf {
     }
 }
 
+/// The caller of the request being handled: its bearer token, which the platform has
+/// already verified, is passed on unchanged.
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for OnBehalfOf {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| Self::bearer(t.trim()))
+            .unwrap_or_default())
+    }
+}
+
 impl std::fmt::Debug for OnBehalfOf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.bearer.is_some() {
@@ -243,6 +306,69 @@ impl GatewayClient {
         req: &ChatRequest,
     ) -> Result<ChatCompletion, ApiError> {
         self.post("v1/chat/completions", who, ctx, req).await
+    }
+
+    /// The answer to `req` as it is written: the pieces of text of the first choice, then
+    /// the usage when the gateway reports it. A refusal before the first piece is the
+    /// error of the call; a break afterwards is an error item of the stream.
+    pub async fn chat_stream(
+        &self,
+        who: &OnBehalfOf,
+        ctx: &RequestContext,
+        req: &ChatRequest,
+    ) -> Result<impl futures::Stream<Item = Result<StreamPiece, ApiError>> + Send + use<>, ApiError>
+    {
+        #[derive(Serialize)]
+        struct Streaming<'a> {
+            #[serde(flatten)]
+            req: &'a ChatRequest,
+            stream: bool,
+            stream_options: Value,
+        }
+        let body = Streaming {
+            req,
+            stream: true,
+            stream_options: serde_json::json!({"include_usage": true}),
+        };
+        let req = self
+            .request(reqwest::Method::POST, "v1/chat/completions", who)?
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .json(&body)
+            .build()
+            .map_err(ApiError::internal)?;
+        let resp = self
+            .http
+            .send(
+                "gateway",
+                "gateway",
+                req,
+                ctx,
+                RetryPolicy::new(0, false),
+                Some(self.timeout),
+            )
+            .await
+            .map_err(unreachable_gateway)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let bytes = read_capped(resp).await?;
+            return Err(refusal(status, &bytes, retry_after));
+        }
+        let events = crate::platform::sse::events(resp.bytes_stream(), MAX_ANSWER_BYTES);
+        Ok(events
+            .take_while(|e| std::future::ready(!matches!(e, Ok(d) if d.trim() == "[DONE]")))
+            .filter_map(|event| {
+                std::future::ready(match event {
+                    Ok(data) => StreamPiece::parse(&data).transpose(),
+                    Err(_) => Some(Err(ApiError::BadGateway(
+                        "the gateway's answer broke off".into(),
+                    ))),
+                })
+            }))
     }
 
     pub async fn embeddings(

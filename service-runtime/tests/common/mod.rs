@@ -68,6 +68,20 @@ pub fn test_config() -> Config {
     // beyond this machine.
     let loopback = EgressPolicy::parse("127.0.0.1").expect("an allowlist");
     config.egress.policy = Arc::new(loopback.with_public(false));
+    with_settings(config, &[])
+}
+
+/// `config` whose component settings are `pairs`, plus the local embedding model's
+/// folder when the environment names it.
+pub fn with_settings(mut config: Config, pairs: &[(&str, &str)]) -> Config {
+    let mut env: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if let Ok(dir) = std::env::var("FAAS_EMBEDDING_MODEL_DIR") {
+        env.entry("FAAS_EMBEDDING_MODEL_DIR".into()).or_insert(dir);
+    }
+    config.source = Arc::new(faas_runtime::platform::config::Source::new(env).expect("settings"));
     config
 }
 

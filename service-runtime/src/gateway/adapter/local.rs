@@ -1,96 +1,52 @@
-//! The built-in local embedding model: embeddings only, computed in-process.
+//! The `local` provider kind: the in-process embedding model (all-MiniLM-L6-v2 on
+//! candle), shared with every component of the process. It serves embeddings of text
+//! only, with the model's own 384 dimensions.
 
-use serde_json::Value;
-use sha2::{Digest, Sha256};
-
+use super::{Attempt, Failure};
 use crate::gateway::types::{EmbeddingInput, EmbeddingsRequest, Usage};
+use crate::platform::{ApiError, AppState};
+use crate::shared::embed::{LocalEmbedder, MODEL_NAME};
 
-/// The local model's vectors; token ids are embedded as words, so the same ids give the
-/// same vector.
-pub fn embed(req: &EmbeddingsRequest, input: &EmbeddingInput) -> (Vec<Vec<f32>>, Usage) {
+/// The only model a local provider serves.
+pub const MODEL: &str = MODEL_NAME;
+/// The length of its vectors.
+pub const DIMENSIONS: u32 = 384;
+
+/// The vectors of the request's texts, by the process's model (loaded on first use).
+pub async fn embed(
+    state: &AppState,
+    req: &EmbeddingsRequest,
+    input: &EmbeddingInput,
+) -> Attempt<(Vec<Vec<f32>>, Usage)> {
     let texts = match input {
         EmbeddingInput::Texts(texts) => texts.clone(),
-        EmbeddingInput::Tokens(ids) => token_texts(ids),
-    };
-    let dims = req.dimensions.unwrap_or(384) as usize;
-    let tokens: u64 = texts
-        .iter()
-        .map(|t| t.split_whitespace().count().max(1) as u64)
-        .sum();
-    let vectors = texts.iter().map(|t| local_embedding(t, dims)).collect();
-    (vectors, Usage::new(tokens, 0))
-}
-
-/// One text per token list: the ids separated by spaces.
-fn token_texts(ids: &Value) -> Vec<String> {
-    let join = |list: &[Value]| {
-        list.iter()
-            .map(|t| t.to_string())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    match ids.as_array() {
-        Some(lists) if lists.iter().all(Value::is_array) => lists
-            .iter()
-            .map(|l| join(l.as_array().map(Vec::as_slice).unwrap_or_default()))
-            .collect(),
-        Some(list) => vec![join(list)],
-        None => Vec::new(),
-    }
-}
-
-/// Signed feature hashing of lower-cased words and character trigrams, L2-normalised.
-/// Deterministic and dependency-free; similar texts get similar vectors.
-pub fn local_embedding(text: &str, dims: usize) -> Vec<f32> {
-    let mut v = vec![0f32; dims];
-    let lower = text.to_lowercase();
-    let mut add = |feature: &str, weight: f32| {
-        let h = Sha256::digest(feature.as_bytes());
-        let idx = u64::from_le_bytes(h[0..8].try_into().unwrap_or([0; 8])) as usize % dims;
-        let sign = if h[8] & 1 == 0 { 1.0 } else { -1.0 };
-        v[idx] += sign * weight;
-    };
-    for word in lower
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
-        add(&format!("w:{word}"), 1.0);
-        let chars: Vec<char> = format!(" {word} ").chars().collect();
-        for tri in chars.windows(3) {
-            add(&format!("t:{}", tri.iter().collect::<String>()), 0.5);
+        EmbeddingInput::Tokens(_) => {
+            return Err(Failure::Fatal(ApiError::Validation(format!(
+                "input: {MODEL} takes text; token ids are read by the tokenizer of another model"
+            ))));
         }
+    };
+    if let Some(d) = req.dimensions.filter(|&d| d != DIMENSIONS) {
+        return Err(Failure::Fatal(ApiError::Validation(format!(
+            "dimensions: {MODEL} answers {DIMENSIONS} dimensions, not {d}"
+        ))));
     }
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
-    v
+    let model = model(state).await.map_err(Failure::Fatal)?;
+    let done = model
+        .embed_texts(texts)
+        .await
+        .map_err(|e| Failure::Fatal(e.into()))?;
+    Ok((done.vectors, Usage::new(done.tokens, 0)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_embeddings_are_normalised_and_similar_for_similar_text() {
-        let a = local_embedding("the cat sat on the mat", 256);
-        let b = local_embedding("the cat sat on a mat", 256);
-        let c = local_embedding("quarterly revenue projections", 256);
-        let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>();
-        assert!((dot(&a, &a) - 1.0).abs() < 1e-4);
-        assert!(dot(&a, &b) > dot(&a, &c));
-    }
-
-    #[test]
-    fn token_ids_are_embedded_as_words_one_vector_per_list() {
-        let req: EmbeddingsRequest = serde_json::from_value(
-            serde_json::json!({"model": "m", "input": [[1, 2], [3]], "dimensions": 8}),
-        )
-        .unwrap();
-        let (input, _) = req.validate().unwrap();
-        let (vectors, usage) = embed(&req, &input);
-        assert_eq!(vectors.len(), 2);
-        assert_eq!(vectors[0], local_embedding("1 2", 8));
-        assert_eq!(usage, Usage::new(3, 0));
-    }
+/// The process's model; loading it the first time reads its files on a blocking thread.
+async fn model(state: &AppState) -> Result<LocalEmbedder, ApiError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || LocalEmbedder::of_process(&state))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| {
+            tracing::error!(error = %e, "the local embedding model cannot be loaded");
+            ApiError::Unavailable(format!("the local embedding model is not available: {e}"))
+        })
 }

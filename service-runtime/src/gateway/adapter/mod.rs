@@ -7,7 +7,6 @@ pub mod anthropic;
 pub mod http;
 pub mod local;
 pub mod openai;
-pub mod stream;
 
 use base64::Engine;
 use serde::de::DeserializeOwned;
@@ -153,7 +152,7 @@ pub async fn embeddings(
     input: &EmbeddingInput,
 ) -> Attempt<(Vec<Vec<f32>>, Usage)> {
     match p.kind {
-        ProviderKind::Local => Ok(local::embed(req, input)),
+        ProviderKind::Local => local::embed(state, req, input).await,
         ProviderKind::Openai => openai::embeddings(state, ctx, p, model, req, input).await,
         ProviderKind::Anthropic => Err(Failure::Next(ApiError::BadGateway(format!(
             "provider {} has no embeddings API",

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 pub use model::{LoadError, MODEL_FILES, MODEL_NAME, SentenceModel, Vectors};
 
 use crate::platform::config::{ConfigError, Source};
-use crate::platform::{ApiError, RequestContext};
+use crate::platform::{ApiError, AppState, RequestContext};
 use crate::shared::gateway_client::{EmbeddingsRequest, GatewayClient, OnBehalfOf};
 
 /// The folder holding the local model's files ([`MODEL_FILES`]).
@@ -174,6 +174,7 @@ pub trait Embedder: Send + Sync {
 /// last clone is dropped.
 #[derive(Clone)]
 pub struct LocalEmbedder {
+    model: Arc<SentenceModel>,
     pool: Arc<pool::Pool>,
     dims: usize,
     max_tokens: usize,
@@ -189,6 +190,10 @@ impl std::fmt::Debug for LocalEmbedder {
             .finish_non_exhaustive()
     }
 }
+
+/// The slot of [`LocalEmbedder::of_process`].
+#[derive(Default)]
+struct ProcessModel(std::sync::Mutex<Option<LocalEmbedder>>);
 
 /// How the local model runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,8 +252,10 @@ impl LocalEmbedder {
             reason: e.to_string(),
         })?;
         let (dims, max_tokens) = (model.dimensions(), model.max_tokens());
-        let pool = pool::Pool::start(Arc::new(model), settings.workers, settings.queue);
+        let model = Arc::new(model);
+        let pool = pool::Pool::start(model.clone(), settings.workers, settings.queue);
         Ok(Self {
+            model,
             pool: Arc::new(pool),
             dims,
             max_tokens,
@@ -263,6 +270,25 @@ impl LocalEmbedder {
     /// The most tokens of one text the model reads; the rest is cut off.
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
+    }
+
+    /// Tokens of `text` the model would read (no markers, no cut). Runs on the caller's
+    /// thread: call it from blocking work for long texts.
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.model.count_tokens(text)
+    }
+
+    /// The model of this process, loaded on first use from the settings of `state` and
+    /// kept: every component of the process shares its weights and its threads.
+    pub fn of_process(state: &AppState) -> Result<Self, ConfigError> {
+        let slot = state.shared::<ProcessModel>();
+        let mut held = slot.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(model) = held.as_ref() {
+            return Ok(model.clone());
+        }
+        let model = Self::from_source(&state.config.source)?;
+        *held = Some(model.clone());
+        Ok(model)
     }
 
     /// The vectors of `texts` in input order, computed on the worker threads. A full

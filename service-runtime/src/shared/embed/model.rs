@@ -175,6 +175,15 @@ impl SentenceModel {
         self.max_tokens
     }
 
+    /// Tokens of `text` the model would read, without the start and end markers and
+    /// without the cut at [`SentenceModel::max_tokens`].
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.tokenizer
+            .encode_fast(text, false)
+            .map(|e| e.len() + e.get_overflowing().iter().map(|o| o.len()).sum::<usize>())
+            .unwrap_or_else(|_| text.len().div_ceil(4))
+    }
+
     /// The vectors of `texts`, in order.
     pub fn embed(&self, texts: &[String]) -> anyhow::Result<Vectors> {
         let encodings = self

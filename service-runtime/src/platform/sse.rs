@@ -1,10 +1,10 @@
-//! Reading a provider's `text/event-stream` answer. `eventsource-stream` parses it; the
-//! byte stream is framed into lines before it reaches the parser, because the parser by
-//! itself would buffer without bound: its UTF-8 decoder keeps every byte after an invalid
-//! sequence until the body ends, and nothing limits the size of an event. Framing also
-//! hands the parser one line at a time (it copies what follows each line it parses, which
-//! is quadratic in the lines of one piece), decodes each line as UTF-8 with replacement
-//! characters, and caps what one event may hold.
+//! Reading a `text/event-stream` answer (a model provider's, the gateway's).
+//! `eventsource-stream` parses it; the byte stream is framed into lines before it reaches
+//! the parser, because the parser by itself would buffer without bound: its UTF-8 decoder
+//! keeps every byte after an invalid sequence until the body ends, and nothing limits the
+//! size of an event. Framing also hands the parser one line at a time (it copies what
+//! follows each line it parses, which is quadratic in the lines of one piece), decodes
+//! each line as UTF-8 with replacement characters, and caps what one event may hold.
 
 use bytes::Bytes;
 use eventsource_stream::{EventStreamError, Eventsource};
