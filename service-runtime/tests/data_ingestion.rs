@@ -208,6 +208,16 @@ const HTML: &[u8] = br#"<!doctype html><html><head><title>t</title><style>p{}</s
 <body><h1>Release notes</h1><script>var tracking = "do not index";</script>
 <p>The new release speeds up search.</p><noscript>enable scripts</noscript></body></html>"#;
 
+/// A file to upload: its name and declared type, its bytes, and what its text must and
+/// must not hold.
+type Sample = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
 #[sqlx::test]
 async fn every_format_is_parsed_and_indexed(pool: sqlx::PgPool) {
     let app = ingest(pool, &[]).await;
@@ -217,7 +227,7 @@ async fn every_format_is_parsed_and_indexed(pool: sqlx::PgPool) {
     let subject = format!("{}.events.document.ingested", app.state.config.nats_prefix);
     let mut events = nats.subscribe(subject).await.unwrap();
 
-    let files: Vec<(&str, Option<&str>, Vec<u8>, &[&str], &[&str])> = vec![
+    let files: Vec<Sample> = vec![
         (
             "notes.txt",
             Some("text/plain"),

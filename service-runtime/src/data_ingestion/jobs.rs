@@ -250,7 +250,7 @@ async fn drop_file(
 /// What a worker found when it came for a job.
 pub enum Claim {
     /// The job is this worker's until the lease runs out: its row and its file.
-    Claimed(Job, Vec<u8>),
+    Claimed(Box<Job>, Vec<u8>),
     /// The job has ended (or is gone): nothing to do.
     Done,
     /// Another worker holds the job until then.
@@ -347,7 +347,7 @@ pub async fn claim(
         return Ok(Claim::Done);
     };
     tx.commit().await?;
-    Ok(Claim::Claimed(job, bytes))
+    Ok(Claim::Claimed(Box::new(job), bytes))
 }
 
 /// Moves `owner`'s job from one running state to the next and renews its lease; false

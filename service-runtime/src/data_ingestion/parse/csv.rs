@@ -43,7 +43,7 @@ pub fn parse(bytes: &[u8], budget: &mut Budget) -> Result<(), ParseError> {
                 record.len()
             )));
         }
-        if row % 256 == 0 {
+        if row.is_multiple_of(256) {
             budget.tick()?;
         }
         if row == 1 {

@@ -142,7 +142,7 @@ pub fn parse(bytes: &[u8], budget: &mut Budget) -> Result<(), ParseError> {
     let mut n = 0usize;
     loop {
         n += 1;
-        if n % 4096 == 0 {
+        if n.is_multiple_of(4096) {
             budget.tick()?;
         }
         let event = reader.read_event().map_err(|e| {

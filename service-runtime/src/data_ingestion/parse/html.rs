@@ -115,7 +115,7 @@ pub fn parse(bytes: &[u8], budget: &mut Budget) -> Result<(), ParseError> {
     // Depth inside hidden elements, and inside <pre> (whose spacing is kept).
     let (mut hidden, mut pre) = (0usize, 0usize);
     for (n, edge) in doc.tree.root().traverse().enumerate() {
-        if n % 4096 == 0 {
+        if n.is_multiple_of(4096) {
             budget.tick()?;
         }
         match edge {

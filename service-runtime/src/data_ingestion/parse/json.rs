@@ -32,7 +32,7 @@ pub fn parse(bytes: &[u8], budget: &mut Budget) -> Result<(), ParseError> {
     let mut n = 0usize;
     while let Some((path, v)) = stack.pop() {
         n += 1;
-        if n % 1024 == 0 {
+        if n.is_multiple_of(1024) {
             budget.tick()?;
         }
         match v {

@@ -186,6 +186,9 @@ fn drawn(content: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Names still to draw, the resources they are looked up in, and the depth of forms.
+type Drawing<'a> = (Vec<Vec<u8>>, Option<&'a Dictionary>, usize);
+
 /// Walks the forms every page draws, as the extractor will, refusing cycles, deep
 /// nesting and fan-out past [`MAX_FORM_DRAWS`] (it would walk them unbounded).
 fn check_forms(doc: &Document, budget: &Budget) -> Result<(), ParseError> {
@@ -199,9 +202,8 @@ fn check_forms(doc: &Document, budget: &Budget) -> Result<(), ParseError> {
         }
         let resources = inherited(doc, page, b"Resources")?.and_then(|r| r.as_dict().ok());
         let content = doc.get_page_content(page_id).map_err(invalid)?;
-        // (form, resources it draws with, depth); `path` holds the forms being drawn.
-        let mut stack: Vec<(Vec<Vec<u8>>, Option<&Dictionary>, usize)> =
-            vec![(drawn(&content), resources, 0)];
+        // `path` holds the forms being drawn.
+        let mut stack: Vec<Drawing<'_>> = vec![(drawn(&content), resources, 0)];
         let mut path: Vec<ObjectId> = Vec::new();
         while let Some((mut names, res, depth)) = stack.pop() {
             path.truncate(depth);

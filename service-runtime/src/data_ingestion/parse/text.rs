@@ -26,7 +26,7 @@ fn utf8(bytes: &[u8]) -> Result<&str, ParseError> {
 }
 
 fn utf16(bytes: &[u8], little: bool) -> Result<String, ParseError> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(ParseError::Invalid(
             "the file is not UTF-16 text: an odd number of bytes".into(),
         ));
@@ -51,7 +51,7 @@ pub fn push_lines(text: &str, budget: &mut Budget) -> Result<(), ParseError> {
         if i > 0 {
             budget.push("\n")?;
         }
-        if i % 1024 == 0 {
+        if i.is_multiple_of(1024) {
             budget.tick()?;
         }
         budget.push(line.strip_suffix('\r').unwrap_or(line))?;
