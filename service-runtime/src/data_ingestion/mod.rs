@@ -131,8 +131,9 @@ struct Unsupported(Problem);
 #[allow(dead_code, reason = "describes responses, never built")]
 struct Invalid(Problem);
 
-/// A file and where it goes.
-#[derive(ToSchema)]
+/// A file and where it goes; no other part.
+#[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code, reason = "describes the form, never built")]
 struct UploadForm {
     /// The file: plain text, Markdown, HTML, CSV, JSON, PDF or DOCX. Its type is told from
