@@ -960,3 +960,42 @@ async fn jobs_survive_a_kill_9_and_are_indexed_exactly_once() {
     );
     assert_eq!(count(&pool, Some(&tenant), "ingestion_files").await, 0);
 }
+
+#[sqlx::test]
+async fn a_job_held_by_a_dead_worker_is_taken_over_once_its_lease_lapses(pool: sqlx::PgPool) {
+    let app = ingest(pool, &[("FAAS_INGEST_LEASE_SECS", "2")]).await;
+    let t = unique("dl");
+    create_collection(&app, &t, "kb").await;
+    let r = upload(
+        &app,
+        &t,
+        "kb",
+        "a.md",
+        None,
+        b"# Held\n\nA job a dead worker held.",
+    )
+    .await;
+    let id: uuid::Uuid = id_of(&r).parse().unwrap();
+    // A worker that claims the job and dies: its lease is never renewed.
+    let db = app.state.db().unwrap();
+    let lease = Duration::from_secs(2);
+    let claimed =
+        faas_runtime::data_ingestion::jobs::claim(db, &t, id, uuid::Uuid::now_v7(), lease, 5)
+            .await
+            .unwrap();
+    assert!(matches!(
+        claimed,
+        faas_runtime::data_ingestion::jobs::Claim::Claimed(..)
+    ));
+    let held = job(&app, &t, &id.to_string()).await;
+    assert_eq!(held["status"], "parsing");
+    let started = std::time::Instant::now();
+    app.start_background().await;
+    let jobs = settle(&app, &t, &[id.to_string()]).await;
+    assert_eq!(jobs[0]["status"], "indexed", "{}", jobs[0]);
+    assert_eq!(jobs[0]["attempts"], 2, "{}", jobs[0]);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "taken before the lease lapsed"
+    );
+}

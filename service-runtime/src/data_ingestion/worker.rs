@@ -110,9 +110,9 @@ async fn handle(st: &IngestState, env: Envelope) -> Result<(), HandlerError> {
     let lease = st.component().settings.lease;
     let max_attempts = i32::try_from(st.config.nats_max_deliver.max(1)).unwrap_or(i32::MAX);
     let owner = Uuid::now_v7();
-    // Another worker's lease is waited out (this message is kept meanwhile); it ends in
-    // a lease or so unless that worker is alive, in which case it will finish the job.
-    let give_up = tokio::time::Instant::now() + lease * 2;
+    // Another worker's live lease is waited out, this message kept meanwhile: that worker
+    // ends the job (and this message is acknowledged), or it dies, its lease lapses and
+    // the job is taken over here. Giving up instead could leave the job with no message.
     let (job, bytes) = loop {
         match jobs::claim(&db, tenant, msg.job_id, owner, lease, max_attempts)
             .await
@@ -121,7 +121,7 @@ async fn handle(st: &IngestState, env: Envelope) -> Result<(), HandlerError> {
             Claim::Claimed(job, bytes) => break (job, bytes),
             Claim::Done | Claim::Exhausted => return Ok(()),
             Claim::Held(until) => {
-                if tokio::time::Instant::now() > give_up {
+                if st.shutdown.is_cancelled() {
                     return Err(HandlerError::Retry("another worker holds the job".into()));
                 }
                 let left = (until - Utc::now()).to_std().unwrap_or_default();
