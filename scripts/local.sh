@@ -58,6 +58,9 @@ up() {
   "$repo/scripts/services.sh" up >/dev/null
   # shellcheck disable=SC1090
   . "$("$repo/scripts/services.sh" env)"
+  log "installing the embedding model's files (all-MiniLM-L6-v2)"
+  # shellcheck disable=SC1090
+  . "$("$repo/scripts/models.sh" env)"
 
   log "creating namespace $ns and the Secrets the samples reference"
   "$KUBECTL" create namespace "$ns" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
@@ -89,7 +92,9 @@ KCFG
 
   log "starting faas-runtime serve --service all on 127.0.0.1:18090"
   stop_pid "$state/runtime.pid"
+  # rag's answers go through the gateway this same process serves.
   FAAS_LISTEN=127.0.0.1:18090 FAAS_AUTH=disabled FAAS_LOG_FORMAT=text \
+    FAAS_GATEWAY_URL=http://127.0.0.1:18090 \
     nohup "$bin/faas-runtime" serve --service all >"$logs/runtime.log" 2>&1 &
   echo $! >"$state/runtime.pid"
 

@@ -19,11 +19,17 @@
 //! in the same run when `--torch` is given (see `embed.rs`); it needs
 //! `FAAS_EMBEDDING_MODEL_DIR` and no backing service.
 //!
+//! `--only-rag [--chunks N] [--queries N]` measures only rag: ingest over HTTP, and
+//! vector/keyword/hybrid queries at 100,000 chunks beside the same SQL, with the recall
+//! of the filtered HNSW query (see `rag.rs`); it needs the backing services' env and
+//! `FAAS_EMBEDDING_MODEL_DIR`.
+//!
 //! `--pin` runs the runtime on CPU 0 (`taskset -c 0`); run the bench itself under
 //! `taskset -c 1` so the load generator and the local provider stay off the
 //! gateway's core. `--runtime` measures another build of `faas-runtime`.
 
 mod embed;
+mod rag;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -115,7 +121,6 @@ fn spawn_with(services: &str, extra: &[(&str, &str)]) -> Runtime {
     };
     let child = cmd
         .args(["serve", "--service", services, "--migrate"])
-        .envs(extra.iter().copied())
         .env_clear()
         .env("DATABASE_URL", env("DATABASE_URL"))
         .env("REDIS_URL", env("REDIS_URL"))
@@ -130,6 +135,7 @@ fn spawn_with(services: &str, extra: &[(&str, &str)]) -> Runtime {
         // The measured provider is a local server.
         .env("FAAS_EGRESS_ALLOW", "127.0.0.1")
         .env("RUST_LOG", "warn")
+        .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -648,6 +654,14 @@ async fn main() {
             |name: &str, default: usize| arg(name).and_then(|v| v.parse().ok()).unwrap_or(default);
         let (count, rounds) = (num("--sentences", 512), num("--rounds", 3));
         embed::run(count, rounds, num("--embed-workers", 1), arg("--torch")).await;
+        return;
+    }
+    if flag("--only-rag") {
+        let num =
+            |name: &str, default: usize| arg(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+        let mut out = String::new();
+        rag::run(num("--chunks", 100_000), num("--queries", 200), &mut out).await;
+        println!("{out}");
         return;
     }
     let secs: f64 = arg("--seconds").and_then(|v| v.parse().ok()).unwrap_or(5.0);

@@ -728,8 +728,20 @@ async fn a_corrupt_file_fails_its_job_with_the_reason(pool: sqlx::PgPool) {
     // It has a PDF's header and end marker, so it is taken, and found corrupt when parsed.
     let r = upload(&app, &t, "kb", "bad.pdf", None, &fixture("corrupt.pdf")).await;
     assert_eq!(r.status, 202, "{}", r.body);
+    // Headings and nothing under them: text, but nothing the collection can index.
+    let bare = upload(&app, &t, "kb", "bare.md", None, b"# Title\n## Part\n").await;
+    assert_eq!(bare.status, 202, "{}", bare.body);
     app.start_background().await;
-    let jobs = settle(&app, &t, &[id_of(&r)]).await;
+    let jobs = settle(&app, &t, &[id_of(&r), id_of(&bare)]).await;
+    assert_eq!(jobs[1]["status"], "failed", "{}", jobs[1]);
+    assert!(
+        jobs[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to index"),
+        "{}",
+        jobs[1]
+    );
     assert_eq!(jobs[0]["status"], "failed", "{}", jobs[0]);
     let reason = jobs[0]["reason"].as_str().unwrap();
     assert!(reason.starts_with("the PDF could not be read"), "{reason}");
@@ -742,7 +754,8 @@ async fn a_corrupt_file_fails_its_job_with_the_reason(pool: sqlx::PgPool) {
         None,
     )
     .await;
-    assert_eq!(r.body["items"][0]["reason"], reason);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
+    assert_eq!(r.body["items"][1]["reason"], reason);
 }
 
 /// `faas-runtime serve --service data-ingestion,rag`, killed on drop.
@@ -948,6 +961,7 @@ async fn jobs_survive_a_kill_9_and_are_indexed_exactly_once() {
     for (j, text) in after.iter().zip(&texts) {
         let expected = faas_runtime::rag::index::chunk(&rag, &collection, text.trim())
             .await
+            .unwrap()
             .len() as i64;
         let (_, chunks, rows) = document(&pool, &tenant, j["document_id"].as_str().unwrap()).await;
         assert_eq!(i64::from(chunks), expected, "{j}");

@@ -581,6 +581,7 @@ async fn bad_input_is_refused_with_a_reason(pool: sqlx::PgPool) {
     for (body, status, says) in [
         (json!({"text": ""}), 422, "text"),
         (json!({"text": "   \n"}), 422, "text"),
+        (json!({"text": "# Only\n## Headings\n"}), 422, "nothing to index"),
         (
             json!({"text": "x", "metadata": {"nested": {"a": 1}}}),
             422,

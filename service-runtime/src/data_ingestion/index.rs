@@ -53,12 +53,10 @@ impl Index {
         rag::collection(&self.rag, tenant, name).await.map(Target)
     }
 
-    pub async fn chunk(&self, target: &Target, text: &str) -> Vec<Piece> {
-        rag::chunk(&self.rag, &target.0, text)
-            .await
-            .into_iter()
-            .map(Piece)
-            .collect()
+    /// The chunks of `text`; a text that leaves none is refused (422).
+    pub async fn chunk(&self, target: &Target, text: &str) -> ApiResult<Vec<Piece>> {
+        let chunks = rag::chunk(&self.rag, &target.0, text).await?;
+        Ok(chunks.into_iter().map(Piece).collect())
     }
 
     /// The vectors of `pieces`. A worker holds no token of the uploader: a collection

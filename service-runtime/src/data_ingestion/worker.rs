@@ -252,10 +252,7 @@ async fn run(
         .collection(tenant, &job.collection)
         .await
         .map_err(stop)?;
-    let pieces = own.index.chunk(&target, &text).await;
-    if pieces.is_empty() {
-        return Err(Stop::Failed("the file's text gives no chunks".into()));
-    }
+    let pieces = own.index.chunk(&target, &text).await.map_err(stop)?;
     step(st, tenant, job, owner, "chunking", "embedding").await?;
 
     let vectors = own.index.embed(&target, &pieces, ctx).await.map_err(stop)?;

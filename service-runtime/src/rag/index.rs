@@ -301,13 +301,20 @@ pub(super) async fn delete_collection(rag: &Rag, tenant: &str, name: &str) -> Ap
 
 /// The chunks of `text` for `collection`. Tokenizing is CPU work: this runs on a
 /// blocking thread.
-pub async fn chunk(rag: &Rag, collection: &Collection, text: &str) -> Vec<Chunk> {
+/// A text that leaves no chunk (nothing but headings) is refused, naming `text`.
+pub async fn chunk(rag: &Rag, collection: &Collection, text: &str) -> ApiResult<Vec<Chunk>> {
     let count = rag.counter(collection);
     let sizes = collection.sizes();
     let text = text.to_string();
-    tokio::task::spawn_blocking(move || chunk::chunk(&text, sizes, &*count))
+    let chunks = tokio::task::spawn_blocking(move || chunk::chunk(&text, sizes, &*count))
         .await
-        .unwrap_or_default()
+        .map_err(ApiError::internal)?;
+    if chunks.is_empty() {
+        return Err(ApiError::Validation(
+            "text: nothing to index (no text outside headings)".into(),
+        ));
+    }
+    Ok(chunks)
 }
 
 /// The vectors of `chunks` by `collection`'s model, in order, on behalf of `who`.
@@ -465,7 +472,7 @@ pub async fn add_document(
     if let Some(existing) = find_document_by_checksum(rag, tenant, &collection, &doc).await? {
         return Ok(Added::Existing(existing));
     }
-    let chunks = chunk(rag, &collection, &doc.text).await;
+    let chunks = chunk(rag, &collection, &doc.text).await?;
     let vectors = embed(rag, &collection, &chunks, who, ctx).await?;
     store(rag, tenant, &collection, doc, chunks, vectors).await
 }

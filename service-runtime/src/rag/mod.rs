@@ -665,7 +665,7 @@ async fn reindex_document(
     check_name(&path.collection)?;
     let rag = state.component();
     let (collection, document, content) = document_of(rag, &p.tenant_id, &path).await?;
-    let chunks = index::chunk(rag, &collection, &content).await;
+    let chunks = index::chunk(rag, &collection, &content).await?;
     let vectors = index::embed(rag, &collection, &chunks, &who, &ctx).await?;
     let tokens: i64 = chunks.iter().map(|c| c.tokens as i64).sum();
     let count = chunks.len() as i32;
@@ -813,20 +813,29 @@ async fn query(
     check_name(&path.collection)?;
     let top_k = check_query(&input.query, input.top_k, &input.filter)?;
     let rag = state.component();
-    let collection = index::collection(rag, &p.tenant_id, &path.collection).await?;
-    if let Some(v) = &input.vector {
-        check_vector(v, input.mode, &collection)?;
-    }
+    let mode = input.mode;
     let q = search::Query {
         text: &input.query,
         vector: input.vector,
-        mode: input.mode,
+        mode,
         top_k,
         filter: input.filter,
     };
-    let hits = run_query(rag, &p.tenant_id, &collection, q, &who, &ctx).await?;
-    Ok(Json(QueryResult {
-        mode: input.mode,
-        hits,
-    }))
+    let hits = if q.vector.is_some() || mode == Mode::Keyword {
+        // Nothing to embed: the collection is read in the search's own transaction.
+        let mut tx = search::begin(rag.db(), &p.tenant_id, search::leg(top_k)).await?;
+        let collection = index::find_collection(&mut tx, &p.tenant_id, &path.collection)
+            .await?
+            .ok_or_else(|| index::not_found_collection(&path.collection))?;
+        if let Some(v) = &q.vector {
+            check_vector(v, mode, &collection)?;
+        }
+        let hits = search::run(&mut tx, &p.tenant_id, &collection, q).await?;
+        tx.commit().await?;
+        hits
+    } else {
+        let collection = index::collection(rag, &p.tenant_id, &path.collection).await?;
+        run_query(rag, &p.tenant_id, &collection, q, &who, &ctx).await?
+    };
+    Ok(Json(QueryResult { mode, hits }))
 }

@@ -7,6 +7,8 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use sqlx::{PgPool, Postgres, Transaction};
+
 use super::index::{Collection, DIMENSIONS, Rag};
 use crate::platform::{ApiError, ApiResult};
 
@@ -66,7 +68,7 @@ const HIT_COLUMNS: &str = "c.document_id, d.title, d.source, c.ord AS chunk, c.h
 
 /// The statement of `mode` for vectors of `dims` values. `$1` tenant, `$2` collection,
 /// `$3` vector, `$4` query text, `$5` filter (or null), `$6` leg size, `$7` top k.
-fn statement(mode: Mode, dims: usize) -> String {
+pub fn statement(mode: Mode, dims: usize) -> String {
     debug_assert!(DIMENSIONS.contains(&dims));
     let scope = "c.tenant_id = $1 AND c.collection_id = $2 AND ($5::jsonb IS NULL OR c.metadata @> $5::jsonb)";
     let vector_leg = format!(
@@ -106,9 +108,36 @@ fn statement(mode: Mode, dims: usize) -> String {
     }
 }
 
-/// The `top_k` best chunks of `collection` for `q`.
-pub async fn search(
-    rag: &Rag,
+/// The size of each leg for `top_k` results.
+pub fn leg(top_k: usize) -> usize {
+    (top_k * 4).max(MIN_LEG)
+}
+
+/// A transaction for searching as `tenant`: row-level security set to the tenant, and
+/// HNSW scans that keep going until they have found `leg` rows passing the filters
+/// (pgvector 0.8 iterative scans), looking at least that far. One round trip after
+/// `BEGIN`.
+pub async fn begin(
+    db: &PgPool,
+    tenant: &str,
+    leg: usize,
+) -> ApiResult<Transaction<'static, Postgres>> {
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "SELECT set_config('faas.tenant_id', $1, true), \
+         set_config('hnsw.iterative_scan', 'relaxed_order', true), \
+         set_config('hnsw.ef_search', $2, true)",
+    )
+    .bind(tenant)
+    .bind(leg.clamp(100, 1000).to_string())
+    .execute(&mut *tx)
+    .await?;
+    Ok(tx)
+}
+
+/// The `top_k` best chunks of `collection` for `q`, in a transaction from [`begin`].
+pub async fn run(
+    tx: &mut Transaction<'static, Postgres>,
     tenant: &str,
     collection: &Collection,
     q: Query<'_>,
@@ -120,7 +149,6 @@ pub async fn search(
             collection.name
         )));
     }
-    let leg = (q.top_k * 4).max(MIN_LEG);
     let vector = match (q.mode, q.vector) {
         (Mode::Keyword, _) => None,
         (_, Some(v)) => Some(pgvector::Vector::from(v)),
@@ -130,28 +158,27 @@ pub async fn search(
             )));
         }
     };
-    let mut tx = rag.begin(tenant).await?;
-    if q.mode != Mode::Keyword {
-        // A filtered scan keeps going until it has found enough rows (pgvector 0.8
-        // iterative scans), and looks at least as far as one leg is long.
-        sqlx::query(
-            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), \
-             set_config('hnsw.ef_search', $1, true)",
-        )
-        .bind(leg.clamp(100, 1000).to_string())
-        .execute(&mut *tx)
-        .await?;
-    }
-    let hits = sqlx::query_as::<_, Hit>(&statement(q.mode, dims))
+    Ok(sqlx::query_as::<_, Hit>(&statement(q.mode, dims))
         .bind(tenant)
         .bind(collection.id)
         .bind(vector)
         .bind(q.text)
         .bind(q.filter.map(sqlx::types::Json))
-        .bind(leg as i64)
+        .bind(leg(q.top_k) as i64)
         .bind(q.top_k as i64)
-        .fetch_all(&mut *tx)
-        .await?;
+        .fetch_all(&mut **tx)
+        .await?)
+}
+
+/// The `top_k` best chunks of `collection` for `q`.
+pub async fn search(
+    rag: &Rag,
+    tenant: &str,
+    collection: &Collection,
+    q: Query<'_>,
+) -> ApiResult<Vec<Hit>> {
+    let mut tx = begin(rag.db(), tenant, leg(q.top_k)).await?;
+    let hits = run(&mut tx, tenant, collection, q).await?;
     tx.commit().await?;
     Ok(hits)
 }
