@@ -83,6 +83,85 @@ pub struct LlmOpEvent {
     pub request_id: Option<String>,
 }
 
+/// The event kind (subject suffix) of a document indexed from an uploaded file.
+pub const DOCUMENT_INGESTED_KIND: &str = "document.ingested";
+/// The envelope type of a document indexed from an uploaded file, with its version.
+pub const DOCUMENT_INGESTED_TYPE: &str = "document.ingested.v1";
+/// Documents are cut into at most this many chunks (far above the text limit of a file).
+pub const MAX_DOCUMENT_CHUNKS: i32 = 10_000_000;
+
+/// An uploaded file was parsed, chunked, embedded and stored as a document of a RAG
+/// collection. Published once its job is indexed; the envelope's id is the job's, so a
+/// repeated publish within the deduplication window is dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentIngested {
+    /// The ingestion job.
+    pub job_id: Uuid,
+    /// The collection the document belongs to.
+    #[schema(min_length = 1, max_length = 63, pattern = r"^[a-z0-9][a-z0-9._-]*$")]
+    pub collection: String,
+    /// The stored document.
+    pub document_id: Uuid,
+    /// Whether the collection already held the same content (nothing new was stored).
+    pub existing: bool,
+    #[serde(default)]
+    #[schema(max_length = 255, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
+    pub filename: Option<String>,
+    #[serde(default)]
+    #[schema(max_length = 512, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
+    pub title: Option<String>,
+    /// The format the file was found to be, as a media type.
+    #[schema(min_length = 1, max_length = 128)]
+    pub content_type: String,
+    /// SHA-256 of the file, hex.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub checksum: String,
+    #[schema(minimum = 1)]
+    pub size_bytes: i64,
+    #[schema(minimum = 0, maximum = 10000000)]
+    pub chunks: i32,
+    pub indexed_at: DateTime<Utc>,
+}
+
+impl DocumentIngested {
+    /// Checks the event against its bounds; the error names the field.
+    pub fn check(&self) -> Result<(), String> {
+        let name_ok = (1..=63).contains(&self.collection.len())
+            && self.collection.bytes().enumerate().all(|(i, b)| {
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || (i > 0 && matches!(b, b'.' | b'_' | b'-'))
+            });
+        if !name_ok {
+            return Err("collection: 1 to 63 of a-z, 0-9, '.', '_' and '-'".into());
+        }
+        optional("filename", &self.filename, 255, false)?;
+        optional("title", &self.title, 512, false)?;
+        text("content_type", &self.content_type, 1, 128, false)?;
+        if self.checksum.len() != 64
+            || !self
+                .checksum
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err("checksum: 64 lower-case hex digits".into());
+        }
+        if self.size_bytes < 1 {
+            return Err("size_bytes: must be at least 1".into());
+        }
+        if !(0..=MAX_DOCUMENT_CHUNKS).contains(&self.chunks) {
+            return Err(format!(
+                "chunks: must be between 0 and {MAX_DOCUMENT_CHUNKS}"
+            ));
+        }
+        if !valid_time(&self.indexed_at) {
+            return Err("indexed_at: must be in the years 0 to 9999".into());
+        }
+        Ok(())
+    }
+}
+
 fn chat() -> String {
     "chat".into()
 }
@@ -151,5 +230,64 @@ impl LlmOpEvent {
         optional("correlation_id", &self.correlation_id, 128, false)?;
         optional("request_id", &self.request_id, 128, false)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ingested() -> DocumentIngested {
+        DocumentIngested {
+            job_id: Uuid::nil(),
+            collection: "docs".into(),
+            document_id: Uuid::nil(),
+            existing: false,
+            filename: Some("a.pdf".into()),
+            title: None,
+            content_type: "application/pdf".into(),
+            checksum: "ab".repeat(32),
+            size_bytes: 10,
+            chunks: 3,
+            indexed_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_document_ingested_event_is_bounded() {
+        let ok = ingested();
+        ok.check().unwrap();
+        let back: DocumentIngested =
+            serde_json::from_value(serde_json::to_value(&ok).unwrap()).unwrap();
+        assert_eq!(back, ok);
+        let bad = [
+            DocumentIngested {
+                collection: "Docs".into(),
+                ..ingested()
+            },
+            DocumentIngested {
+                collection: "-x".into(),
+                ..ingested()
+            },
+            DocumentIngested {
+                checksum: "AB".repeat(32),
+                ..ingested()
+            },
+            DocumentIngested {
+                filename: Some("a\nb".into()),
+                ..ingested()
+            },
+            DocumentIngested {
+                chunks: -1,
+                ..ingested()
+            },
+            DocumentIngested {
+                size_bytes: 0,
+                ..ingested()
+            },
+        ];
+        for e in bad {
+            assert!(e.check().is_err(), "{e:?}");
+        }
     }
 }

@@ -12,6 +12,7 @@ pub static COMPONENTS: &[&ComponentSpec] = &[
     &crate::prompt::SPEC,
     &crate::llmops::SPEC,
     &crate::rag::SPEC,
+    &crate::data_ingestion::SPEC,
 ];
 
 /// The served component of that name.

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod cache;
+pub mod data_ingestion;
 pub mod gateway;
 pub mod llmops;
 pub mod platform;

@@ -91,6 +91,34 @@ pub enum HandlerError {
 pub type Handler =
     Arc<dyn Fn(Envelope) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
 
+/// How long JetStream waits for a message's acknowledgement before delivering it again.
+pub const ACK_WAIT: Duration = Duration::from_secs(30);
+/// How often a handler still at work on a message says so.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// Runs a handler's work, telling JetStream every [`PROGRESS_EVERY`] that the message is
+/// still in hand, so work longer than [`ACK_WAIT`] keeps its message rather than having it
+/// delivered again meanwhile. A consumer that dies stops saying so, and the message is
+/// delivered again once `ACK_WAIT` has passed.
+async fn with_progress<T>(
+    msg: &jetstream::Message,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut every = tokio::time::interval(PROGRESS_EVERY);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = every.tick() => {
+                if let Err(e) = msg.ack_with(AckKind::Progress).await {
+                    tracing::warn!(error = %e, "telling the stream an event is in progress");
+                }
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct EventBus {
     client: async_nats::Client,
@@ -223,7 +251,7 @@ impl EventBus {
                     durable_name: Some(durable.to_string()),
                     filter_subject: self.subject(kind),
                     ack_policy: AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(30),
+                    ack_wait: ACK_WAIT,
                     // One more than ours, so the last attempt is still seen
                     // here and dead-lettered instead of silently dropped.
                     max_deliver: max_deliver + 1,
@@ -277,7 +305,7 @@ impl EventBus {
                 let correlation = env.correlation_id.clone();
                 let span =
                     tracing::info_span!("event", kind, correlation_id = %correlation, delivered);
-                tracing::Instrument::instrument(handler(env), span).await
+                with_progress(&msg, tracing::Instrument::instrument(handler(env), span)).await
             }
             Err(e) => Err(HandlerError::Permanent(format!(
                 "not an event envelope: {e}"
