@@ -954,12 +954,12 @@ async fn jobs_survive_a_kill_9_and_are_indexed_exactly_once() {
         .await
         .unwrap();
     let state = build_state(Some(pool.clone()), &[Component::Rag], config_with(&[])).await;
-    let rag = faas_runtime::rag::index::Rag::from_state(&state).unwrap();
-    let collection = faas_runtime::rag::index::collection(&rag, &tenant, "kb")
+    let rag = faas_runtime::shared::documents::Store::from_state(&state).unwrap();
+    let collection = faas_runtime::shared::documents::collection(&rag, &tenant, "kb")
         .await
         .unwrap();
     for (j, text) in after.iter().zip(&texts) {
-        let expected = faas_runtime::rag::index::chunk(&rag, &collection, text.trim())
+        let expected = faas_runtime::shared::documents::chunk(&rag, &collection, text.trim())
             .await
             .unwrap()
             .len() as i64;

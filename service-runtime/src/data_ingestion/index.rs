@@ -5,8 +5,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::platform::{ApiResult, AppState, RequestContext};
-use crate::rag::chunk::Chunk;
-use crate::rag::index::{self as rag, Added, Collection, NewDocument, Rag};
+use crate::shared::documents::chunk::Chunk;
+use crate::shared::documents::{self as rag, Added, Collection, NewDocument, Store as Rag};
 use crate::shared::gateway_client::OnBehalfOf;
 
 /// The index, built once with the component.

@@ -14,11 +14,11 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::index::{self, Rag};
 use super::search::{self, Hit, Mode};
 use super::{CollectionPath, RagState, check_name, check_query, run_query};
 use crate::platform::extract::{Json, Path};
 use crate::platform::{ApiError, ApiResult, Principal, RequestContext};
+use crate::shared::documents::{self as index, Store};
 use crate::shared::gateway_client::{ChatRequest, Message, OnBehalfOf, StreamPiece};
 
 const MAX_CONTEXT_TOKENS: u64 = 32_000;
@@ -99,7 +99,7 @@ pub struct Answer {
 /// The best hits that fit in `budget` tokens, numbered from 1, and the prompt that
 /// gives them.
 fn prompt(
-    rag: &Rag,
+    rag: &Store,
     question: &str,
     hits: Vec<Hit>,
     budget: usize,

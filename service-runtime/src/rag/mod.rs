@@ -4,8 +4,6 @@
 //! kept in process memory beyond the model's weights.
 
 pub mod answer;
-pub mod chunk;
-pub mod index;
 pub mod search;
 pub mod settings;
 
@@ -25,11 +23,14 @@ use crate::platform::extract::{Json, Path, Query};
 use crate::platform::{
     ApiError, ApiResult, AppState, Built, ComponentSpec, Principal, RequestContext,
 };
+use crate::shared::documents::chunk::Sizes;
+use crate::shared::documents::{
+    self as index, Collection, CollectionSpec, DIMENSIONS, DOCUMENT_COLUMNS, Document, NewDocument,
+    Store,
+};
 use crate::shared::embed::MODEL_NAME;
 use crate::shared::gateway_client::OnBehalfOf;
-use chunk::Sizes;
 use faas_model::Component;
-use index::{Collection, CollectionSpec, DIMENSIONS, DOCUMENT_COLUMNS, Document, NewDocument, Rag};
 use search::{Hit, Mode};
 
 /// rag as the platform serves it.
@@ -39,6 +40,20 @@ pub static SPEC: ComponentSpec = ComponentSpec {
     openai_routes: &[],
     build,
 };
+
+/// rag's own state: the document store and its settings.
+#[derive(Clone, Debug)]
+pub struct Rag {
+    pub store: Store,
+    pub settings: settings::Settings,
+}
+
+impl std::ops::Deref for Rag {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
 
 /// The state of rag's routes.
 pub type RagState = ComponentState<Rag>;
@@ -57,7 +72,10 @@ const MAX_PAGE: u64 = 100;
 const MAX_CHUNK_TOKENS: u64 = 8192;
 
 fn build(platform: &AppState) -> anyhow::Result<Built> {
-    let rag = Rag::from_state(platform)?;
+    let rag = Rag {
+        store: Store::from_state(platform)?,
+        settings: settings::Settings::from_source(&platform.config.source)?,
+    };
     let db = rag.db().clone();
     Ok(Built {
         router: router().with_state(ComponentState::new(platform.clone(), rag)),
@@ -324,7 +342,7 @@ pub struct ChunkingSpec {
 }
 
 impl NewCollection {
-    fn check(self, rag: &Rag) -> ApiResult<CollectionSpec> {
+    fn check(self, rag: &Store) -> ApiResult<CollectionSpec> {
         check_name(&self.name)?;
         check_text("description", &self.description, MAX_DESCRIPTION)?;
         let (model, dims) = match self.embedding {
@@ -483,7 +501,7 @@ pub struct AddDocument {
 }
 
 impl AddDocument {
-    fn check(self, rag: &Rag) -> ApiResult<NewDocument> {
+    fn check(self, rag: &Store) -> ApiResult<NewDocument> {
         if self.text.trim().is_empty() {
             return Err(ApiError::Validation("text: must not be empty".into()));
         }
@@ -608,7 +626,7 @@ pub struct DocumentWithContent {
 }
 
 async fn document_of(
-    rag: &Rag,
+    rag: &Store,
     tenant: &str,
     path: &DocumentPath,
 ) -> ApiResult<(Collection, Document, String)> {
@@ -813,7 +831,7 @@ pub struct QueryResult {
 
 /// Runs a checked query against the tenant's collection.
 pub(crate) async fn run_query(
-    rag: &Rag,
+    rag: &Store,
     tenant: &str,
     collection: &Collection,
     mut q: search::Query<'_>,

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::index::{Collection, DIMENSIONS, Rag};
 use crate::platform::{ApiError, ApiResult};
+use crate::shared::documents::{Collection, DIMENSIONS, Store};
 
 /// The constant of reciprocal rank fusion: a rank r scores 1 / (K + r).
 const RRF_K: f64 = 60.0;
@@ -174,7 +174,7 @@ pub async fn run(
 
 /// The `top_k` best chunks of `collection` for `q`.
 pub async fn search(
-    rag: &Rag,
+    rag: &Store,
     tenant: &str,
     collection: &Collection,
     q: Query<'_>,

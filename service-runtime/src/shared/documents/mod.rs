@@ -1,6 +1,9 @@
-//! Collections and documents: looking a collection up, cutting a document into chunks,
-//! embedding them and storing document and chunks together. Other components (data
-//! ingestion) index through these functions, in the same database.
+//! The document store of rag, which data ingestion writes into too: collections, cutting
+//! a document into chunks, embedding them and storing document and chunks together, in
+//! Postgres behind row-level security (migration 0006).
+
+pub mod chunk;
+pub mod settings;
 
 use std::sync::Arc;
 
@@ -12,40 +15,40 @@ use sqlx::{PgPool, Postgres, Transaction};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::chunk::{self, Chunk, Sizes};
-use super::settings::Settings;
 use crate::platform::{ApiError, ApiResult, AppState, RequestContext};
 use crate::shared::embed::{self, Embedder, GatewayEmbedder, LocalEmbedder};
 use crate::shared::gateway_client::{GatewayClient, OnBehalfOf};
+use chunk::{Chunk, Sizes};
+use settings::Settings;
 
 /// Dimensions a collection's vectors may have: one HNSW index each.
 pub const DIMENSIONS: [usize; 4] = [384, 768, 1024, 1536];
 /// Texts sent to the embedding model in one call.
 const EMBED_BATCH: usize = 64;
 
-/// What the rag routes and other indexers share. Cheap to clone; holds no data beyond
-/// the model's weights.
+/// The store, as the components that use it hold it. Cheap to clone; holds no data
+/// beyond the model's weights.
 #[derive(Clone)]
-pub struct Rag {
+pub struct Store {
     db: PgPool,
     local: LocalEmbedder,
     gateway: Option<GatewayClient>,
     pub settings: Arc<Settings>,
 }
 
-impl std::fmt::Debug for Rag {
+impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rag")
+        f.debug_struct("Store")
             .field("gateway", &self.gateway)
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
 
-impl Rag {
+impl Store {
     /// Reads the settings, loads (or shares) the local model, and the gateway client when
     /// `FAAS_GATEWAY_URL` is set; an error names the setting that is missing or wrong.
-    pub fn from_state(state: &AppState) -> anyhow::Result<Rag> {
+    pub fn from_state(state: &AppState) -> anyhow::Result<Store> {
         let settings = Settings::from_source(&state.config.source)?;
         let local = LocalEmbedder::of_process(state)?;
         let gateway = match state
@@ -63,8 +66,8 @@ impl Rag {
         let db = state
             .db
             .clone()
-            .ok_or_else(|| anyhow::anyhow!("rag needs Postgres (DATABASE_URL)"))?;
-        Ok(Rag {
+            .ok_or_else(|| anyhow::anyhow!("the document store needs Postgres (DATABASE_URL)"))?;
+        Ok(Store {
             db,
             local,
             gateway,
@@ -211,18 +214,18 @@ impl Added {
 }
 
 /// The tenant's collection of that name; 404 when it has none.
-pub async fn collection(rag: &Rag, tenant: &str, name: &str) -> ApiResult<Collection> {
+pub async fn collection(rag: &Store, tenant: &str, name: &str) -> ApiResult<Collection> {
     let mut tx = rag.begin(tenant).await?;
     let found = find_collection(&mut tx, tenant, name).await?;
     tx.commit().await?;
     found.ok_or_else(|| not_found_collection(name))
 }
 
-pub(super) fn not_found_collection(name: &str) -> ApiError {
+pub fn not_found_collection(name: &str) -> ApiError {
     ApiError::NotFound(format!("the tenant has no collection named {name:?}"))
 }
 
-pub(super) async fn find_collection(
+pub async fn find_collection(
     tx: &mut Transaction<'static, Postgres>,
     tenant: &str,
     name: &str,
@@ -236,7 +239,7 @@ pub(super) async fn find_collection(
     .await?)
 }
 
-pub(super) async fn list_collections(rag: &Rag, tenant: &str) -> ApiResult<Vec<Collection>> {
+pub async fn list_collections(rag: &Store, tenant: &str) -> ApiResult<Vec<Collection>> {
     let mut tx = rag.begin(tenant).await?;
     let rows = sqlx::query_as::<_, Collection>(&format!(
         "SELECT {COLLECTION_COLUMNS} FROM rag_collections WHERE tenant_id = $1 ORDER BY name"
@@ -249,7 +252,7 @@ pub(super) async fn list_collections(rag: &Rag, tenant: &str) -> ApiResult<Vec<C
 }
 
 /// What a new collection is made of; checked by the caller.
-pub(super) struct CollectionSpec {
+pub struct CollectionSpec {
     pub name: String,
     pub description: Option<String>,
     pub embedding_model: String,
@@ -257,8 +260,8 @@ pub(super) struct CollectionSpec {
     pub sizes: Sizes,
 }
 
-pub(super) async fn create_collection(
-    rag: &Rag,
+pub async fn create_collection(
+    rag: &Store,
     tenant: &str,
     spec: CollectionSpec,
 ) -> ApiResult<Collection> {
@@ -288,7 +291,7 @@ pub(super) async fn create_collection(
 }
 
 /// Deletes the collection with its documents and chunks; false when there was none.
-pub(super) async fn delete_collection(rag: &Rag, tenant: &str, name: &str) -> ApiResult<bool> {
+pub async fn delete_collection(rag: &Store, tenant: &str, name: &str) -> ApiResult<bool> {
     let mut tx = rag.begin(tenant).await?;
     let done = sqlx::query("DELETE FROM rag_collections WHERE tenant_id = $1 AND name = $2")
         .bind(tenant)
@@ -302,7 +305,7 @@ pub(super) async fn delete_collection(rag: &Rag, tenant: &str, name: &str) -> Ap
 /// The chunks of `text` for `collection`. Tokenizing is CPU work: this runs on a
 /// blocking thread.
 /// A text that leaves no chunk (nothing but headings) is refused, naming `text`.
-pub async fn chunk(rag: &Rag, collection: &Collection, text: &str) -> ApiResult<Vec<Chunk>> {
+pub async fn chunk(rag: &Store, collection: &Collection, text: &str) -> ApiResult<Vec<Chunk>> {
     let count = rag.counter(collection);
     let sizes = collection.sizes();
     let text = text.to_string();
@@ -319,7 +322,7 @@ pub async fn chunk(rag: &Rag, collection: &Collection, text: &str) -> ApiResult<
 
 /// The vectors of `chunks` by `collection`'s model, in order, on behalf of `who`.
 pub async fn embed(
-    rag: &Rag,
+    rag: &Store,
     collection: &Collection,
     chunks: &[Chunk],
     who: &OnBehalfOf,
@@ -336,8 +339,8 @@ pub async fn embed(
 }
 
 /// Embeds a query text by `collection`'s model.
-pub(super) async fn embed_query(
-    rag: &Rag,
+pub async fn embed_query(
+    rag: &Store,
     collection: &Collection,
     text: &str,
     who: &OnBehalfOf,
@@ -354,7 +357,7 @@ pub(super) async fn embed_query(
 /// (checksum) in the same collection is stored once: the second time answers the first
 /// document and writes nothing.
 pub async fn store(
-    rag: &Rag,
+    rag: &Store,
     tenant: &str,
     collection: &Collection,
     doc: NewDocument,
@@ -426,7 +429,7 @@ pub async fn store(
 }
 
 /// Writes the chunks of one document (in batches, one statement each).
-pub(super) async fn insert_chunks(
+pub async fn insert_chunks(
     tx: &mut Transaction<'static, Postgres>,
     tenant: &str,
     collection: &Collection,
@@ -461,7 +464,7 @@ pub(super) async fn insert_chunks(
 
 /// Chunks, embeds and stores `doc` in the tenant's collection `name`.
 pub async fn add_document(
-    rag: &Rag,
+    rag: &Store,
     tenant: &str,
     name: &str,
     doc: NewDocument,
@@ -478,7 +481,7 @@ pub async fn add_document(
 }
 
 async fn find_document_by_checksum(
-    rag: &Rag,
+    rag: &Store,
     tenant: &str,
     collection: &Collection,
     doc: &NewDocument,
