@@ -1013,3 +1013,47 @@ async fn a_job_held_by_a_dead_worker_is_taken_over_once_its_lease_lapses(pool: s
         "taken before the lease lapsed"
     );
 }
+
+#[sqlx::test]
+async fn a_job_recorded_but_never_sent_is_sent_by_the_sweeper(pool: sqlx::PgPool) {
+    let app = ingest(pool, &[("FAAS_INGEST_OUTBOX_SECS", "0.2")]).await;
+    let t = unique("do");
+    create_collection(&app, &t, "kb").await;
+    let db = app.state.db().unwrap().clone();
+    // An upload that went through: its message was published and nothing is owed.
+    let sent = upload(&app, &t, "kb", "a.md", None, b"# A\n\nPublished at once.").await;
+    assert_eq!(sent.status, 202, "{}", sent.body);
+    assert_eq!(count(&db, None, "ingestion_outbox").await, 0);
+    // A process that recorded a job and died before publishing its message.
+    let text = b"# B\n\nRecorded, then the process died.".to_vec();
+    let (job, _) = faas_runtime::data_ingestion::jobs::record(
+        &db,
+        &t,
+        faas_runtime::data_ingestion::jobs::NewJob {
+            collection: "kb".into(),
+            filename: Some("b.md".into()),
+            title: None,
+            content_type: "text/markdown",
+            checksum: {
+                use sha2::Digest;
+                hex::encode(sha2::Sha256::digest(&text))
+            },
+            metadata: Default::default(),
+            created_by: "bob".into(),
+            bytes: text.into(),
+            correlation_id: "lost-upload".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&db, None, "ingestion_outbox").await, 1);
+    app.start_background().await;
+    let jobs = settle(&app, &t, &[id_of(&sent), job.id.to_string()]).await;
+    assert!(jobs.iter().all(|j| j["status"] == "indexed"), "{jobs:?}");
+    assert_eq!(
+        count(&db, None, "ingestion_outbox").await,
+        0,
+        "nothing is owed any more"
+    );
+    assert_eq!(count(&db, Some(&t), "rag_documents").await, 2);
+}

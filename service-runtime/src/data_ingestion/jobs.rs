@@ -75,6 +75,8 @@ pub struct NewJob {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub created_by: String,
     pub bytes: bytes::Bytes,
+    /// The upload's correlation id, given to the job's message.
+    pub correlation_id: String,
 }
 
 /// What recording an upload did.
@@ -151,8 +153,54 @@ pub async fn record(pool: &PgPool, tenant: &str, new: NewJob) -> ApiResult<(Job,
     .bind(new.bytes.as_ref())
     .execute(&mut *tx)
     .await?;
+    // The job's message is owed until it is published (see `outbox`).
+    sqlx::query(
+        "INSERT INTO ingestion_outbox (tenant_id, job_id, correlation_id) VALUES ($1, $2, $3) \
+         ON CONFLICT (tenant_id, job_id) DO UPDATE SET created_at = now()",
+    )
+    .bind(tenant)
+    .bind(job.id)
+    .bind(&new.correlation_id)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok((job, recorded))
+}
+
+/// The job's message was published: nothing is owed for it any more.
+pub async fn sent(pool: &PgPool, tenant: &str, job: Uuid) -> ApiResult<()> {
+    sqlx::query("DELETE FROM ingestion_outbox WHERE tenant_id = $1 AND job_id = $2")
+        .bind(tenant)
+        .bind(job)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// A job whose message is owed: its tenant, id and the correlation id of its upload.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Owed {
+    pub tenant_id: String,
+    pub job_id: Uuid,
+    pub correlation_id: Option<String>,
+}
+
+/// Up to `limit` jobs owed a message for longer than `after`, locked (others skip them)
+/// until `tx` ends; the sweeper deletes each once it has published it.
+pub async fn owed(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    after: std::time::Duration,
+    limit: i64,
+) -> ApiResult<Vec<Owed>> {
+    Ok(sqlx::query_as(
+        "SELECT tenant_id, job_id, correlation_id FROM ingestion_outbox \
+         WHERE created_at < now() - make_interval(secs => $1) \
+         ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(after.as_secs_f64())
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?)
 }
 
 pub async fn get(pool: &PgPool, tenant: &str, id: Uuid) -> ApiResult<Option<Job>> {

@@ -26,7 +26,6 @@ use uuid::Uuid;
 
 use crate::platform::component::ComponentState;
 use crate::platform::error::Problem;
-use crate::platform::events::Envelope;
 use crate::platform::extract::{Json, Path, Query};
 use crate::platform::{
     ApiError, ApiResult, AppState, Built, ComponentSpec, Principal, RequestContext,
@@ -67,12 +66,15 @@ fn build(platform: &AppState) -> anyhow::Result<Built> {
             parses,
         },
     );
-    let worker = state.clone();
+    let (worker, sweeper) = (state.clone(), state.clone());
     Ok(Built {
         router: router()
             .layer(DefaultBodyLimit::max(body_limit))
             .with_state(state),
-        background: vec![Box::new(move || Box::pin(worker::start(worker)))],
+        background: vec![
+            Box::new(move || Box::pin(worker::start(worker))),
+            Box::new(move || Box::pin(async move { Ok(tokio::spawn(worker::sweep(sweeper))) })),
+        ],
     })
 }
 
@@ -194,13 +196,14 @@ async fn accept(
             metadata: up.metadata,
             created_by: p.user_id.clone(),
             bytes: up.bytes,
+            correlation_id: ctx.correlation_id.clone(),
         },
     )
     .await?;
     // A queued job is queued again too: its first message may have been lost with the
     // process that recorded it.
     if recorded != Recorded::Existing || job.status == "queued" {
-        queue(st, ctx, job.id).await?;
+        queue(st, ctx, job.id).await;
     }
     let status = if recorded == Recorded::Existing {
         StatusCode::OK
@@ -228,19 +231,12 @@ async fn preflight(st: &IngestState, kind: Kind, bytes: bytes::Bytes) -> ApiResu
         .map_err(ingest_error)
 }
 
-async fn queue(st: &IngestState, ctx: &RequestContext, job_id: Uuid) -> ApiResult<()> {
-    let env = Envelope::new_json(worker::JOB_TYPE, ctx, &worker::JobMessage { job_id })
-        .map_err(ApiError::internal)?;
-    st.events()?
-        .publish(worker::JOB_KIND, &env)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, %job_id, "queueing an ingestion job");
-            ApiError::Unavailable(
-                "the job is recorded but could not be queued; upload the file again to queue it"
-                    .into(),
-            )
-        })
+/// Publishes the job's message. When that fails the job stays owed in the outbox and
+/// the sweeper sends it later, so the upload is still accepted.
+async fn queue(st: &IngestState, ctx: &RequestContext, job_id: Uuid) {
+    if let Err(e) = worker::publish(st, ctx, job_id).await {
+        tracing::warn!(error = %e, %job_id, "queueing an ingestion job; the sweeper will");
+    }
 }
 
 fn is_form(req: &Request) -> bool {

@@ -17,6 +17,9 @@ pub struct Settings {
     /// How long a worker's claim on a job lasts unless renewed (FAAS_INGEST_LEASE_SECS);
     /// a job whose worker died is taken over once it has run out.
     pub lease: Duration,
+    /// How long a recorded job may wait for its message before the sweeper sends it, and
+    /// how often the sweeper looks (FAAS_INGEST_OUTBOX_SECS).
+    pub outbox_after: Duration,
 }
 
 /// Files are kept in Postgres until their job ends; a bytea holds at most 1 GiB.
@@ -66,12 +69,20 @@ impl Settings {
                 "must be between 2 and 3600 seconds",
             ));
         }
+        let outbox_after = src.secs("FAAS_INGEST_OUTBOX_SECS", 30.0)?;
+        if outbox_after < Duration::from_millis(200) || outbox_after > Duration::from_secs(3600) {
+            return Err(invalid(
+                "FAAS_INGEST_OUTBOX_SECS",
+                "must be between 0.2 and 3600 seconds",
+            ));
+        }
         Ok(Self {
             max_file_bytes,
             max_text_bytes,
             parse_timeout,
             parse_concurrency,
             lease,
+            outbox_after,
         })
     }
 }
@@ -101,6 +112,8 @@ mod tests {
             ("FAAS_INGEST_PARSE_TIMEOUT_SECS", "0"),
             ("FAAS_INGEST_PARSE_CONCURRENCY", "0"),
             ("FAAS_INGEST_LEASE_SECS", "1"),
+            ("FAAS_INGEST_OUTBOX_SECS", "0"),
+            ("FAAS_INGEST_OUTBOX_SECS", "7200"),
         ] {
             let err = settings(&[(name, bad)]).unwrap_err();
             assert!(err.to_string().contains(name), "{name}={bad}: {err}");

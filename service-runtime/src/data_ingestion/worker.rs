@@ -34,6 +34,72 @@ pub struct JobMessage {
     pub job_id: Uuid,
 }
 
+/// Publishes the message of `job_id` and marks it sent.
+pub async fn publish(st: &IngestState, ctx: &RequestContext, job_id: Uuid) -> anyhow::Result<()> {
+    let tenant = ctx
+        .tenant_id
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("a job message needs its tenant"))?;
+    let env = Envelope::new_json(JOB_TYPE, ctx, &JobMessage { job_id })?;
+    let bus = st.events().map_err(|e| anyhow::anyhow!("{e}"))?;
+    bus.publish(JOB_KIND, &env).await?;
+    jobs::sent(
+        st.db().map_err(|e| anyhow::anyhow!("{e}"))?,
+        &tenant,
+        job_id,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Sends the messages recorded jobs are still owed (their process died, or NATS was
+/// unreachable, between recording and publishing), every `FAAS_INGEST_OUTBOX_SECS`,
+/// until shutdown. Replicas share the work: a job being sent by one is skipped by others.
+pub async fn sweep(st: IngestState) {
+    let every = st.component().settings.outbox_after;
+    let shutdown = st.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = sweep_once(&st, every).await {
+            tracing::warn!(error = %e, "sending owed ingestion job messages");
+        }
+    }
+}
+
+/// One pass of [`sweep`]: the number of messages sent.
+pub async fn sweep_once(st: &IngestState, after: std::time::Duration) -> anyhow::Result<usize> {
+    let db = st.db().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut tx = db.begin().await?;
+    let owed = jobs::owed(&mut tx, after, 100)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut sent = 0;
+    for job in owed {
+        let mut ctx = RequestContext::background();
+        ctx.tenant_id = Some(job.tenant_id.clone());
+        if let Some(c) = job.correlation_id {
+            ctx.correlation_id = c;
+        }
+        let env = Envelope::new_json(JOB_TYPE, &ctx, &JobMessage { job_id: job.job_id })?;
+        let bus = st.events().map_err(|e| anyhow::anyhow!("{e}"))?;
+        bus.publish(JOB_KIND, &env).await?;
+        sqlx::query("DELETE FROM ingestion_outbox WHERE tenant_id = $1 AND job_id = $2")
+            .bind(&job.tenant_id)
+            .bind(job.job_id)
+            .execute(&mut *tx)
+            .await?;
+        sent += 1;
+    }
+    tx.commit().await?;
+    if sent > 0 {
+        tracing::info!(sent, "sent owed ingestion job messages");
+    }
+    Ok(sent)
+}
+
 /// Starts the consumer of job messages.
 pub async fn start(state: IngestState) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let bus = state.events().map_err(|e| anyhow::anyhow!("{e}"))?.clone();
