@@ -229,7 +229,7 @@ cmd_up() {
   as_svc "$PG_BIN/initdb" -D "$RUN_DIR/pg" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
     -E UTF8 --locale=C.UTF-8 >"$LOGS/initdb.log" 2>&1 || die "initdb failed (see $LOGS/initdb.log)"
   as_svc "$PG_BIN/pg_ctl" -D "$RUN_DIR/pg" -l "$LOGS/postgres.log" -w -t 30 start \
-    -o "-p $pg_port -c listen_addresses=127.0.0.1 -k $RUN_DIR/sock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    -o "-p $pg_port -c listen_addresses=127.0.0.1 -k $RUN_DIR/sock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=512MB" \
     >/dev/null || die "postgres did not start (see $LOGS/postgres.log)"
   local pg_pid
   pg_pid="$(head -1 "$RUN_DIR/pg/postmaster.pid")"
