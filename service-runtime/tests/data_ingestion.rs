@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
+use common::binary::Binary;
 use common::*;
 use faas_runtime::Component;
 use faas_runtime::platform::config::Config;
@@ -758,80 +759,21 @@ async fn a_corrupt_file_fails_its_job_with_the_reason(pool: sqlx::PgPool) {
     assert_eq!(r.body["items"][1]["reason"], reason);
 }
 
-/// `faas-runtime serve --service data-ingestion,rag`, killed on drop.
-struct Runtime {
-    child: std::process::Child,
-    base: String,
-    log: std::path::PathBuf,
-}
-
-impl Runtime {
-    fn start(nats_prefix: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = std::env::temp_dir().join(format!("{}.log", unique("ingest-crash-")));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_faas-runtime"))
-            .args(["serve", "--service", "data-ingestion,rag"])
-            .env_clear()
-            .env("FAAS_JWT_HS256_SECRET", SECRET)
-            .env("DATABASE_URL", require_env("DATABASE_URL"))
-            .env("NATS_URL", require_env("NATS_URL"))
-            .env(
+/// `faas-runtime serve --service data-ingestion,rag`, with short leases.
+fn start(nats_prefix: &str) -> Binary {
+    Binary::start(
+        "data-ingestion,rag",
+        &[
+            ("DATABASE_URL", require_env("DATABASE_URL")),
+            ("NATS_URL", require_env("NATS_URL")),
+            (
                 "FAAS_EMBEDDING_MODEL_DIR",
                 require_env("FAAS_EMBEDDING_MODEL_DIR"),
-            )
-            .env("FAAS_NATS_PREFIX", nats_prefix)
-            .env("FAAS_LISTEN", format!("127.0.0.1:{port}"))
-            .env("FAAS_INGEST_LEASE_SECS", "4")
-            .env("FAAS_TENANT_RATE_LIMIT", "0")
-            .env("RUST_LOG", "info")
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn wait_ready(&mut self, client: &reqwest::Client) {
-        for _ in 0..600 {
-            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await
-                && r.status() == 200
-            {
-                return;
-            }
-            if self.child.try_wait().unwrap().is_some() {
-                panic!("the runtime did not start:\n{}", self.logs());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the runtime did not become ready:\n{}", self.logs());
-    }
-
-    /// SIGKILL: no drain, no acknowledgement, no lease given back.
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
+            ),
+            ("FAAS_NATS_PREFIX", nats_prefix.to_string()),
+            ("FAAS_INGEST_LEASE_SECS", "4".into()),
+        ],
+    )
 }
 
 /// A text of `paragraphs` paragraphs, distinct for `n`.
@@ -857,7 +799,7 @@ async fn jobs_survive_a_kill_9_and_are_indexed_exactly_once() {
     let prefix = unique("crash");
     let tenant = unique("dk");
     let auth = format!("Bearer {}", user(&tenant));
-    let mut rt = Runtime::start(&prefix);
+    let mut rt = start(&prefix);
     rt.wait_ready(&client).await;
     let r = client
         .post(format!("{}/v1/collections", rt.base))
@@ -926,7 +868,7 @@ async fn jobs_survive_a_kill_9_and_are_indexed_exactly_once() {
         "every job ended before the kill; the test proves nothing: {before:?}"
     );
 
-    let mut rt = Runtime::start(&prefix);
+    let mut rt = start(&prefix);
     rt.wait_ready(&client).await;
     let mut after = Vec::new();
     for _ in 0..1200 {

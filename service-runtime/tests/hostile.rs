@@ -4,106 +4,46 @@
 //! (never a 5xx), the process must never die or panic, and it must still serve.
 mod common;
 
-use std::io::Read;
-use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::{SECRET, require_env, token, unique};
+use common::binary::Binary;
+use common::{require_env, token, unique};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-/// One running `faas-runtime serve --service all`, killed on drop.
-struct Runtime {
-    child: Child,
-    base: String,
-    log: std::path::PathBuf,
-}
-
-impl Runtime {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = std::env::temp_dir().join(format!("{}.log", unique("hostile-")));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_faas-runtime"))
-            .args(["serve", "--service", "all"])
-            .env_clear()
-            .env("FAAS_JWT_HS256_SECRET", SECRET)
-            .env("DATABASE_URL", require_env("DATABASE_URL"))
-            .env("REDIS_URL", require_env("REDIS_URL"))
-            .env("NATS_URL", require_env("NATS_URL"))
-            .env(
+/// `faas-runtime serve --service all` with every backing service; rag's answers go
+/// through the gateway the same process serves.
+fn start() -> Binary {
+    Binary::start(
+        "all",
+        &[
+            ("DATABASE_URL", require_env("DATABASE_URL")),
+            ("REDIS_URL", require_env("REDIS_URL")),
+            ("NATS_URL", require_env("NATS_URL")),
+            (
                 "FAAS_EMBEDDING_MODEL_DIR",
                 require_env("FAAS_EMBEDDING_MODEL_DIR"),
-            )
-            .env("FAAS_REDIS_PREFIX", unique("h"))
-            .env("FAAS_NATS_PREFIX", unique("h"))
-            .env("FAAS_LISTEN", format!("127.0.0.1:{port}"))
-            // rag's answers go through the gateway this same process serves.
-            .env("FAAS_GATEWAY_URL", format!("http://127.0.0.1:{port}"))
-            .env("RUST_LOG", "info")
-            // Thousands of requests from one tenant: the rate limit has its own test.
-            .env("FAAS_TENANT_RATE_LIMIT", "0")
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        }
-    }
-
-    fn logs(&self) -> String {
-        let mut s = String::new();
-        std::fs::File::open(&self.log)
-            .unwrap()
-            .read_to_string(&mut s)
-            .unwrap();
-        s
-    }
-
-    /// Fails the test when the process has exited or no longer answers.
-    async fn assert_alive(&mut self, client: &reqwest::Client, after: &str) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            let logs = self.logs();
-            let tail: String = logs.lines().rev().take(20).collect::<Vec<_>>().join("\n");
-            panic!("the runtime exited ({status}) after {after}; last log lines:\n{tail}");
-        }
-        let r = client
-            .get(format!("{}/healthz", self.base))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("/healthz after {after}: {e}"));
-        assert_eq!(r.status(), 200, "/healthz after {after}");
-    }
+            ),
+            ("FAAS_REDIS_PREFIX", unique("h")),
+            ("FAAS_NATS_PREFIX", unique("h")),
+            ("FAAS_GATEWAY_URL", "http://127.0.0.1:{port}".into()),
+        ],
+    )
 }
 
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
+/// Fails the test when the process has exited or no longer answers.
+async fn assert_alive(rt: &mut Binary, client: &reqwest::Client, after: &str) {
+    if let Some(status) = rt.child.try_wait().unwrap() {
+        let logs = rt.logs();
+        let tail: String = logs.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+        panic!("the runtime exited ({status}) after {after}; last log lines:\n{tail}");
     }
-}
-
-async fn wait_ready(rt: &mut Runtime, client: &reqwest::Client) {
-    for _ in 0..400 {
-        if let Ok(r) = client.get(format!("{}/readyz", rt.base)).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        if rt.child.try_wait().unwrap().is_some() {
-            panic!("the runtime did not start:\n{}", rt.logs());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the runtime did not become ready:\n{}", rt.logs());
+    let r = client
+        .get(format!("{}/healthz", rt.base))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("/healthz after {after}: {e}"));
+    assert_eq!(r.status(), 200, "/healthz after {after}");
 }
 
 /// An operation of the document: method, path template, the operation object.
@@ -402,8 +342,8 @@ async fn hostile_input_never_crashes_or_fails_the_runtime() {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    let mut rt = Runtime::start();
-    wait_ready(&mut rt, &client).await;
+    let mut rt = start();
+    rt.wait_ready(&client).await;
     let doc: Value = client
         .get(format!("{}/openapi.json", rt.base))
         .send()
@@ -431,8 +371,7 @@ async fn hostile_input_never_crashes_or_fails_the_runtime() {
             f,
         )
         .await;
-        rt.assert_alive(&client, &format!("deep MessagePack to {path}"))
-            .await;
+        assert_alive(&mut rt, &client, &format!("deep MessagePack to {path}")).await;
     }
 
     for o in &ops {
@@ -491,7 +430,7 @@ async fn hostile_input_never_crashes_or_fails_the_runtime() {
                 .await;
             }
         }
-        rt.assert_alive(&client, &label).await;
+        assert_alive(&mut rt, &client, &label).await;
     }
 
     assert!(
@@ -515,8 +454,8 @@ async fn hostile_input_never_crashes_or_fails_the_runtime() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_response_carries_the_security_headers_and_no_cors_by_default() {
     let client = reqwest::Client::new();
-    let mut rt = Runtime::start();
-    wait_ready(&mut rt, &client).await;
+    let mut rt = start();
+    rt.wait_ready(&client).await;
     for (path, auth) in [("/healthz", false), ("/v1/prompts", true), ("/nope", true)] {
         let mut req = client
             .get(format!("{}{path}", rt.base))

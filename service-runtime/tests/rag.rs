@@ -53,6 +53,11 @@ async fn query(app: &TestApp, tenant: &str, collection: &str, body: Value) -> co
     .await
 }
 
+/// A call without a body by a user of `tenant`.
+async fn as_user(app: &TestApp, method: &str, uri: &str, tenant: &str) -> common::Resp {
+    call(&app.router, method, uri, Some(&user(tenant)), None).await
+}
+
 fn titles(r: &common::Resp) -> Vec<String> {
     r.body["hits"]
         .as_array()
@@ -123,14 +128,7 @@ async fn collections_are_checked_owned_by_admins_and_per_tenant(pool: sqlx::PgPo
         assert!(detail.contains(says), "{body}: {detail}");
     }
     // The other tenant sees nothing of it and may use the same name.
-    let r = call(
-        &app.router,
-        "GET",
-        "/v1/collections/handbook",
-        Some(&user(&b)),
-        None,
-    )
-    .await;
+    let r = as_user(&app, "GET", "/v1/collections/handbook", &b).await;
     r.assert_problem(404);
     create(
         &app,
@@ -138,7 +136,7 @@ async fn collections_are_checked_owned_by_admins_and_per_tenant(pool: sqlx::PgPo
         json!({"name": "handbook", "chunking": {"tokens": 64, "overlap": 8}}),
     )
     .await;
-    let r = call(&app.router, "GET", "/v1/collections", Some(&user(&a)), None).await;
+    let r = as_user(&app, "GET", "/v1/collections", &a).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
     assert_eq!(r.body["items"][0]["description"], "HR");
@@ -151,14 +149,7 @@ async fn collections_are_checked_owned_by_admins_and_per_tenant(pool: sqlx::PgPo
         json!({"text": "Holidays are 25 days a year."}),
     )
     .await;
-    let r = call(
-        &app.router,
-        "DELETE",
-        "/v1/collections/handbook",
-        Some(&user(&a)),
-        None,
-    )
-    .await;
+    let r = as_user(&app, "DELETE", "/v1/collections/handbook", &a).await;
     r.assert_problem(403);
     let r = call(
         &app.router,
@@ -186,14 +177,7 @@ async fn collections_are_checked_owned_by_admins_and_per_tenant(pool: sqlx::PgPo
         left, 0,
         "row-level security hides rows from a query without a tenant"
     );
-    let r = call(
-        &app.router,
-        "GET",
-        "/v1/collections/handbook",
-        Some(&user(&b)),
-        None,
-    )
-    .await;
+    let r = as_user(&app, "GET", "/v1/collections/handbook", &b).await;
     assert_eq!(r.status, 200, "the other tenant's collection is untouched");
 }
 
@@ -256,12 +240,11 @@ async fn documents_are_chunked_deduplicated_paged_reindexed_and_deleted(pool: sq
     );
 
     // Get answers the text; list pages with a cursor.
-    let r = call(
-        &app.router,
+    let r = as_user(
+        &app,
         "GET",
         &format!("/v1/collections/docs/documents/{id}"),
-        Some(&user(&t)),
-        None,
+        &t,
     )
     .await;
     assert_eq!(r.status, 200);
@@ -297,12 +280,11 @@ async fn documents_are_chunked_deduplicated_paged_reindexed_and_deleted(pool: sq
     assert_eq!(seen[0], id, "oldest first");
 
     // Re-index applies the collection's settings again, replacing the chunks.
-    let r = call(
-        &app.router,
+    let r = as_user(
+        &app,
         "POST",
         &format!("/v1/collections/docs/documents/{id}/reindex"),
-        Some(&user(&t)),
-        None,
+        &t,
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -312,31 +294,28 @@ async fn documents_are_chunked_deduplicated_paged_reindexed_and_deleted(pool: sq
     // Another tenant can neither see nor delete it.
     let other = unique("rx");
     create(&app, &other, json!({"name": "docs"})).await;
-    let r = call(
-        &app.router,
+    let r = as_user(
+        &app,
         "GET",
         &format!("/v1/collections/docs/documents/{id}"),
-        Some(&user(&other)),
-        None,
+        &other,
     )
     .await;
     r.assert_problem(404);
-    let r = call(
-        &app.router,
+    let r = as_user(
+        &app,
         "DELETE",
         &format!("/v1/collections/docs/documents/{id}"),
-        Some(&user(&other)),
-        None,
+        &other,
     )
     .await;
     r.assert_problem(404);
 
-    let r = call(
-        &app.router,
+    let r = as_user(
+        &app,
         "DELETE",
         &format!("/v1/collections/docs/documents/{id}"),
-        Some(&user(&t)),
-        None,
+        &t,
     )
     .await;
     assert_eq!(r.status, 204);
@@ -345,12 +324,11 @@ async fn documents_are_chunked_deduplicated_paged_reindexed_and_deleted(pool: sq
         3,
         "its chunks went with it"
     );
-    let r = call(
-        &app.router,
+    let r = as_user(
+        &app,
         "GET",
         &format!("/v1/collections/docs/documents/{id}"),
-        Some(&user(&t)),
-        None,
+        &t,
     )
     .await;
     r.assert_problem(404);

@@ -3,6 +3,7 @@
 //! speaking the OpenAI and Anthropic protocols.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod mock;
 
 use std::sync::Arc;
