@@ -10,7 +10,7 @@ use crate::platform::ApiError;
 use crate::platform::body::{check_text, json_value};
 
 /// Collection names, as the RAG component has them.
-pub const MAX_COLLECTION: usize = 63;
+pub use crate::shared::documents::MAX_COLLECTION_NAME as MAX_COLLECTION;
 pub const COLLECTION_PATTERN: &str = r"^[a-z0-9][a-z0-9._-]*$";
 pub const MAX_TITLE: usize = 512;
 pub const MAX_FILENAME: usize = 255;
@@ -32,24 +32,7 @@ pub struct Upload {
     pub bytes: bytes::Bytes,
 }
 
-pub fn check_collection(name: &str) -> Result<(), ApiError> {
-    let ok = (1..=MAX_COLLECTION).contains(&name.len())
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::Validation(format!(
-            "collection: 1 to {MAX_COLLECTION} of a-z, 0-9, '.', '_' and '-', starting with a \
-             letter or digit"
-        )))
-    }
-}
+pub use crate::shared::documents::check_collection_name as check_collection;
 
 /// A title: at most [`MAX_TITLE`] characters, none a control character.
 pub fn check_title(title: &str) -> Result<(), ApiError> {

@@ -26,7 +26,7 @@ use crate::platform::{
 use crate::shared::documents::chunk::Sizes;
 use crate::shared::documents::{
     self as index, Collection, CollectionSpec, DIMENSIONS, DOCUMENT_COLUMNS, Document, NewDocument,
-    Store,
+    Store, check_collection_name as check_name,
 };
 use crate::shared::embed::MODEL_NAME;
 use crate::shared::gateway_client::OnBehalfOf;
@@ -58,7 +58,6 @@ impl std::ops::Deref for Rag {
 /// The state of rag's routes.
 pub type RagState = ComponentState<Rag>;
 
-const MAX_NAME: usize = 63;
 const MAX_DESCRIPTION: usize = 1000;
 const MAX_TITLE: usize = 500;
 const MAX_SOURCE: usize = 2000;
@@ -195,25 +194,6 @@ struct DocumentPath {
     collection: String,
     /// The document's id.
     id: Uuid,
-}
-
-fn check_name(name: &str) -> ApiResult<()> {
-    let ok = (1..=MAX_NAME).contains(&name.len())
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::Validation(format!(
-            "collection: 1 to {MAX_NAME} of a-z, 0-9, '.', '_' and '-', starting with a letter \
-             or digit"
-        )))
-    }
 }
 
 fn check_text(what: &str, s: &Option<String>, max: usize) -> ApiResult<()> {

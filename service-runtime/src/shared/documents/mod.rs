@@ -21,6 +21,30 @@ use crate::shared::gateway_client::{GatewayClient, OnBehalfOf};
 use chunk::{Chunk, Sizes};
 use settings::Settings;
 
+/// Characters of a collection's name.
+pub const MAX_COLLECTION_NAME: usize = 63;
+
+/// A collection's name: 1 to 63 of a-z, 0-9, `.`, `_` and `-`, starting with a letter or
+/// digit (422 naming `collection` otherwise).
+pub fn check_collection_name(name: &str) -> ApiResult<()> {
+    let ok = (1..=MAX_COLLECTION_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(format!(
+            "collection: 1 to {MAX_COLLECTION_NAME} of a-z, 0-9, '.', '_' and '-', starting \
+             with a letter or digit"
+        )))
+    }
+}
+
 /// Dimensions a collection's vectors may have: one HNSW index each.
 pub const DIMENSIONS: [usize; 4] = [384, 768, 1024, 1536];
 /// Texts sent to the embedding model in one call.
