@@ -53,6 +53,25 @@ impl Index {
         rag::collection(&self.rag, tenant, name).await.map(Target)
     }
 
+    /// The document the collection already holds for `checksum` (a job done again after
+    /// a crash finds the one it stored before).
+    pub async fn existing(
+        &self,
+        tenant: &str,
+        target: &Target,
+        checksum: &str,
+    ) -> ApiResult<Option<Stored>> {
+        Ok(
+            rag::document_by_checksum(&self.rag, tenant, &target.0, checksum)
+                .await?
+                .map(|d| Stored {
+                    document_id: d.id,
+                    chunks: d.chunks,
+                    existing: true,
+                }),
+        )
+    }
+
     /// The chunks of `text`; a text that leaves none is refused (422).
     pub async fn chunk(&self, target: &Target, text: &str) -> ApiResult<Vec<Piece>> {
         let chunks = rag::chunk(&self.rag, &target.0, text).await?;

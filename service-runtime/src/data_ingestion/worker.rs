@@ -318,31 +318,45 @@ async fn run(
         .collection(tenant, &job.collection)
         .await
         .map_err(stop)?;
-    let pieces = own.index.chunk(&target, &text).await.map_err(stop)?;
-    step(st, tenant, job, owner, "chunking", "embedding").await?;
-
-    let vectors = own.index.embed(&target, &pieces, ctx).await.map_err(stop)?;
-    let db = st.db().map_err(|e| Stop::Transient(e.to_string()))?;
-    if !jobs::holds(db, tenant, job.id, owner, "embedding")
-        .await
-        .map_err(db_stop)?
-    {
-        return Err(Stop::Lost);
-    }
-    let text_bytes = i64::try_from(text.len()).unwrap_or(i64::MAX);
-    let doc = Doc {
-        title: job.title.clone().or_else(|| job.filename.clone()),
-        text,
-        source: job.filename.clone(),
-        content_type: job.content_type.clone(),
-        checksum: job.checksum.clone(),
-        metadata: job.metadata.0.clone(),
-    };
-    let stored = own
+    // A job done again after a crash may find the document it stored before: then there
+    // is nothing to cut or embed again.
+    let before = own
         .index
-        .store(tenant, &target, doc, pieces, vectors)
+        .existing(tenant, &target, &job.checksum)
         .await
         .map_err(stop)?;
+    let pieces = match before {
+        Some(_) => Vec::new(),
+        None => own.index.chunk(&target, &text).await.map_err(stop)?,
+    };
+    step(st, tenant, job, owner, "chunking", "embedding").await?;
+
+    let db = st.db().map_err(|e| Stop::Transient(e.to_string()))?;
+    let text_bytes = i64::try_from(text.len()).unwrap_or(i64::MAX);
+    let stored = match before {
+        Some(stored) => stored,
+        None => {
+            let vectors = own.index.embed(&target, &pieces, ctx).await.map_err(stop)?;
+            if !jobs::holds(db, tenant, job.id, owner, "embedding")
+                .await
+                .map_err(db_stop)?
+            {
+                return Err(Stop::Lost);
+            }
+            let doc = Doc {
+                title: job.title.clone().or_else(|| job.filename.clone()),
+                text,
+                source: job.filename.clone(),
+                content_type: job.content_type.clone(),
+                checksum: job.checksum.clone(),
+                metadata: job.metadata.0.clone(),
+            };
+            own.index
+                .store(tenant, &target, doc, pieces, vectors)
+                .await
+                .map_err(stop)?
+        }
+    };
     // Published before the job is marked indexed, under the job's id: a worker that dies
     // in between publishes again, and the stream drops the repeat.
     let event = DocumentIngested {

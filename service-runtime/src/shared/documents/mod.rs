@@ -510,6 +510,16 @@ async fn find_document_by_checksum(
     collection: &Collection,
     doc: &NewDocument,
 ) -> ApiResult<Option<Document>> {
+    document_by_checksum(rag, tenant, collection, &doc.checksum()).await
+}
+
+/// The collection's document of that content (checksum), if it holds one.
+pub async fn document_by_checksum(
+    rag: &Store,
+    tenant: &str,
+    collection: &Collection,
+    checksum: &str,
+) -> ApiResult<Option<Document>> {
     let mut tx = rag.begin(tenant).await?;
     let found = sqlx::query_as::<_, Document>(&format!(
         "SELECT {DOCUMENT_COLUMNS} FROM rag_documents \
@@ -517,7 +527,7 @@ async fn find_document_by_checksum(
     ))
     .bind(tenant)
     .bind(collection.id)
-    .bind(doc.checksum())
+    .bind(checksum)
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
