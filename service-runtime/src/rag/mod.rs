@@ -297,7 +297,11 @@ pub struct NewCollection {
 pub struct EmbeddingSpec {
     /// `all-MiniLM-L6-v2` (the in-process model, 384 dimensions, the default) or a model
     /// the gateway serves.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub model: String,
     /// The length of the model's vectors: 384, 768, 1024 or 1536. Required for gateway
     /// models; 384 for the in-process one.
