@@ -145,7 +145,9 @@ struct UploadForm {
     /// The RAG collection to index the file into; it must exist.
     #[schema(min_length = 1, max_length = 63, pattern = r"^[a-z0-9][a-z0-9._-]*$")]
     collection: String,
-    /// A JSON object stored with the document, at most 65536 bytes.
+    /// A flat JSON object stored with the document (as rag's document metadata: at most 32
+    /// keys of 1 to 64 characters, values strings of at most 256 characters, numbers,
+    /// booleans or null), at most 65536 bytes.
     #[schema(max_length = 65536)]
     metadata: Option<String>,
     /// The document's title; the file name when absent.

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::platform::ApiError;
 use crate::platform::body::{check_text, json_value};
+use crate::shared::documents::metadata::check_metadata;
 
 /// Collection names, as the RAG component has them.
 pub use crate::shared::documents::MAX_COLLECTION_NAME as MAX_COLLECTION;
@@ -63,7 +64,7 @@ fn media_type(v: &str) -> Option<String> {
     (!media.is_empty()).then_some(media)
 }
 
-/// The metadata part: a JSON object within its size and nesting limits.
+/// The metadata part: a flat JSON object, as documents' metadata is everywhere.
 pub fn parse_metadata(raw: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if raw.len() > MAX_METADATA_BYTES {
         return Err(ApiError::Validation(format!(
@@ -72,12 +73,14 @@ pub fn parse_metadata(raw: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
     let value = json_value(raw).map_err(|e| ApiError::Validation(format!("metadata: {e}")))?;
     check_text(&value).map_err(|e| ApiError::Validation(format!("metadata: {e}")))?;
-    match value {
-        Value::Object(map) => Ok(map),
-        _ => Err(ApiError::Validation(
+    let Value::Object(map) = value else {
+        return Err(ApiError::Validation(
             "metadata: must be a JSON object".into(),
-        )),
-    }
+        ));
+    };
+    // The document store's rule: rag copies metadata onto every chunk and filters on it.
+    check_metadata("metadata", &map)?;
+    Ok(map)
 }
 
 /// Refuses a body whose declared length is already past `limit`, before reading it.
@@ -266,8 +269,18 @@ mod tests {
         );
         assert_eq!(clean_filename("dir/").unwrap(), None);
         assert!(clean_filename("a\u{0}b").is_err());
-        assert_eq!(parse_metadata(br#"{"k": [1]}"#).unwrap()["k"][0], 1);
-        for bad in [&b"[1]"[..], b"{\"a\": \"\\u0000\"}", b"{", b"12"] {
+        assert_eq!(
+            parse_metadata(br#"{"k": 1, "lang": "en"}"#).unwrap()["k"],
+            1
+        );
+        for bad in [
+            &b"[1]"[..],
+            b"{\"a\": \"\\u0000\"}",
+            b"{",
+            b"12",
+            br#"{"k": [1]}"#,
+            br#"{"k": {"nested": true}}"#,
+        ] {
             let err = parse_metadata(bad).unwrap_err();
             assert!(matches!(err, ApiError::Validation(_)), "{err:?}");
         }

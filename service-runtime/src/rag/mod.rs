@@ -24,6 +24,7 @@ use crate::platform::{
     ApiError, ApiResult, AppState, Built, ComponentSpec, Principal, RequestContext,
 };
 use crate::shared::documents::chunk::Sizes;
+use crate::shared::documents::metadata::{Metadata, check_metadata};
 use crate::shared::documents::{
     self as index, Collection, CollectionSpec, DIMENSIONS, DOCUMENT_COLUMNS, Document, NewDocument,
     Store, check_collection_name as check_name,
@@ -63,9 +64,6 @@ const MAX_TITLE: usize = 500;
 const MAX_SOURCE: usize = 2000;
 const MAX_QUERY: usize = 2000;
 const MAX_TOP_K: u64 = 50;
-const MAX_META_KEYS: usize = 32;
-const MAX_META_KEY: usize = 64;
-const MAX_META_STRING: usize = 1024;
 const MAX_PAGE: u64 = 100;
 /// Tokens of a chunk for models the gateway serves (the local model reads at most its own).
 const MAX_CHUNK_TOKENS: u64 = 8192;
@@ -206,71 +204,6 @@ fn check_text(what: &str, s: &Option<String>, max: usize) -> ApiResult<()> {
     }
     Ok(())
 }
-
-/// Metadata and filters: a flat object of strings, numbers, booleans and nulls.
-pub(crate) fn check_metadata(what: &str, m: &Map<String, Value>) -> ApiResult<()> {
-    if m.len() > MAX_META_KEYS {
-        return Err(ApiError::Validation(format!(
-            "{what}: at most {MAX_META_KEYS} keys"
-        )));
-    }
-    for (k, v) in m {
-        if k.is_empty() || k.chars().count() > MAX_META_KEY || k.chars().any(char::is_control) {
-            return Err(ApiError::Validation(format!(
-                "{what}: keys are 1 to {MAX_META_KEY} characters without control characters"
-            )));
-        }
-        match v {
-            Value::String(s) if s.chars().count() > MAX_META_STRING => {
-                return Err(ApiError::Validation(format!(
-                    "{what}.{k}: strings are at most {MAX_META_STRING} characters"
-                )));
-            }
-            Value::Array(_) | Value::Object(_) => {
-                return Err(ApiError::Validation(format!(
-                    "{what}.{k}: values are strings, numbers, booleans or null"
-                )));
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Names and metadata keys have no control characters.
-const PLAIN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
-
-/// Metadata in a schema: a flat object of at most 32 strings (1024 characters),
-/// numbers, booleans and nulls.
-pub(crate) struct Metadata;
-
-impl utoipa::PartialSchema for Metadata {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
-        let scalar = OneOfBuilder::new()
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .max_length(Some(MAX_META_STRING)),
-            )
-            .item(ObjectBuilder::new().schema_type(Type::Number))
-            .item(ObjectBuilder::new().schema_type(Type::Boolean))
-            .item(ObjectBuilder::new().schema_type(Type::Null));
-        let key = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .min_length(Some(1))
-            .max_length(Some(MAX_META_KEY))
-            .pattern(Some(PLAIN));
-        ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .max_properties(Some(MAX_META_KEYS))
-            .property_names(Some(key))
-            .additional_properties(Some(AdditionalProperties::RefOr(scalar.into())))
-            .into()
-    }
-}
-
-impl ToSchema for Metadata {}
 
 /// A new collection.
 #[derive(Deserialize, ToSchema)]

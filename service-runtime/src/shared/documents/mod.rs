@@ -3,6 +3,7 @@
 //! Postgres behind row-level security (migration 0006).
 
 pub mod chunk;
+pub mod metadata;
 pub mod settings;
 
 use std::sync::Arc;
