@@ -167,10 +167,7 @@ pub(super) async fn answer(
     Json(input): Json<AnswerRequest>,
 ) -> ApiResult<Response> {
     check_name(&path.collection)?;
-    let top_k = check_query(&input.question, input.top_k, &input.filter).map_err(|e| match e {
-        ApiError::Validation(m) => ApiError::Validation(m.replacen("query", "question", 1)),
-        other => other,
-    })?;
+    let top_k = check_query("question", &input.question, input.top_k, &input.filter)?;
     check_bounded(
         "max_context_tokens",
         input.max_context_tokens,

@@ -719,13 +719,14 @@ fn check_vector(v: &[f32], mode: Mode, collection: &Collection) -> ApiResult<()>
 
 /// A query, checked: its text, top k and filter.
 pub(crate) fn check_query(
+    field: &str,
     query: &str,
     top_k: Option<u64>,
     filter: &Option<Map<String, Value>>,
 ) -> ApiResult<usize> {
     if query.trim().is_empty() || query.chars().count() > MAX_QUERY {
         return Err(ApiError::Validation(format!(
-            "query: 1 to {MAX_QUERY} characters, not only white space"
+            "{field}: 1 to {MAX_QUERY} characters, not only white space"
         )));
     }
     let top_k = top_k.unwrap_or(5);
@@ -776,7 +777,7 @@ async fn query(
     Json(input): Json<QueryRequest>,
 ) -> ApiResult<Json<QueryResult>> {
     check_name(&path.collection)?;
-    let top_k = check_query(&input.query, input.top_k, &input.filter)?;
+    let top_k = check_query("query", &input.query, input.top_k, &input.filter)?;
     let rag = state.component();
     let mode = input.mode;
     let q = search::Query {
