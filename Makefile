@@ -26,7 +26,7 @@ test: ## run every test: unit, reconcile, runtime (real Postgres/Redis/NATS), sc
 
 .PHONY: test-unit
 test-unit: ## tests that need no backing service or cluster (model, crds, operator)
-	$(CARGO) test -p faas-model -p faas-crds -p faas-operator
+	$(CARGO) test -p faas-model -p faas-crds -p faas-operator -p faas-encoder
 
 .PHONY: test-runtime
 test-runtime: ## runtime tests against real Postgres (pgvector), Redis, NATS and the embedding model's files

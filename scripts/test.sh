@@ -39,8 +39,8 @@ step "model files: all-MiniLM-L6-v2 (in-process embeddings)"
 # shellcheck disable=SC1090
 . "$(scripts/models.sh env)"
 
-step "cargo test (model, crds, operator, runtime)"
-cargo test -p faas-model -p faas-crds -p faas-operator -p faas-runtime
+step "cargo test (model, crds, operator, runtime, encoder)"
+cargo test -p faas-model -p faas-crds -p faas-operator -p faas-runtime -p faas-encoder
 
 step "schemathesis against the runtime's OpenAPI document"
 tests/schemathesis/run.sh

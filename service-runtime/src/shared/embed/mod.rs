@@ -199,8 +199,8 @@ struct ProcessModel(std::sync::Mutex<Option<LocalEmbedder>>);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalSettings {
     pub model_dir: PathBuf,
-    /// Threads running the model. One already uses every core: the matrix products
-    /// inside it run on candle's thread pool.
+    /// Threads running the model. One already uses every core: the encoder's matrix
+    /// products and kernels run on the process's rayon pool.
     pub workers: usize,
     /// Calls that may wait.
     pub queue: usize,

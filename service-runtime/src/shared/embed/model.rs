@@ -1,12 +1,10 @@
 //! A sentence-transformers BERT model (all-MiniLM-L6-v2) run with candle on the CPU:
-//! tokenise, run the encoder over length-bucketed batches, mean-pool over the attention
-//! mask, L2-normalise. Reproduces sentence-transformers' vectors.
+//! tokenise, run the encoder ([`faas_encoder`]) over batches of packed token rows, mean-pool,
+//! L2-normalise. Reproduces sentence-transformers' vectors.
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use faas_encoder::{Encoder, Shape};
 use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
@@ -21,10 +19,11 @@ pub const MODEL_FILES: [&str; 4] = [
 /// The name the model answers to.
 pub const MODEL_NAME: &str = "all-MiniLM-L6-v2";
 
-/// How many texts go through the encoder at once. Texts are sorted by length first, so a
-/// batch is padded only to the longest of similar lengths; 32 keeps the matrices large
-/// enough for the CPU kernels and a batch's activations small (32 × 256 × 1536 floats).
-const BATCH: usize = 32;
+/// About how many tokens go through the encoder at once (a text longer than this goes
+/// alone). The encoder packs the texts of a batch without padding, so only the total
+/// counts: 2,048 rows keep the matrix products large enough for the CPU kernels and a
+/// batch's activations small (2,048 × 1,536 floats, 12 MiB).
+const BATCH_TOKENS: usize = 2048;
 
 #[derive(Deserialize)]
 struct SentenceBertConfig {
@@ -60,12 +59,10 @@ pub struct Vectors {
 /// The loaded model. Inference is synchronous and CPU-bound: run it off the async
 /// runtime (see [`super::LocalEmbedder`]).
 pub struct SentenceModel {
-    bert: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
-    device: Device,
     dims: usize,
     max_tokens: usize,
-    pad_id: u32,
 }
 
 impl std::fmt::Debug for SentenceModel {
@@ -110,7 +107,7 @@ impl SentenceModel {
         if !missing.is_empty() {
             return Err(fail(format!("lacks {}", missing.join(", "))));
         }
-        let config: Config = json(dir, "config.json")?;
+        let config: Shape = json(dir, "config.json")?;
         let sbert: SentenceBertConfig = json(dir, "sentence_bert_config.json")?;
         if dir.join("1_Pooling/config.json").is_file() {
             let pooling: PoolingConfig = json(dir, "1_Pooling/config.json")?;
@@ -145,24 +142,15 @@ impl SentenceModel {
                 stride: 0,
             }))
             .map_err(|e| fail(format!("tokenizer.json: {e}")))?;
-        let pad_id = tokenizer
-            .get_padding()
-            .map_or(config.pad_token_id as u32, |p| p.pad_id);
         tokenizer.with_padding(None);
 
-        let device = Device::Cpu;
-        let weights = read(dir, "model.safetensors")?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
-            .map_err(|e| fail(format!("model.safetensors: {e}")))?;
-        let bert = BertModel::load(vb, &config)
+        let encoder = Encoder::from_safetensors(read(dir, "model.safetensors")?, &config)
             .map_err(|e| fail(format!("model.safetensors does not fit config.json: {e}")))?;
         Ok(Self {
-            bert,
+            dims: encoder.dimensions(),
+            encoder,
             tokenizer,
-            device,
-            dims: config.hidden_size,
             max_tokens,
-            pad_id,
         })
     }
 
@@ -193,45 +181,21 @@ impl SentenceModel {
         let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
         let tokens: Vec<usize> = ids.iter().map(|i| i.len()).collect();
 
-        // Longest first, so the first batch finds out early whether memory suffices and
-        // each batch holds texts of about the same length.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(tokens[i]));
-        let mut vectors = vec![Vec::new(); texts.len()];
-        for batch in order.chunks(BATCH) {
-            let pooled = self.forward(batch.iter().map(|&i| ids[i]))?;
-            for (&i, v) in batch.iter().zip(pooled) {
-                vectors[i] = v;
+        let mut vectors = Vec::with_capacity(texts.len());
+        let mut batch: Vec<&[u32]> = Vec::new();
+        let mut rows = 0;
+        for seq in ids {
+            if rows + seq.len() > BATCH_TOKENS && !batch.is_empty() {
+                vectors.extend(self.encoder.embed(&batch)?);
+                batch.clear();
+                rows = 0;
             }
+            rows += seq.len();
+            batch.push(seq);
+        }
+        if !batch.is_empty() {
+            vectors.extend(self.encoder.embed(&batch)?);
         }
         Ok(Vectors { vectors, tokens })
-    }
-
-    /// One padded batch through the encoder, mean-pooled and normalised.
-    fn forward<'a>(
-        &self,
-        batch: impl ExactSizeIterator<Item = &'a [u32]> + Clone,
-    ) -> anyhow::Result<Vec<Vec<f32>>> {
-        let rows = batch.len();
-        let width = batch.clone().map(<[u32]>::len).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(rows * width);
-        let mut mask = Vec::with_capacity(rows * width);
-        for seq in batch {
-            ids.extend_from_slice(seq);
-            ids.extend(std::iter::repeat_n(self.pad_id, width - seq.len()));
-            mask.extend(std::iter::repeat_n(1u32, seq.len()));
-            mask.extend(std::iter::repeat_n(0u32, width - seq.len()));
-        }
-        let ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
-        let mask = Tensor::from_vec(mask, (rows, width), &self.device)?;
-        let types = ids.zeros_like()?;
-        let hidden = self.bert.forward(&ids, &types, Some(&mask))?;
-        // Mean over the real tokens: padding is masked out of the sum and the count.
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-        let counts = mask.sum(1)?;
-        let mean = summed.broadcast_div(&counts)?;
-        let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f32::MAX)?;
-        Ok(mean.broadcast_div(&norm)?.to_vec2::<f32>()?)
     }
 }
