@@ -25,7 +25,7 @@ test: ## run every test: unit, reconcile, runtime (real Postgres/Redis/NATS), sc
 	scripts/test.sh
 
 .PHONY: test-unit
-test-unit: ## tests that need no backing service or cluster (model, crds, operator)
+test-unit: ## tests that need no backing service or cluster (model, crds, operator, encoder)
 	$(CARGO) test -p faas-model -p faas-crds -p faas-operator -p faas-encoder
 
 .PHONY: test-runtime
