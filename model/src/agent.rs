@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 /// Default of [`Definition::max_iterations`].
 pub const DEFAULT_MAX_ITERATIONS: i32 = 10;
@@ -24,7 +25,7 @@ pub const DEFAULT_MEMORY_SIZE: i32 = 20;
 
 /// An agent.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Definition {
     /// The model the agent calls through the gateway.
     pub model: ModelSettings,
@@ -63,7 +64,7 @@ fn default_timeout_seconds() -> i32 {
 
 /// A model and its sampling settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ModelSettings {
     /// Provider registered in the gateway.
     pub provider: String,
@@ -79,7 +80,7 @@ pub struct ModelSettings {
 
 /// A prompt template and the values of its variables.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PromptTemplateRef {
     /// Name of the template.
     pub name: String,
@@ -90,7 +91,7 @@ pub struct PromptTemplateRef {
 
 /// A tool the model may call. The field named by `kind` holds its settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Tool {
     /// Name the model calls the tool by.
     pub name: String,
@@ -177,7 +178,7 @@ impl Tool {
 
 /// An HTTP endpoint called with the model's arguments as JSON.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpTool {
     /// http:// or https:// URL.
     pub url: String,
@@ -211,7 +212,7 @@ pub enum HttpMethod {
 
 /// A header of an http tool: a literal value, or a reference to the Secret key holding it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpHeader {
     pub name: String,
     /// A literal value; exclusive with `secret_key_ref`.
@@ -224,7 +225,7 @@ pub struct HttpHeader {
 
 /// A key of a Secret in the agent's namespace.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretKeyRef {
     pub name: String,
     pub key: String,
@@ -232,7 +233,7 @@ pub struct SecretKeyRef {
 
 /// Retrieval settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RagSettings {
     /// Collections searched, at least one.
     pub collections: Vec<String>,
@@ -247,14 +248,14 @@ fn default_top_k() -> i32 {
 
 /// Another agent, by name.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentRef {
     pub name: String,
 }
 
 /// A tool the runtime implements.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BuiltinTool {
     pub name: BuiltinName,
 }
@@ -270,7 +271,7 @@ pub enum BuiltinName {
 
 /// Memory of chat sessions.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Memory {
     #[serde(rename = "type")]
     pub kind: MemoryKind,
@@ -338,6 +339,18 @@ pub fn parse_duration(s: &str) -> Option<u64> {
 }
 
 impl Definition {
+    /// SHA-256 (lower-case hex) of the definition's camelCase JSON form with the keys of
+    /// every object sorted and no white space: the operator and the runtime compute it
+    /// alike, so a stored row tells whether its content changed. Defaults count as
+    /// written: a definition that spells out a default hashes like one that omits it.
+    pub fn content_hash(&self) -> String {
+        let value = serde_json::to_value(self).unwrap_or(Value::Null);
+        let mut text = String::new();
+        canonical(&value, &mut text);
+        let digest = Sha256::digest(text.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The memory in effect: the declared one, else a window of [`DEFAULT_MEMORY_SIZE`]
     /// messages.
     pub fn memory(&self) -> Memory {
@@ -396,6 +409,38 @@ impl Definition {
         } else {
             Err(c.problems)
         }
+    }
+}
+
+/// `value` as JSON text with the keys of every object in byte order, whatever order the
+/// map type keeps.
+fn canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
     }
 }
 
@@ -688,6 +733,38 @@ mod tests {
             locations(&definition(v)),
             ["tools[0].http.headers[1].secretKeyRef.name"]
         );
+    }
+
+    #[test]
+    fn the_content_hash_is_canonical_and_follows_the_content() {
+        let d = definition(support());
+        let hash = d.content_hash();
+        assert_eq!(hash.len(), 64);
+        assert!(
+            hash.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        // Key order and spelt-out defaults do not matter.
+        let mut v = support();
+        v["timeoutSeconds"] = json!(DEFAULT_TIMEOUT_SECONDS);
+        let reordered: Value =
+            serde_json::from_str(&serde_json::to_string_pretty(&v).unwrap()).unwrap();
+        assert_eq!(definition(reordered).content_hash(), hash);
+        v["maxIterations"] = json!(9);
+        assert_ne!(definition(v).content_hash(), hash);
+        let mut text = String::new();
+        canonical(&json!({"b": [1, {"d": 1, "c": "x"}], "a": null}), &mut text);
+        assert_eq!(text, r#"{"a":null,"b":[1,{"c":"x","d":1}]}"#);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let mut v = support();
+        v["surprise"] = json!(1);
+        assert!(serde_json::from_value::<Definition>(v).is_err());
+        let mut v = support();
+        v["tools"][0]["http"]["verb"] = json!("GET");
+        assert!(serde_json::from_value::<Definition>(v).is_err());
     }
 
     #[test]
