@@ -24,7 +24,7 @@ pub const DEFAULT_TOP_K: i32 = 5;
 pub const DEFAULT_MEMORY_SIZE: i32 = 20;
 
 /// An agent.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Definition {
     /// The model the agent calls through the gateway.
@@ -48,9 +48,11 @@ pub struct Definition {
     pub rag: Option<RagSettings>,
     /// Most model calls (steps of the tool-calling loop) in one task.
     #[serde(default = "default_max_iterations")]
+    #[schema(minimum = 1, maximum = 100, default = 10)]
     pub max_iterations: i32,
     /// Most time one task may take, in seconds.
     #[serde(default = "default_timeout_seconds")]
+    #[schema(minimum = 1, maximum = 3600, default = 120)]
     pub timeout_seconds: i32,
 }
 
@@ -63,7 +65,7 @@ fn default_timeout_seconds() -> i32 {
 }
 
 /// A model and its sampling settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ModelSettings {
     /// Provider registered in the gateway.
@@ -72,14 +74,16 @@ pub struct ModelSettings {
     pub name: String,
     /// Sampling temperature, 0 to 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f64>,
     /// Most tokens the model may produce in one answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000000)]
     pub max_tokens: Option<i32>,
 }
 
 /// A prompt template and the values of its variables.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PromptTemplateRef {
     /// Name of the template.
@@ -90,7 +94,7 @@ pub struct PromptTemplateRef {
 }
 
 /// A tool the model may call. The field named by `kind` holds its settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Tool {
     /// Name the model calls the tool by.
@@ -102,6 +106,7 @@ pub struct Tool {
     pub kind: ToolKind,
     /// JSON Schema of the arguments the model passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<serde_json::Map<String, Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpTool>,
@@ -121,6 +126,7 @@ pub struct Tool {
     Copy,
     Serialize,
     Deserialize,
+    utoipa::ToSchema,
     PartialEq,
     Eq,
     Hash,
@@ -177,7 +183,7 @@ impl Tool {
 }
 
 /// An HTTP endpoint called with the model's arguments as JSON.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpTool {
     /// http:// or https:// URL.
@@ -200,7 +206,18 @@ fn default_tool_timeout() -> i32 {
 }
 
 /// HTTP methods a tool may use.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, strum::VariantArray)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum HttpMethod {
     Get,
@@ -211,7 +228,7 @@ pub enum HttpMethod {
 }
 
 /// A header of an http tool: a literal value, or a reference to the Secret key holding it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpHeader {
     pub name: String,
@@ -224,7 +241,7 @@ pub struct HttpHeader {
 }
 
 /// A key of a Secret in the agent's namespace.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretKeyRef {
     pub name: String,
@@ -232,7 +249,7 @@ pub struct SecretKeyRef {
 }
 
 /// Retrieval settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RagSettings {
     /// Collections searched, at least one.
@@ -247,21 +264,32 @@ fn default_top_k() -> i32 {
 }
 
 /// Another agent, by name.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentRef {
     pub name: String,
 }
 
 /// A tool the runtime implements.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BuiltinTool {
     pub name: BuiltinName,
 }
 
 /// Builtin tools.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, strum::VariantArray)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum BuiltinName {
     CurrentTime,
@@ -270,7 +298,7 @@ pub enum BuiltinName {
 }
 
 /// Memory of chat sessions.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Memory {
     #[serde(rename = "type")]
@@ -285,7 +313,18 @@ pub struct Memory {
 }
 
 /// Kinds of memory.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, strum::VariantArray)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MemoryKind {
     /// Each turn stands alone.
@@ -445,7 +484,7 @@ fn canonical(value: &Value, out: &mut String) {
 }
 
 /// A problem with a definition, and the field it is in.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct ValidationError {
     /// The field, as a path in the definition's JSON form: `tools[1].http.url`,
     /// `memory.size`, … Empty when the definition as a whole is at fault.
