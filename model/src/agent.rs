@@ -32,6 +32,7 @@ pub struct Definition {
     /// Instructions given to the model as the system message; exclusive with
     /// `prompt_template_ref`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 65536)]
     pub system_prompt: Option<String>,
     /// A prompt template whose rendering is the system message; exclusive with
     /// `system_prompt`.
@@ -39,6 +40,7 @@ pub struct Definition {
     pub prompt_template_ref: Option<PromptTemplateRef>,
     /// Tools the model may call, with unique names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 64)]
     pub tools: Vec<Tool>,
     /// What the agent remembers between turns of a chat session; see [`Definition::memory`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,8 +71,10 @@ fn default_timeout_seconds() -> i32 {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ModelSettings {
     /// Provider registered in the gateway.
+    #[schema(min_length = 1, max_length = 63)]
     pub provider: String,
     /// Model name as the provider knows it.
+    #[schema(min_length = 1, max_length = 253)]
     pub name: String,
     /// Sampling temperature, 0 to 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,6 +91,7 @@ pub struct ModelSettings {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PromptTemplateRef {
     /// Name of the template.
+    #[schema(min_length = 1, max_length = 253)]
     pub name: String,
     /// Values of the template's variables, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -97,10 +102,12 @@ pub struct PromptTemplateRef {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Tool {
-    /// Name the model calls the tool by.
+    /// Name the model calls the tool by: a letter, then letters, digits, '_' and '-'.
+    #[schema(pattern = "^[A-Za-z][A-Za-z0-9_-]{0,63}$")]
     pub name: String,
     /// What the tool does, told to the model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096)]
     pub description: Option<String>,
     #[serde(rename = "type")]
     pub kind: ToolKind,
@@ -186,7 +193,9 @@ impl Tool {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpTool {
-    /// http:// or https:// URL.
+    /// http:// or https:// URL; `{name}` in its path or query is replaced by the
+    /// argument of that name.
+    #[schema(max_length = 2048, pattern = "^https?://")]
     pub url: String,
     #[serde(default = "default_method")]
     pub method: HttpMethod,
@@ -194,6 +203,7 @@ pub struct HttpTool {
     pub headers: Vec<HttpHeader>,
     /// Most time one call may take, in seconds.
     #[serde(default = "default_tool_timeout")]
+    #[schema(minimum = 1, maximum = 600, default = 30)]
     pub timeout_seconds: i32,
 }
 
@@ -231,9 +241,11 @@ pub enum HttpMethod {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpHeader {
+    #[schema(min_length = 1, max_length = 256)]
     pub name: String,
     /// A literal value; exclusive with `secret_key_ref`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 8192)]
     pub value: Option<String>,
     /// Where the value is kept; exclusive with `value`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -244,7 +256,9 @@ pub struct HttpHeader {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretKeyRef {
+    #[schema(pattern = "^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")]
     pub name: String,
+    #[schema(min_length = 1, max_length = 253)]
     pub key: String,
 }
 
@@ -253,9 +267,11 @@ pub struct SecretKeyRef {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RagSettings {
     /// Collections searched, at least one.
+    #[schema(min_items = 1, max_items = 32)]
     pub collections: Vec<String>,
     /// Passages retrieved.
     #[serde(default = "default_top_k")]
+    #[schema(minimum = 1, maximum = 100, default = 5)]
     pub top_k: i32,
 }
 
@@ -267,6 +283,7 @@ fn default_top_k() -> i32 {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentRef {
+    #[schema(min_length = 1, max_length = 253)]
     pub name: String,
 }
 
@@ -306,6 +323,7 @@ pub struct Memory {
     /// Messages kept verbatim; [`DEFAULT_MEMORY_SIZE`] when absent. Not allowed with
     /// `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub size: Option<i32>,
     /// How long an idle session is remembered: a duration such as `90s`, `30m`, `1h30m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

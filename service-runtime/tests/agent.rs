@@ -1217,7 +1217,7 @@ async fn streamed_tasks_send_steps_and_text_as_they_happen(pool: sqlx::PgPool) {
     assert_eq!(done["output"], r#"final: {"result":1024.0}"#);
     assert_eq!(done["usage"]["totalTokens"], 30);
 
-    // A task that cannot start streams its problem.
+    // A task whose model cannot be called ends as a failed run, told as such.
     env.create(&t, "nothing", {
         let mut d = definition("answer", json!([]));
         d["model"]["provider"] = json!("missing");
@@ -1228,5 +1228,21 @@ async fn streamed_tasks_send_steps_and_text_as_they_happen(pool: sqlx::PgPool) {
         .invoke(&user(&t), "nothing", json!({"input": "hi", "stream": true}))
         .await;
     let text = String::from_utf8_lossy(&r.raw).to_string();
-    assert!(text.contains("event: error"), "{text}");
+    let done = text
+        .split("\n\n")
+        .find(|b| b.contains("event: done"))
+        .and_then(|b| b.lines().find_map(|l| l.strip_prefix("data: ")))
+        .unwrap_or_else(|| panic!("{text}"));
+    let done: Value = serde_json::from_str(done).unwrap();
+    assert_eq!(done["status"], "failed");
+    assert!(
+        done["error"].as_str().unwrap().contains("gateway"),
+        "{done}"
+    );
+    let r = env
+        .invoke(&user(&t), "nothing", json!({"input": "hi"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "failed");
+    assert_eq!(r.body["iterations"], 1);
 }

@@ -114,7 +114,7 @@ fn router() -> Router<AgentState> {
     paths(create, list, get_agent, replace, delete, run::invoke, get_run,
           memory::create_session, memory::get_session, memory::delete_session),
     components(schemas(NewAgent, Replacement, Agent, AgentPage, Run, Step, RunWithSteps,
-                       run::InvokeRequest, run::InvokeResult, run::Usage, run::StepEvent,
+                       run::InvokeRequest, run::InvokeResult, run::RunUsage, run::StepEvent, run::InvokeEvent,
                        run::DeltaEvent, memory::Session, memory::SessionMessage, Problem)),
     tags((name = "agent", description = "Agents, their runs, and chat sessions with memory"))
 )]

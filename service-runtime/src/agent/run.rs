@@ -42,25 +42,56 @@ const MAX_STREAMED_BYTES: usize = 4 * 1024 * 1024;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct InvokeRequest {
     /// The task, or the user's message in a session: 1 to 32768 characters (the
-    /// service's FAAS_AGENT_MAX_INPUT_CHARS).
-    #[schema(min_length = 1, max_length = 32768, pattern = r"\S")]
+    /// service's FAAS_AGENT_MAX_INPUT_CHARS), not only white space.
+    #[schema(
+        min_length = 1,
+        max_length = 32768,
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+    )]
     pub input: String,
     /// A chat session of the caller with this agent: its memory is given to the model,
     /// and this turn is added to it.
     #[serde(default)]
     pub session_id: Option<Uuid>,
-    /// Values of the prompt template's variables, over those the agent gives.
+    /// Values of the prompt template's variables, over those the agent gives: at most
+    /// 64 strings, numbers, booleans or nulls.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = variables_schema)]
     pub variables: Map<String, Value>,
     /// Answer with server-sent events instead of one JSON document.
     #[serde(default)]
     pub stream: bool,
 }
 
+const MAX_VARIABLES: usize = 64;
+
+fn variables_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
+    let no_nul = || Some("^[^\\u0000]*$");
+    let scalar = OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::new(Type::String))
+                .pattern(no_nul()),
+        )
+        .item(ObjectBuilder::new().schema_type(SchemaType::new(Type::Number)))
+        .item(ObjectBuilder::new().schema_type(SchemaType::new(Type::Boolean)))
+        .item(ObjectBuilder::new().schema_type(SchemaType::new(Type::Null)));
+    ObjectBuilder::new()
+        .schema_type(SchemaType::new(Type::Object))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::new(Type::String))
+                .pattern(no_nul()),
+        ))
+        .additional_properties(Some(utoipa::openapi::schema::Schema::OneOf(scalar.build())))
+        .max_properties(Some(MAX_VARIABLES))
+        .into()
+}
+
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Usage {
+pub struct RunUsage {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub total_tokens: i64,
@@ -83,9 +114,20 @@ pub struct InvokeResult {
     pub session_id: Option<Uuid>,
     /// Model calls made.
     pub iterations: i32,
-    pub usage: Usage,
+    pub usage: RunUsage,
     /// Every step, in order.
     pub steps: Vec<Step>,
+}
+
+/// One server-sent event of a streamed task.
+#[derive(Serialize, ToSchema)]
+pub struct InvokeEvent {
+    /// `step`, `delta`, `done` or `error`.
+    #[schema(pattern = "^(step|delta|done|error)$")]
+    pub event: String,
+    /// JSON: a StepEvent (`step`), a DeltaEvent (`delta`), the InvokeResult (`done`), or a
+    /// problem (`error`).
+    pub data: String,
 }
 
 /// The data of a `step` event: a step as it was recorded.
@@ -104,16 +146,13 @@ pub struct DeltaEvent {
 
 #[utoipa::path(post, path = "/v1/agents/{name}/invoke", tag = "agent", params(AgentPath),
     request_body = InvokeRequest,
-    responses((status = 200, description = "The task ran: its answer, or why it failed (a limit reached, a tool \
-                that kept failing), with every step and the tokens used. With `stream`, server-sent events: \
+    responses((status = 200, description = "The task ran: its answer, or why it failed (a limit reached, the \
+                gateway or a component the agent needs refusing or failing), with every step and the tokens used. With `stream`, server-sent events: \
                 `step` (a StepEvent) as each step ends, `delta` ({\"text\"}) as the model writes, then `done` \
                 (the InvokeResult) or `error` (a problem)",
-               content((InvokeResult = "application/json"), (String = "text/event-stream"))),
+               content((InvokeResult = "application/json"), (InvokeEvent = "text/event-stream"))),
               (status = 404, description = "The tenant has no such agent, or the caller no such session with it", body = crate::platform::error::Problem, content_type = "application/problem+json"),
-              (status = 422, description = "The input is empty or too long, or the agent's prompt template cannot be rendered", body = crate::platform::error::Problem, content_type = "application/problem+json"),
-              (status = 502, description = "The gateway, or the rag or prompt component, failed", body = crate::platform::error::Problem, content_type = "application/problem+json"),
-              (status = 503, description = "The gateway or a component the agent needs is not available", body = crate::platform::error::Problem, content_type = "application/problem+json"),
-              (status = 504, description = "The gateway did not answer in time", body = crate::platform::error::Problem, content_type = "application/problem+json")))]
+              (status = 422, description = "The input is empty or too long, or the variables are not a flat object of at most 64 values", body = crate::platform::error::Problem, content_type = "application/problem+json")))]
 pub(super) async fn invoke(
     State(state): State<AgentState>,
     p: Principal,
@@ -129,6 +168,16 @@ pub(super) async fn invoke(
     if input.input.trim().is_empty() || chars > max {
         return Err(ApiError::Validation(format!(
             "input: 1 to {max} characters, not only white space"
+        )));
+    }
+    if input.variables.len() > MAX_VARIABLES
+        || input
+            .variables
+            .values()
+            .any(|v| v.is_array() || v.is_object())
+    {
+        return Err(ApiError::Validation(format!(
+            "variables: at most {MAX_VARIABLES} strings, numbers, booleans or nulls"
         )));
     }
     let agent = store::get(&agents.db, &p.tenant_id, &path.name).await?;
@@ -294,15 +343,17 @@ impl Task {
         .await?;
         let limit = self.definition.timeout_seconds.max(1) as u64;
         let ended = tokio::time::timeout(Duration::from_secs(limit), self.run(&mut progress)).await;
-        let (end, failure) = match ended {
-            Ok(Ok(end)) => (end, None),
-            Ok(Err(e)) => (End::Failed(e.public_detail()), Some(e)),
-            Err(_) => (
-                End::Failed(format!(
-                    "timeoutSeconds: the task did not finish within {limit} s"
-                )),
-                None,
-            ),
+        // Once the run is under way, whatever stops it (a limit, the gateway, a component
+        // the agent needs) is how the run ended: recorded, and answered with the run.
+        let end = match ended {
+            Ok(Ok(end)) => end,
+            Ok(Err(e)) => {
+                e.log();
+                End::Failed(e.public_detail())
+            }
+            Err(_) => End::Failed(format!(
+                "timeoutSeconds: the task did not finish within {limit} s"
+            )),
         };
         let (output, error) = match &end {
             End::Answer(a) => (Some(a.as_str()), None),
@@ -321,9 +372,6 @@ impl Task {
             },
         )
         .await?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
         let (run, steps) =
             store::run(&db, &self.caller.principal, &self.agent.name, progress.run).await?;
         Ok(InvokeResult {
@@ -334,7 +382,7 @@ impl Task {
             error: run.error,
             session_id: run.session_id,
             iterations: run.iterations,
-            usage: Usage {
+            usage: RunUsage {
                 prompt_tokens: run.prompt_tokens,
                 completion_tokens: run.completion_tokens,
                 total_tokens: run.prompt_tokens.saturating_add(run.completion_tokens),
