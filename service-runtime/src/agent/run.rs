@@ -209,7 +209,11 @@ pub(super) async fn invoke(
         events: None,
     };
     if !input.stream {
-        let result = execute_turn(task).await?;
+        // On a task of its own, so that a caller who goes away, or the request's time
+        // limit, never leaves the run unrecorded.
+        let result = tokio::spawn(execute_turn(task))
+            .await
+            .map_err(ApiError::internal)??;
         return Ok(Json(result).into_response());
     }
     let (tx, rx) = mpsc::channel::<Event>(64);
