@@ -115,6 +115,11 @@ fn fill(template: &str, args: &mut Map<String, Value>, sample: bool) -> Result<S
                     ));
                 }
             };
+            // A whole path segment of `.` or `..` would be resolved away, leaving the path
+            // the template fixes.
+            if value == "." || value == ".." {
+                return Err(format!("the argument {name} may not be '.' or '..'"));
+            }
             out.push_str(&encode(&value));
         }
         rest = &rest[start + len + 1..];
@@ -528,6 +533,11 @@ mod tests {
         assert_eq!(url, "https://h.example.com/t/a%20b%2F..%2Fc?n=3");
         assert_eq!(args.len(), 1);
         assert!(fill("https://h/{x}", &mut Map::new(), false).is_err());
+        for dots in [".", ".."] {
+            let mut args = Map::new();
+            args.insert("id".into(), json!(dots));
+            assert!(fill("https://h/a/{id}/b", &mut args, false).is_err());
+        }
         let p = EgressPolicy::default();
         assert!(check_template("https://api.example.org/{id}", &p).is_ok());
         assert!(check_template("https://{host}.example.org/", &p).is_err());
