@@ -1246,3 +1246,46 @@ async fn streamed_tasks_send_steps_and_text_as_they_happen(pool: sqlx::PgPool) {
     assert_eq!(r.body["status"], "failed");
     assert_eq!(r.body["iterations"], 1);
 }
+
+#[sqlx::test]
+async fn the_web_fetch_builtin_goes_through_the_egress_policy(pool: sqlx::PgPool) {
+    let t = unique("af");
+    let env = env(pool, &[&t], &[]).await;
+    env.create(
+        &t,
+        "fetch",
+        definition(
+            "use-tool",
+            json!([{"name": "fetch", "type": "builtin", "builtin": {"name": "web-fetch"}}]),
+        ),
+    )
+    .await;
+    let url = format!("{}/tickets/9", env.tool_base);
+    let out = env
+        .ok(
+            &t,
+            "fetch",
+            json!({"input": json!({"url": url}).to_string()}),
+        )
+        .await;
+    let step = &out["steps"][1];
+    assert!(
+        step["output"].as_str().unwrap().contains(r#""ticket":"9""#),
+        "{step}"
+    );
+    for refused in [
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.1/",
+        "file:///etc/passwd",
+    ] {
+        let out = env
+            .ok(
+                &t,
+                "fetch",
+                json!({"input": json!({"url": refused}).to_string()}),
+            )
+            .await;
+        let error = out["steps"][1]["error"].as_str().unwrap();
+        assert!(error.starts_with("refused"), "{refused}: {error}");
+    }
+}

@@ -48,6 +48,10 @@ pub async fn call(
             if !url.username().is_empty() || url.password().is_some() {
                 return Err("URLs with credentials are not fetched".into());
             }
+            agents
+                .policy
+                .check_url(&url)
+                .map_err(|r| format!("refused: {r}"))?;
             let req = agents
                 .egress
                 .inner()
