@@ -141,7 +141,7 @@ async fn chat(State(seen): State<Seen>, axum::Json(body): axum::Json<Value>) -> 
 
 /// A tool endpoint that records what it is sent and answers with it, the authorization
 /// header included, as a careless API might.
-async fn ticket(
+async fn order(
     State(seen): State<Seen>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -156,7 +156,7 @@ async fn ticket(
         .lock()
         .unwrap()
         .push(json!({"id": id, "authorization": auth, "body": body}));
-    axum::Json(json!({"ticket": id, "state": "open", "seenAuthorization": auth})).into_response()
+    axum::Json(json!({"order": id, "state": "open", "seenAuthorization": auth})).into_response()
 }
 
 async fn failing(headers: HeaderMap) -> Response {
@@ -191,7 +191,7 @@ async fn env(pool: sqlx::PgPool, tenants: &[&str], extra: &[(&str, &str)]) -> En
     let upstream_base = serve_tcp(&upstream).await;
     let tool = Seen::default();
     let tool_server = Router::new()
-        .route("/tickets/{id}", post(ticket).get(ticket))
+        .route("/orders/{id}", post(order).get(order))
         .route("/failing", get(failing).post(failing))
         .with_state(tool.clone());
     let tool_base = serve_tcp(&tool_server).await;
@@ -311,7 +311,7 @@ async fn agents_are_managed_per_tenant_and_resources_are_read_only(pool: sqlx::P
     let (a, b) = (unique("aa"), unique("ab"));
     let env = env(pool.clone(), &[&a], &[]).await;
     let created = env
-        .create(&a, "helper", definition("answer", json!([])))
+        .create(&a, "assistant", definition("answer", json!([])))
         .await;
     assert_eq!(created["source"], "api");
     assert_eq!(created["revision"], 1);
@@ -322,7 +322,7 @@ async fn agents_are_managed_per_tenant_and_resources_are_read_only(pool: sqlx::P
     assert_eq!(created["contentHash"], d.content_hash());
 
     // Same name again; a user may not create.
-    let body = json!({"name": "helper", "definition": definition("answer", json!([]))});
+    let body = json!({"name": "assistant", "definition": definition("answer", json!([]))});
     call(
         &env.app.router,
         "POST",
@@ -350,7 +350,7 @@ async fn agents_are_managed_per_tenant_and_resources_are_read_only(pool: sqlx::P
             call(
                 &router,
                 "PUT",
-                "/v1/agents/helper",
+                "/v1/agents/assistant",
                 Some(&token),
                 Some(json!({"definition": d})),
             )
@@ -368,15 +368,15 @@ async fn agents_are_managed_per_tenant_and_resources_are_read_only(pool: sqlx::P
 
     // Another tenant sees none of it.
     for (method, uri) in [
-        ("GET", "/v1/agents/helper"),
-        ("DELETE", "/v1/agents/helper"),
-        ("POST", "/v1/agents/helper/sessions"),
+        ("GET", "/v1/agents/assistant"),
+        ("DELETE", "/v1/agents/assistant"),
+        ("POST", "/v1/agents/assistant/sessions"),
     ] {
         call(&env.app.router, method, uri, Some(&admin(&b)), None)
             .await
             .assert_problem(404);
     }
-    env.invoke(&user(&b), "helper", json!({"input": "hi"}))
+    env.invoke(&user(&b), "assistant", json!({"input": "hi"}))
         .await
         .assert_problem(404);
     let r = call(&env.app.router, "GET", "/v1/agents", Some(&user(&b)), None).await;
@@ -458,7 +458,7 @@ async fn agents_are_managed_per_tenant_and_resources_are_read_only(pool: sqlx::P
     let r = call(
         &env.app.router,
         "DELETE",
-        "/v1/agents/helper",
+        "/v1/agents/assistant",
         Some(&admin(&a)),
         None,
     )
@@ -467,7 +467,7 @@ async fn agents_are_managed_per_tenant_and_resources_are_read_only(pool: sqlx::P
     call(
         &env.app.router,
         "GET",
-        "/v1/agents/helper",
+        "/v1/agents/assistant",
         Some(&user(&a)),
         None,
     )
@@ -795,7 +795,7 @@ async fn http_tools_send_secrets_by_reference_and_never_show_them(pool: sqlx::Pg
         "Bearer of-another-tenant",
     );
     let http = |url: String, secret: &str| {
-        json!([{"name": "ticket", "type": "http",
+        json!([{"name": "order", "type": "http",
                 "parameters": {"type": "object", "properties": {"id": {"type": "string", "pattern": "^[0-9]+$"},
                                                                 "note": {"type": "string"}},
                                "required": ["id"], "additionalProperties": false},
@@ -810,7 +810,7 @@ async fn http_tools_send_secrets_by_reference_and_never_show_them(pool: sqlx::Pg
         "desk",
         definition(
             "use-tool",
-            http(format!("{base}/tickets/{{id}}"), "helpdesk-api"),
+            http(format!("{base}/orders/{{id}}"), "helpdesk-api"),
         ),
     )
     .await;
@@ -889,7 +889,7 @@ async fn http_tools_send_secrets_by_reference_and_never_show_them(pool: sqlx::Pg
 
     // A Secret of another tenant, or a path out of the tenant's folder, cannot be named.
     for (name, secret) in [("theft", "theirs"), ("escape", "..")] {
-        let mut d = definition("use-tool", http(format!("{base}/tickets/{{id}}"), secret));
+        let mut d = definition("use-tool", http(format!("{base}/orders/{{id}}"), secret));
         d["tools"][0]["http"]["headers"][0]["secretKeyRef"]["name"] = json!(secret);
         let r = call(
             &env.app.router,
@@ -1260,7 +1260,7 @@ async fn the_web_fetch_builtin_goes_through_the_egress_policy(pool: sqlx::PgPool
         ),
     )
     .await;
-    let url = format!("{}/tickets/9", env.tool_base);
+    let url = format!("{}/orders/9", env.tool_base);
     let out = env
         .ok(
             &t,
@@ -1270,7 +1270,7 @@ async fn the_web_fetch_builtin_goes_through_the_egress_policy(pool: sqlx::PgPool
         .await;
     let step = &out["steps"][1];
     assert!(
-        step["output"].as_str().unwrap().contains(r#""ticket":"9""#),
+        step["output"].as_str().unwrap().contains(r#""order":"9""#),
         "{step}"
     );
     for refused in [
