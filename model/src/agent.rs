@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 /// Default of [`Definition::max_iterations`].
 pub const DEFAULT_MAX_ITERATIONS: i32 = 10;
@@ -23,14 +24,15 @@ pub const DEFAULT_TOP_K: i32 = 5;
 pub const DEFAULT_MEMORY_SIZE: i32 = 20;
 
 /// An agent.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Definition {
     /// The model the agent calls through the gateway.
     pub model: ModelSettings,
     /// Instructions given to the model as the system message; exclusive with
     /// `prompt_template_ref`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 65536)]
     pub system_prompt: Option<String>,
     /// A prompt template whose rendering is the system message; exclusive with
     /// `system_prompt`.
@@ -38,6 +40,7 @@ pub struct Definition {
     pub prompt_template_ref: Option<PromptTemplateRef>,
     /// Tools the model may call, with unique names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 64)]
     pub tools: Vec<Tool>,
     /// What the agent remembers between turns of a chat session; see [`Definition::memory`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,9 +50,11 @@ pub struct Definition {
     pub rag: Option<RagSettings>,
     /// Most model calls (steps of the tool-calling loop) in one task.
     #[serde(default = "default_max_iterations")]
+    #[schema(minimum = 1, maximum = 100, default = 10)]
     pub max_iterations: i32,
     /// Most time one task may take, in seconds.
     #[serde(default = "default_timeout_seconds")]
+    #[schema(minimum = 1, maximum = 3600, default = 120)]
     pub timeout_seconds: i32,
 }
 
@@ -62,26 +67,31 @@ fn default_timeout_seconds() -> i32 {
 }
 
 /// A model and its sampling settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ModelSettings {
     /// Provider registered in the gateway.
+    #[schema(min_length = 1, max_length = 63)]
     pub provider: String,
     /// Model name as the provider knows it.
+    #[schema(min_length = 1, max_length = 253)]
     pub name: String,
     /// Sampling temperature, 0 to 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f64>,
     /// Most tokens the model may produce in one answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000000)]
     pub max_tokens: Option<i32>,
 }
 
 /// A prompt template and the values of its variables.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PromptTemplateRef {
     /// Name of the template.
+    #[schema(min_length = 1, max_length = 253)]
     pub name: String,
     /// Values of the template's variables, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -89,18 +99,21 @@ pub struct PromptTemplateRef {
 }
 
 /// A tool the model may call. The field named by `kind` holds its settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Tool {
-    /// Name the model calls the tool by.
+    /// Name the model calls the tool by: a letter, then letters, digits, '_' and '-'.
+    #[schema(pattern = "^[A-Za-z][A-Za-z0-9_-]{0,63}$")]
     pub name: String,
     /// What the tool does, told to the model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096)]
     pub description: Option<String>,
     #[serde(rename = "type")]
     pub kind: ToolKind,
     /// JSON Schema of the arguments the model passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<serde_json::Map<String, Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpTool>,
@@ -120,6 +133,7 @@ pub struct Tool {
     Copy,
     Serialize,
     Deserialize,
+    utoipa::ToSchema,
     PartialEq,
     Eq,
     Hash,
@@ -176,10 +190,12 @@ impl Tool {
 }
 
 /// An HTTP endpoint called with the model's arguments as JSON.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpTool {
-    /// http:// or https:// URL.
+    /// http:// or https:// URL; `{name}` in its path or query is replaced by the
+    /// argument of that name.
+    #[schema(max_length = 2048, pattern = "^https?://")]
     pub url: String,
     #[serde(default = "default_method")]
     pub method: HttpMethod,
@@ -187,6 +203,7 @@ pub struct HttpTool {
     pub headers: Vec<HttpHeader>,
     /// Most time one call may take, in seconds.
     #[serde(default = "default_tool_timeout")]
+    #[schema(minimum = 1, maximum = 600, default = 30)]
     pub timeout_seconds: i32,
 }
 
@@ -199,7 +216,18 @@ fn default_tool_timeout() -> i32 {
 }
 
 /// HTTP methods a tool may use.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, strum::VariantArray)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum HttpMethod {
     Get,
@@ -210,12 +238,14 @@ pub enum HttpMethod {
 }
 
 /// A header of an http tool: a literal value, or a reference to the Secret key holding it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpHeader {
+    #[schema(min_length = 1, max_length = 256)]
     pub name: String,
     /// A literal value; exclusive with `secret_key_ref`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 8192)]
     pub value: Option<String>,
     /// Where the value is kept; exclusive with `value`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -223,21 +253,25 @@ pub struct HttpHeader {
 }
 
 /// A key of a Secret in the agent's namespace.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretKeyRef {
+    #[schema(pattern = "^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")]
     pub name: String,
+    #[schema(min_length = 1, max_length = 253)]
     pub key: String,
 }
 
 /// Retrieval settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RagSettings {
     /// Collections searched, at least one.
+    #[schema(min_items = 1, max_items = 32)]
     pub collections: Vec<String>,
     /// Passages retrieved.
     #[serde(default = "default_top_k")]
+    #[schema(minimum = 1, maximum = 100, default = 5)]
     pub top_k: i32,
 }
 
@@ -246,21 +280,33 @@ fn default_top_k() -> i32 {
 }
 
 /// Another agent, by name.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentRef {
+    #[schema(min_length = 1, max_length = 253)]
     pub name: String,
 }
 
 /// A tool the runtime implements.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BuiltinTool {
     pub name: BuiltinName,
 }
 
 /// Builtin tools.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, strum::VariantArray)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum BuiltinName {
     CurrentTime,
@@ -269,14 +315,15 @@ pub enum BuiltinName {
 }
 
 /// Memory of chat sessions.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Memory {
     #[serde(rename = "type")]
     pub kind: MemoryKind,
     /// Messages kept verbatim; [`DEFAULT_MEMORY_SIZE`] when absent. Not allowed with
     /// `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub size: Option<i32>,
     /// How long an idle session is remembered: a duration such as `90s`, `30m`, `1h30m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -284,7 +331,18 @@ pub struct Memory {
 }
 
 /// Kinds of memory.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, strum::VariantArray)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MemoryKind {
     /// Each turn stands alone.
@@ -338,6 +396,18 @@ pub fn parse_duration(s: &str) -> Option<u64> {
 }
 
 impl Definition {
+    /// SHA-256 (lower-case hex) of the definition's camelCase JSON form with the keys of
+    /// every object sorted and no white space: the operator and the runtime compute it
+    /// alike, so a stored row tells whether its content changed. Defaults count as
+    /// written: a definition that spells out a default hashes like one that omits it.
+    pub fn content_hash(&self) -> String {
+        let value = serde_json::to_value(self).unwrap_or(Value::Null);
+        let mut text = String::new();
+        canonical(&value, &mut text);
+        let digest = Sha256::digest(text.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The memory in effect: the declared one, else a window of [`DEFAULT_MEMORY_SIZE`]
     /// messages.
     pub fn memory(&self) -> Memory {
@@ -399,8 +469,40 @@ impl Definition {
     }
 }
 
+/// `value` as JSON text with the keys of every object in byte order, whatever order the
+/// map type keeps.
+fn canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
 /// A problem with a definition, and the field it is in.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct ValidationError {
     /// The field, as a path in the definition's JSON form: `tools[1].http.url`,
     /// `memory.size`, … Empty when the definition as a whole is at fault.
@@ -688,6 +790,38 @@ mod tests {
             locations(&definition(v)),
             ["tools[0].http.headers[1].secretKeyRef.name"]
         );
+    }
+
+    #[test]
+    fn the_content_hash_is_canonical_and_follows_the_content() {
+        let d = definition(support());
+        let hash = d.content_hash();
+        assert_eq!(hash.len(), 64);
+        assert!(
+            hash.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        // Key order and spelt-out defaults do not matter.
+        let mut v = support();
+        v["timeoutSeconds"] = json!(DEFAULT_TIMEOUT_SECONDS);
+        let reordered: Value =
+            serde_json::from_str(&serde_json::to_string_pretty(&v).unwrap()).unwrap();
+        assert_eq!(definition(reordered).content_hash(), hash);
+        v["maxIterations"] = json!(9);
+        assert_ne!(definition(v).content_hash(), hash);
+        let mut text = String::new();
+        canonical(&json!({"b": [1, {"d": 1, "c": "x"}], "a": null}), &mut text);
+        assert_eq!(text, r#"{"a":null,"b":[1,{"c":"x","d":1}]}"#);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let mut v = support();
+        v["surprise"] = json!(1);
+        assert!(serde_json::from_value::<Definition>(v).is_err());
+        let mut v = support();
+        v["tools"][0]["http"]["verb"] = json!("GET");
+        assert!(serde_json::from_value::<Definition>(v).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub static COMPONENTS: &[&ComponentSpec] = &[
     &crate::llmops::SPEC,
     &crate::rag::SPEC,
     &crate::data_ingestion::SPEC,
+    &crate::agent::SPEC,
 ];
 
 /// The served component of that name.

@@ -3,6 +3,7 @@
 //!
 //! Dependencies point one way: `platform` ← `shared` ← each component ← `app`.
 
+pub mod agent;
 pub mod app;
 pub mod cache;
 pub mod data_ingestion;

@@ -263,11 +263,13 @@ fn llmop_event(
     }
 }
 
+/// The agent a call is made for (`X-Agent-ID`): as long as llmops keeps one (256), which
+/// holds every agent name (at most 253).
 fn agent_header(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-agent-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 200)
+        .filter(|s| !s.is_empty() && s.len() <= 256)
         .map(String::from)
 }
 

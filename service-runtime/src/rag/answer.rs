@@ -278,6 +278,8 @@ fn events(
                             let e = event("delta", &serde_json::json!({ "text": text }));
                             return Some((e, Step::Body(s, usage)));
                         }
+                        // No tools are offered: nothing to call.
+                        Some(Ok(StreamPiece::ToolCall(_))) => {}
                         Some(Ok(StreamPiece::Usage(u))) => {
                             usage = AnswerUsage {
                                 prompt_tokens: u.prompt_tokens,

@@ -94,7 +94,29 @@ pub struct Usage {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamPiece {
     Text(String),
+    /// A piece of a tool call the model is writing: the first piece of each call has its
+    /// id and name, the following ones more of its arguments.
+    ToolCall(ToolCallPiece),
     Usage(Usage),
+}
+
+/// A piece of a streamed tool call; `index` tells the calls of one answer apart.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ToolCallPiece {
+    #[serde(default)]
+    pub index: usize,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub function: FunctionPiece,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct FunctionPiece {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub arguments: Option<String>,
 }
 
 impl StreamPiece {
@@ -116,18 +138,20 @@ impl StreamPiece {
         struct Delta {
             #[serde(default)]
             content: Option<String>,
+            #[serde(default)]
+            tool_calls: Vec<ToolCallPiece>,
         }
         let chunk: Chunk = serde_json::from_str(data).map_err(|_| {
             ApiError::BadGateway("the gateway's answer is not a chat completion stream".into())
         })?;
-        if let Some(text) = chunk
-            .choices
-            .into_iter()
-            .next()
-            .and_then(|c| c.delta.content)
-            .filter(|t| !t.is_empty())
-        {
-            return Ok(Some(StreamPiece::Text(text)));
+        if let Some(mut delta) = chunk.choices.into_iter().next().map(|c| c.delta) {
+            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                return Ok(Some(StreamPiece::Text(text)));
+            }
+            // The gateway writes one call per chunk.
+            if !delta.tool_calls.is_empty() {
+                return Ok(Some(StreamPiece::ToolCall(delta.tool_calls.remove(0))));
+            }
         }
         Ok(chunk.usage.map(StreamPiece::Usage))
     }
@@ -198,17 +222,44 @@ struct ModelList {
     data: Vec<Model>,
 }
 
-/// The caller a call is made for: its bearer token as it came in, if any.
+/// The header that names the agent a model call is made for; the gateway reports it in
+/// the call's LLM-operation event, so cost can be told by agent.
+pub const AGENT_HEADER: &str = "x-agent-id";
+
+/// The caller a call is made for: its bearer token as it came in, if any, and the agent
+/// acting for it, if any.
 #[derive(Clone, Default)]
 pub struct OnBehalfOf {
     bearer: Option<SecretString>,
+    agent: Option<String>,
 }
 
 impl OnBehalfOf {
     pub fn bearer(token: &str) -> Self {
         Self {
             bearer: Some(SecretString::from(token)),
+            agent: None,
         }
+    }
+
+    /// The same caller, with `agent` acting for it.
+    pub fn for_agent(&self, agent: &str) -> Self {
+        Self {
+            bearer: self.bearer.clone(),
+            agent: Some(agent.to_string()),
+        }
+    }
+
+    /// `req` as made for this caller: with its bearer token and the agent's header. For
+    /// calls to the platform's own components only.
+    pub fn authorize(&self, mut req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Some(token) = &self.bearer {
+            req = req.bearer_auth(token.expose_secret());
+        }
+        if let Some(agent) = &self.agent {
+            req = req.header(AGENT_HEADER, agent);
+        }
+        req
     }
 
     /// No token: with authentication disabled, the gateway takes the tenant from the
@@ -410,15 +461,12 @@ impl GatewayClient {
         who: &OnBehalfOf,
     ) -> Result<reqwest::RequestBuilder, ApiError> {
         let url = self.base.join(path).map_err(ApiError::internal)?;
-        let mut req = self
+        let req = self
             .http
             .inner()
             .request(method, url)
             .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(token) = &who.bearer {
-            req = req.bearer_auth(token.expose_secret());
-        }
-        Ok(req)
+        Ok(who.authorize(req))
     }
 
     async fn send<T: serde::de::DeserializeOwned>(
