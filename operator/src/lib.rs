@@ -7,6 +7,7 @@ pub mod faas_service;
 pub mod kit;
 pub mod leader;
 pub mod metrics;
+pub mod prompt_template;
 pub mod run;
 pub mod server;
 pub mod telemetry;
