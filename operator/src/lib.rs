@@ -2,6 +2,7 @@
 //! (dereference, validate, build, apply, update_status), the [`kit`] they share, and the
 //! process that runs them under leader election.
 
+pub mod agent;
 pub mod config;
 pub mod faas_service;
 pub mod kit;

@@ -13,6 +13,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tracing::{error, info};
 
+use crate::agent;
 use crate::config::Config;
 use crate::faas_service;
 use crate::kit::database;
@@ -77,9 +78,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         )),
         prompt_template: Arc::new(prompt_template::Context::new(
             client.clone(),
+            recorder.clone(),
+            metrics.clone(),
+            db.clone(),
+        )),
+        agent: Arc::new(agent::Context::new(
+            client.clone(),
             recorder,
             metrics.clone(),
             db,
+            config.cluster_domain.clone(),
         )),
     };
 
@@ -111,6 +119,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 struct Contexts {
     faas_service: Arc<faas_service::Context>,
     prompt_template: Arc<prompt_template::Context>,
+    agent: Arc<agent::Context>,
 }
 
 async fn lead_then_run(
@@ -218,7 +227,7 @@ async fn run_controllers(config: &Config, ctx: Contexts, stop: watch::Receiver<b
         list if list.is_empty() => vec![None],
         list => list.into_iter().map(Some).collect(),
     };
-    info!(namespaces = ?namespaces, "starting the FaasService and PromptTemplate controllers");
+    info!(namespaces = ?namespaces, "starting the FaasService, PromptTemplate and Agent controllers");
     let mut tasks = Vec::new();
     for ns in namespaces {
         tasks.push(tokio::spawn(faas_service::run(
@@ -229,6 +238,12 @@ async fn run_controllers(config: &Config, ctx: Contexts, stop: watch::Receiver<b
         )));
         tasks.push(tokio::spawn(prompt_template::run(
             ctx.prompt_template.clone(),
+            ns.clone(),
+            config.concurrency,
+            stopped(stop.clone()),
+        )));
+        tasks.push(tokio::spawn(agent::run(
+            ctx.agent.clone(),
             ns,
             config.concurrency,
             stopped(stop.clone()),
