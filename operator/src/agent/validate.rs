@@ -266,7 +266,7 @@ fn check_secrets(
             continue;
         }
         match resolved.secrets.get(&s.name) {
-            Some(Found::Present(keys)) if keys.iter().any(|k| *k == s.key) => {}
+            Some(Found::Present(keys)) if keys.contains(&s.key) => {}
             Some(Found::Present(_)) => missing.push((
                 "SecretKeyNotFound",
                 format!("Secret {ns}/{name} has no key {key:?}, named by {at}.secretKeyRef"),
