@@ -50,6 +50,12 @@ pub use faas_model::prompt::{Role, VariableType};
         priority = 1
     ),
     printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the version is served by the prompt service"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -170,7 +176,8 @@ pub struct PromptTemplateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Valid and Synced.
+    /// Valid (the content parses and uses only declared variables), Synced (it is written to
+    /// the platform's database) and Ready (the prompt service serves this version).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,

@@ -631,6 +631,17 @@ impl Checker {
         if r.collections.is_empty() || r.collections.len() > 32 {
             self.push(format!("{at}.collections"), "must list 1 to 32 collections");
         }
+        for (i, c) in r.collections.iter().enumerate() {
+            if !crate::rag::is_collection_name(c) {
+                self.push(
+                    format!("{at}.collections[{i}]"),
+                    format!(
+                        "must be 1 to {} of a-z, 0-9, '.', '_' and '-', starting with a letter or digit",
+                        crate::rag::MAX_COLLECTION_NAME
+                    ),
+                );
+            }
+        }
         self.range(&format!("{at}.topK"), r.top_k, 1, 100);
     }
 
@@ -783,6 +794,12 @@ mod tests {
                 "rag.topK",
                 "maxIterations",
             ]
+        );
+        let mut v = support();
+        v["rag"] = json!({"collections": ["docs", "../etc", "Docs"], "topK": 5});
+        assert_eq!(
+            locations(&definition(v)),
+            ["rag.collections[1]", "rag.collections[2]"]
         );
         let mut v = support();
         v["tools"][0]["http"]["headers"][1]["secretKeyRef"]["name"] = json!("Bad_Name");

@@ -2,7 +2,7 @@
 //!
 //! Nothing here talks to Kubernetes or does IO: the crate holds the component list and
 //! the backends each component needs, the content of prompt templates with its checks and
-//! hash, the agent definition, the payloads that cross components, and the serde helpers
+//! hash, the agent definition, the rules of rag collection names, the payloads that cross components, and the serde helpers
 //! their fields use.
 
 pub mod agent;
@@ -10,5 +10,6 @@ pub mod component;
 pub mod events;
 pub mod integer;
 pub mod prompt;
+pub mod rag;
 
 pub use component::{Backend, Component};

@@ -85,9 +85,41 @@ pub struct Config {
     #[arg(long, env = "FAAS_CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
 
+    /// URL of the platform's Postgres (postgres://user:password@host:port/database), where
+    /// Agents and PromptTemplates are published. Without it the operator still serves
+    /// FaasServices, and Agents and PromptTemplates report that it has no database. Read it
+    /// from a Secret (the chart's database.secret); it is never logged.
+    #[arg(long, env = "FAAS_OPERATOR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<DatabaseUrl>,
+
     /// Reconciles that may run at once per controller.
     #[arg(long, env = "FAAS_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
+}
+
+/// A database URL. It holds a password, so it never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL itself, for the connection pool only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(DatabaseUrl(s.trim().to_string()))
+    }
 }
 
 /// How log lines are written.
@@ -161,6 +193,21 @@ mod tests {
             c.defaults().runtime_image,
             "registry.local/faas-runtime:1.2.3"
         );
+    }
+
+    #[test]
+    fn the_database_url_is_optional_and_never_printed() {
+        let c = Config::try_parse_from(["faas-operator"]).unwrap();
+        assert!(c.database_url.is_none());
+        let c = Config::try_parse_from([
+            "faas-operator",
+            "--database-url",
+            "postgres://faas:hunter2@db:5432/faas",
+        ])
+        .unwrap();
+        let url = c.database_url.as_ref().unwrap();
+        assert_eq!(url.expose(), "postgres://faas:hunter2@db:5432/faas");
+        assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     #[test]

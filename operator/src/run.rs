@@ -13,9 +13,12 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tracing::{error, info};
 
+use crate::agent;
 use crate::config::Config;
-use crate::faas_service::{self, Context};
+use crate::faas_service;
+use crate::kit::database;
 use crate::metrics::Metrics;
+use crate::prompt_template;
 use crate::server::{self, Health};
 
 /// Runs the operator until SIGTERM or Ctrl-C.
@@ -52,12 +55,41 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         controller: "faas-operator".into(),
         instance: Some(identity.clone()),
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        Recorder::new(client.clone(), reporter),
-        config.defaults(),
-        metrics.clone(),
-    ));
+    let recorder = Recorder::new(client.clone(), reporter);
+    let db = match config
+        .database_url
+        .as_ref()
+        .filter(|u| !u.expose().is_empty())
+    {
+        Some(url) => Some(database::pool(url.expose())?),
+        None => {
+            info!(
+                "no database configured (FAAS_OPERATOR_DATABASE_URL): Agents and PromptTemplates are not published"
+            );
+            None
+        }
+    };
+    let ctx = Contexts {
+        faas_service: Arc::new(faas_service::Context::new(
+            client.clone(),
+            recorder.clone(),
+            config.defaults(),
+            metrics.clone(),
+        )),
+        prompt_template: Arc::new(prompt_template::Context::new(
+            client.clone(),
+            recorder.clone(),
+            metrics.clone(),
+            db.clone(),
+        )),
+        agent: Arc::new(agent::Context::new(
+            client.clone(),
+            recorder,
+            metrics.clone(),
+            db,
+            config.cluster_domain.clone(),
+        )),
+    };
 
     let result = if config.leader_election {
         lead_then_run(
@@ -82,10 +114,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     result
 }
 
+/// What each controller shares between its reconciles.
+#[derive(Clone)]
+struct Contexts {
+    faas_service: Arc<faas_service::Context>,
+    prompt_template: Arc<prompt_template::Context>,
+    agent: Arc<agent::Context>,
+}
+
 async fn lead_then_run(
     config: &Config,
     client: Client,
-    ctx: Arc<Context>,
+    ctx: Contexts,
     identity: String,
     metrics: &Metrics,
     ready: &AtomicBool,
@@ -182,25 +222,31 @@ fn merge_stops(a: watch::Receiver<bool>, b: watch::Receiver<bool>) -> watch::Rec
     rx
 }
 
-async fn run_controllers(config: &Config, ctx: Arc<Context>, stop: watch::Receiver<bool>) {
+async fn run_controllers(config: &Config, ctx: Contexts, stop: watch::Receiver<bool>) {
     let namespaces: Vec<Option<String>> = match config.watched_namespaces() {
         list if list.is_empty() => vec![None],
         list => list.into_iter().map(Some).collect(),
     };
-    info!(namespaces = ?namespaces, "starting the FaasService controller");
+    info!(namespaces = ?namespaces, "starting the FaasService, PromptTemplate and Agent controllers");
     let mut tasks = Vec::new();
     for ns in namespaces {
-        let (tx, rx) = oneshot::channel::<()>();
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let _ = stop.wait_for(|s| *s).await;
-            let _ = tx.send(());
-        });
         tasks.push(tokio::spawn(faas_service::run(
-            ctx.clone(),
+            ctx.faas_service.clone(),
+            ns.clone(),
+            config.concurrency,
+            stopped(stop.clone()),
+        )));
+        tasks.push(tokio::spawn(prompt_template::run(
+            ctx.prompt_template.clone(),
+            ns.clone(),
+            config.concurrency,
+            stopped(stop.clone()),
+        )));
+        tasks.push(tokio::spawn(agent::run(
+            ctx.agent.clone(),
             ns,
             config.concurrency,
-            rx.map(|_| ()),
+            stopped(stop.clone()),
         )));
     }
     for t in tasks {
@@ -208,6 +254,16 @@ async fn run_controllers(config: &Config, ctx: Arc<Context>, stop: watch::Receiv
             error!(error = %e, "a controller task failed");
         }
     }
+}
+
+/// A future that resolves when `stop` turns true (or its sender goes away).
+fn stopped(mut stop: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + Sync {
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = stop.wait_for(|s| *s).await;
+        let _ = tx.send(());
+    });
+    rx.map(|_| ())
 }
 
 async fn signal_stop(tx: watch::Sender<bool>) {

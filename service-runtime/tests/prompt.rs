@@ -389,6 +389,52 @@ async fn resource_templates_are_read_only(pool: sqlx::PgPool) {
 }
 
 #[sqlx::test]
+async fn retired_resource_templates_are_gone(pool: sqlx::PgPool) {
+    let app = app(Some(pool.clone()), &[Component::Prompt]).await;
+    let tenant = unique("p");
+    let t = user(&tenant);
+    // As the operator keeps a template whose resource is being deleted while Agents use it.
+    sqlx::query(
+        "INSERT INTO prompt_templates (tenant_id, name, version, template, variables, source, content_hash, retired_at) \
+         VALUES ($1, 'leaving', 1, 'Hi', '[]', 'resource', 'h', now()), \
+                ($1, 'staying', 1, 'Hi', '[]', 'resource', 'h', NULL)",
+    )
+    .bind(&tenant)
+    .execute(&pool)
+    .await
+    .unwrap();
+    for (method, path, body) in [
+        ("GET", "/v1/prompts/leaving", None),
+        ("GET", "/v1/prompts/leaving?version=1", None),
+        ("GET", "/v1/prompts/leaving/versions", None),
+        ("POST", "/v1/prompts/leaving/render", Some(json!({}))),
+    ] {
+        call(&app.router, method, path, Some(&t), body)
+            .await
+            .assert_problem(404);
+    }
+    let r = call(&app.router, "GET", "/v1/prompts", Some(&t), None).await;
+    let names: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["staying"]);
+    // The name stays the resource's until the operator deletes the rows.
+    call(
+        &app.router,
+        "POST",
+        "/v1/prompts",
+        Some(&t),
+        Some(json!({"name": "leaving", "template": "x"})),
+    )
+    .await
+    .assert_problem(409);
+}
+
+#[sqlx::test]
 async fn tenants_cannot_read_or_change_each_others_templates(pool: sqlx::PgPool) {
     let app = app(Some(pool), &[Component::Prompt]).await;
     let a = user(&unique("pa"));

@@ -121,12 +121,10 @@ CONTRACT = {
     ("faas.motadata.io", "faasservices"): {"get", "list", "watch"},
     ("faas.motadata.io", "faasservices/status"): {"get", "patch", "update"},
     ("faas.motadata.io", "faasservices/finalizers"): {"update"},
-    ("faas.motadata.io", "agents"): {"get", "list", "watch", "patch", "update"},
-    ("faas.motadata.io", "prompttemplates"): {"get", "list", "watch", "patch", "update"},
-    ("faas.motadata.io", "agents/status"): {"get", "patch", "update"},
-    ("faas.motadata.io", "prompttemplates/status"): {"get", "patch", "update"},
-    ("faas.motadata.io", "agents/finalizers"): {"update"},
-    ("faas.motadata.io", "prompttemplates/finalizers"): {"update"},
+    ("faas.motadata.io", "agents"): {"get", "list", "watch", "patch"},
+    ("faas.motadata.io", "prompttemplates"): {"get", "list", "watch", "patch"},
+    ("faas.motadata.io", "agents/status"): {"patch"},
+    ("faas.motadata.io", "prompttemplates/status"): {"patch"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
@@ -321,6 +319,20 @@ def cmd_netpol(path, *cidrs):
     dns = spec["egress"][1]
     if sorted((p["port"], p["protocol"]) for p in dns["ports"]) != [(53, "TCP"), (53, "UDP")] or not dns.get("to"):
         fail(f"DNS egress {dns}")
+
+def cmd_database(path, secret, key, port, *cidrs):
+    """The operator reads its database URL from the Secret, and may reach Postgres."""
+    docs = load(path)
+    env = container_env(one(docs, "Deployment"))
+    want = {"secretKeyRef": {"name": secret, "key": key}}
+    if env.get("FAAS_OPERATOR_DATABASE_URL") != want:
+        fail(f"FAAS_OPERATOR_DATABASE_URL {env.get('FAAS_OPERATOR_DATABASE_URL')}, expected {want}")
+    rules = [e for e in one(docs, "NetworkPolicy")["spec"]["egress"] if e.get("ports") == [{"port": int(port), "protocol": "TCP"}]]
+    if len(rules) != 1:
+        fail(f"no egress rule for Postgres port {port}")
+    got = [t["ipBlock"]["cidr"] for t in rules[0].get("to", [])]
+    if got != list(cidrs):
+        fail(f"Postgres egress to {got}, expected {list(cidrs)}")
 
 def cmd_pdb(path):
     docs = load(path)
@@ -542,6 +554,9 @@ HEALTH_CASES = {
         (res(1, 1, [cond("Valid", "False", "line 2, column 5: unexpected end of block")]), "Degraded"),
         (res(1, 1, [cond("Synced", "False")]), "Degraded"),
         (res(1, 1, [cond("Valid", "True")]), "Progressing"),
+        (res(1, 1, [cond("Valid", "True"), cond("Synced", "True"), cond("Ready", "True")], version=1), "Healthy"),
+        (res(1, 1, [cond("Valid", "True"), cond("Synced", "True"), cond("Ready", "False", "deletion waits")]), "Progressing"),
+        (res(1, 1, [cond("Valid", "True"), cond("Synced", "False", "NoDatabase"), cond("Ready", "False")]), "Degraded"),
     ],
 }
 
@@ -612,6 +627,7 @@ if render default; then
     FAAS_HTTP_ADDR=0.0.0.0:8080 FAAS_LOG_LEVEL=info FAAS_LOG_FORMAT=json \
     FAAS_LEADER_ELECTION=true FAAS_LEASE_NAME=faas-operator FAAS_LEASE_NAMESPACE=faas-system \
     FAAS_CLUSTER_DOMAIN=cluster.local '!OTEL_EXPORTER_OTLP_ENDPOINT'
+  check "default: no operator database" py env "$work/default.yaml" '!FAAS_OPERATOR_DATABASE_URL'
   check "default: image is the chart's appVersion" py image "$work/default.yaml" motadata/faas-operator:0.1.0
   check "default: NetworkPolicy (metrics ingress; API server and DNS egress)" py netpol "$work/default.yaml"
   check "default: PodDisruptionBudget" py pdb "$work/default.yaml"
@@ -669,6 +685,14 @@ else
   check "helm template with custom values" render_failed custom
 fi
 
+if render database --set database.secret.name=faas-operator-db --set database.secret.key=dsn \
+  --set 'database.cidrs={10.1.0.0/24}'; then
+  check "database.secret: the URL from the Secret, Postgres egress" py database "$work/database.yaml" \
+    faas-operator-db dsn 5432 10.1.0.0/24
+else
+  check "helm template with a database Secret" render_failed database
+fi
+
 if render external --set rbac.create=false --set serviceAccount.create=false --set serviceAccount.name=faas-ops; then
   check "rbac.create=false, existing ServiceAccount: no RBAC, no ServiceAccount" py kinds "$work/external.yaml" \
     ClusterRole=0 ClusterRoleBinding=0 Role=0 RoleBinding=0 ServiceAccount=0 Deployment=1
@@ -687,6 +711,7 @@ check "schema rejects a CIDR that is not one" rejects --set 'networkPolicy.apiSe
 check "schema rejects crds.install as a string" rejects --set-string crds.install=yes
 check "schema rejects an invalid Secret name" rejects --set runtime.secrets.database=Bad_Name
 check "schema rejects an out-of-range port" rejects --set metrics.port=70000
+check "schema rejects an invalid database Secret name" rejects --set database.secret.name=Bad_Name
 
 # --- generated files ---------------------------------------------------------------------------
 drift() {

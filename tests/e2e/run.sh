@@ -5,6 +5,8 @@
 #   3. runs the chart checks against it (tests/e2e/chart.sh) and the Rust suite
 #      (cargo test -p faas-e2e) with FAAS_E2E_KUBECONFIG pointing at it,
 #   4. always tears the cluster down.
+# The suite publishes Agents and PromptTemplates to Postgres: without DATABASE_URL in the
+# environment it starts the backing services (scripts/services.sh) and stops them afterwards.
 # Exits non-zero when any step fails. Extra arguments go to the test binary
 # (for example a test name filter, or --nocapture).
 #
@@ -28,8 +30,10 @@ failed=()
 say() { echo "[e2e] $*" >&2; }
 elapsed() { printf '%dm%02ds' $(((SECONDS - $1) / 60)) $(((SECONDS - $1) % 60)); }
 
+started_services=0
 teardown() {
   local rc=$?
+  if [[ $started_services == 1 ]]; then "$repo/scripts/services.sh" down >/dev/null 2>&1 || true; fi
   if ((rc != 0 || ${#failed[@]} > 0)) && [[ -d "$repo/.cache/clusters/$name/logs" ]]; then
     local keep="$repo/.cache/e2e-logs/$name"
     mkdir -p "$keep" && cp -r "$repo/.cache/clusters/$name/logs/." "$keep/" &&
@@ -61,8 +65,14 @@ step "build the control plane" "$here/controlplane/build.sh" >/dev/null || exit 
 step "build the operator" cargo build -p faas-operator || exit 1
 step "build the e2e tests" cargo test -p faas-e2e --no-run || exit 1
 
-# --- cluster -----------------------------------------------------------------------------------
+# --- cluster and Postgres ----------------------------------------------------------------------
 trap teardown EXIT
+if [[ -z "${DATABASE_URL:-}" ]]; then
+  if ! scripts/services.sh status >/dev/null 2>&1; then started_services=1; fi
+  step "Postgres for the suite (scripts/services.sh)" bash -c 'scripts/services.sh install && scripts/services.sh up >/dev/null' || exit 1
+  # shellcheck disable=SC1090
+  . "$(scripts/services.sh env)"
+fi
 t0=$SECONDS
 say "== start cluster $name"
 kubeconfig="$("$here/cluster.sh" --name "$name" up | tail -n 1)"

@@ -11,19 +11,25 @@ wildcard. The Lease rules for leader election are in leader-election-rbac.yaml.
 # Status (conditions, replicas, url) is written by server-side apply (patch); update covers
 # clients that replace the status subresource.
 - apiGroups: ["faas.motadata.io"]
-  resources: ["faasservices/status", "agents/status", "prompttemplates/status"]
+  resources: ["faasservices/status"]
   verbs: ["get", "patch", "update"]
 # Children carry ownerReferences with blockOwnerDeletion; with the
 # OwnerReferencesPermissionEnforcement admission plugin that needs update on the owner's
-# finalizers subresource. The same holds for Agents and PromptTemplates.
+# finalizers subresource. Agents and PromptTemplates have no children, so they need none:
+# their own finalizer is in metadata, written with patch below.
 - apiGroups: ["faas.motadata.io"]
-  resources: ["faasservices/finalizers", "agents/finalizers", "prompttemplates/finalizers"]
+  resources: ["faasservices/finalizers"]
   verbs: ["update"]
-# Agents and PromptTemplates are read and watched as reconcile input; patch and update add
-# and remove the finalizer that removes their rows from Postgres when they are deleted.
+# Agents and PromptTemplates are read and watched as reconcile input (an Agent also reads
+# the Agents it calls as tools, a PromptTemplate the Agents that reference it); patch adds
+# and removes the finalizer that deletes their rows from Postgres before they go.
 - apiGroups: ["faas.motadata.io"]
   resources: ["agents", "prompttemplates"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
+# Their status (conditions, version, endpoint) is written by server-side apply only.
+- apiGroups: ["faas.motadata.io"]
+  resources: ["agents/status", "prompttemplates/status"]
+  verbs: ["patch"]
 # Children of a FaasService. get/list/watch: the controller watches what it owns and
 # repairs drift. create/patch: server-side apply of the desired object. delete: prune
 # children no longer wanted (ingress or autoscaling removed from the spec).
@@ -47,9 +53,9 @@ wildcard. The Lease rules for leader election are in leader-election-rbac.yaml.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
-# Only the Secrets a FaasService references (database, cache, NATS, JWT key) are read, by
-# name, to check that they exist and hold the named key; their values are never used. No
-# list or watch, so the operator cannot enumerate Secrets.
+# Only the Secrets a FaasService or an Agent references (database, cache, NATS, JWT key,
+# tool headers) are read, by name, to check that they exist and hold the named key; their
+# values are never used. No list or watch, so the operator cannot enumerate Secrets.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]

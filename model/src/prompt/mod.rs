@@ -496,6 +496,28 @@ impl Content {
         }
     }
 
+    /// Declared variables that no template uses, in the order of their declaration. A
+    /// template that fails [`structure::check`] or does not parse counts as using every
+    /// variable: what it uses cannot be known, and [`validate`](Self::validate) reports it.
+    pub fn unused_variables(&self) -> Vec<String> {
+        let env = environment();
+        let mut used: HashSet<String> = HashSet::new();
+        for (_, src) in self.sources() {
+            if structure::check(src).is_err() {
+                return Vec::new();
+            }
+            match env.template_from_str(src) {
+                Ok(t) => used.extend(t.undeclared_variables(false)),
+                Err(_) => return Vec::new(),
+            }
+        }
+        self.variables
+            .iter()
+            .filter(|v| !used.contains(&v.name))
+            .map(|v| v.name.clone())
+            .collect()
+    }
+
     /// SHA-256 (lower-case hex) of the content in a canonical JSON form: two versions have
     /// the same hash exactly when their content is the same. Stored with every version, so
     /// the form never changes.

@@ -186,6 +186,22 @@ fn undeclared_variables_are_named_per_template() {
 }
 
 #[test]
+fn declared_variables_no_template_uses_are_named_in_declaration_order() {
+    let c = content(json!({
+        "messages": [
+            {"role": "system", "template": "{{ who }}{% for x in items %}{{ x.name }}{% endfor %}"},
+            {"role": "user", "template": "{{ user.name }}"}
+        ],
+        "variables": [{"name": "zeta"}, {"name": "who"}, {"name": "items"}, {"name": "user"}, {"name": "alpha"}]
+    }));
+    assert_eq!(c.unused_variables(), ["zeta", "alpha"]);
+    assert!(greeting().unused_variables() == ["limit", "extra"]);
+    // What a template that does not parse uses is unknown: nothing is called unused.
+    let broken = content(json!({"template": "{{ who", "variables": [{"name": "other"}]}));
+    assert!(broken.unused_variables().is_empty());
+}
+
+#[test]
 fn every_problem_is_returned_in_field_order() {
     let c = content(json!({
         "description": "bell \u{7}",

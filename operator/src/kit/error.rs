@@ -23,6 +23,8 @@ pub enum Category {
     Transport,
     /// The reconciled object itself is unusable (for example, it has no namespace).
     InvalidObject,
+    /// The platform's Postgres failed or could not be reached.
+    Database,
 }
 
 impl Category {

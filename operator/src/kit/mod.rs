@@ -8,16 +8,22 @@
 //! - [`status`]: status written by server-side apply, only when it says something new
 //! - [`events`]: Kubernetes Events when conditions change
 //! - [`backoff`]: exponential backoff of failed reconciles, per object
+//! - [`finalizer`]: a finalizer for cleanup outside the cluster, added and removed safely
+//! - [`database`]: the Postgres pool, tenant-scoped transactions, failures as conditions
+//! - [`tenant`]: which tenant ids rows may be written under
 //! - [`error`]: bounded categories of Kubernetes API failures, for metrics and logs
 //! - [`watch`]: the scoped APIs and result logging of a kube-runtime controller
 
 pub mod apply;
 pub mod backoff;
+pub mod database;
 pub mod diff;
 pub mod error;
 pub mod events;
+pub mod finalizer;
 pub mod prune;
 pub mod status;
+pub mod tenant;
 pub mod watch;
 
 pub use apply::{

@@ -1,6 +1,7 @@
 //! An in-memory Kubernetes API server behind `tower_test`, good enough for the requests the
-//! FaasService controller makes: GET, LIST with a label selector, server-side apply (PATCH),
-//! status apply, DELETE and event creation. Every request is logged so tests can assert on
+//! controllers make: GET, LIST with a label selector, server-side apply (PATCH), merge
+//! patches with a resourceVersion precondition, status apply, DELETE (which only marks an
+//! object with finalizers) and event creation. Every request is logged so tests can assert on
 //! writes.
 
 use std::collections::BTreeMap;
@@ -100,6 +101,10 @@ impl FakeApi {
 
     async fn handle(&self, request: Request<Body>) -> Response<Body> {
         let method = request.method().clone();
+        let merge = request
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/merge-patch+json"));
         let path = request.uri().path().to_string();
         let query = request.uri().query().unwrap_or_default().to_string();
         let body = request
@@ -122,6 +127,10 @@ impl FakeApi {
                 None if is_collection(&path) => respond(StatusCode::OK, self.list(&path, &query)),
                 None => not_found(&path),
             },
+            Method::PATCH if merge => {
+                let patch: Value = serde_json::from_slice(&body).expect("merge patches are JSON");
+                self.merge(&path, patch)
+            }
             Method::PATCH => {
                 let patch: Value = serde_json::from_slice(&body).expect("apply patches are JSON");
                 if let Some(object_path) = path.strip_suffix("/status") {
@@ -142,6 +151,13 @@ impl FakeApi {
                 self.put(&path, obj);
                 respond(StatusCode::OK, self.get(&path).unwrap())
             }
+            // An object with finalizers is only marked for deletion, as the API server does.
+            Method::DELETE if self.get(&path).is_some_and(|o| has_finalizers(&o)) => {
+                self.edit(&path, |o| {
+                    o["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
+                });
+                respond(StatusCode::OK, self.get(&path).unwrap())
+            }
             Method::DELETE => match self.state.lock().unwrap().objects.remove(&path) {
                 Some(_) => respond(
                     StatusCode::OK,
@@ -151,6 +167,28 @@ impl FakeApi {
             },
             _ => respond(StatusCode::METHOD_NOT_ALLOWED, json!({})),
         }
+    }
+
+    /// A JSON merge patch (RFC 7386), refused with 409 when it names another resourceVersion.
+    /// An object being deleted goes once its last finalizer is removed.
+    fn merge(&self, path: &str, patch: Value) -> Response<Body> {
+        let Some(mut obj) = self.get(path) else {
+            return not_found(path);
+        };
+        let wanted = &patch["metadata"]["resourceVersion"];
+        if !wanted.is_null() && *wanted != obj["metadata"]["resourceVersion"] {
+            return respond(
+                StatusCode::CONFLICT,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "the object has been modified"}),
+            );
+        }
+        merge_into(&mut obj, &patch);
+        if !obj["metadata"]["deletionTimestamp"].is_null() && !has_finalizers(&obj) {
+            self.state.lock().unwrap().objects.remove(path);
+            return respond(StatusCode::OK, obj);
+        }
+        self.put(path, obj);
+        respond(StatusCode::OK, self.get(path).unwrap())
     }
 
     fn list(&self, path: &str, query: &str) -> Value {
@@ -183,6 +221,27 @@ impl FakeApi {
             .map(|(_, o)| o.clone())
             .collect();
         json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items})
+    }
+}
+
+fn has_finalizers(obj: &Value) -> bool {
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty())
+}
+
+fn merge_into(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge_into(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
     }
 }
 
@@ -228,4 +287,40 @@ fn not_found(path: &str) -> Response<Body> {
         StatusCode::NOT_FOUND,
         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": format!("{path} not found")}),
     )
+}
+
+/// A fresh database with the runtime's migrations applied, on the Postgres `DATABASE_URL`
+/// names (scripts/services.sh). `None` when it is not set: `make test-unit` runs without
+/// Postgres, `make test` always with it.
+#[allow(
+    dead_code,
+    reason = "used by the tests that need Postgres, not by every test binary"
+)]
+pub async fn database() -> Option<sqlx::PgPool> {
+    use sqlx::Connection as _;
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        eprintln!("DATABASE_URL is not set: skipping a test that needs Postgres");
+        return None;
+    };
+    let mut admin = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("DATABASE_URL answers");
+    let name = format!("operator_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("creating a test database");
+    let options: sqlx::postgres::PgConnectOptions = url.parse().expect("a Postgres URL");
+    let pool = sqlx::PgPool::connect_with(options.database(&name))
+        .await
+        .expect("connecting to the test database");
+    let migrations =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../service-runtime/migrations");
+    sqlx::migrate::Migrator::new(migrations)
+        .await
+        .expect("the runtime's migrations")
+        .run(&pool)
+        .await
+        .expect("applying the runtime's migrations");
+    Some(pool)
 }

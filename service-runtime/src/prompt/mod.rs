@@ -326,7 +326,7 @@ async fn latest(
     path_name(name)?;
     let row: Option<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM prompt_templates WHERE tenant_id = $1 AND name = $2 \
-         AND ($3::int IS NULL OR version = $3) ORDER BY version DESC LIMIT 1"
+         AND retired_at IS NULL AND ($3::int IS NULL OR version = $3) ORDER BY version DESC LIMIT 1"
     ))
     .bind(tenant)
     .bind(name)
@@ -413,7 +413,7 @@ pub struct Summary {
 async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec<Summary>>> {
     let rows: Vec<SummaryRow> = sqlx::query_as(
         "SELECT DISTINCT ON (name) name, version, description, source, created_at FROM prompt_templates \
-         WHERE tenant_id = $1 ORDER BY name, version DESC",
+         WHERE tenant_id = $1 AND retired_at IS NULL ORDER BY name, version DESC",
     )
     .bind(&p.tenant_id)
     .fetch_all(state.db()?)
@@ -522,7 +522,7 @@ async fn versions(
     path_name(&name)?;
     let rows: Vec<VersionInfo> = sqlx::query_as(
         "SELECT version, content_hash, created_by, created_at FROM prompt_templates \
-         WHERE tenant_id = $1 AND name = $2 ORDER BY version DESC",
+         WHERE tenant_id = $1 AND name = $2 AND retired_at IS NULL ORDER BY version DESC",
     )
     .bind(&p.tenant_id)
     .bind(&name)

@@ -331,6 +331,18 @@ impl TestNs {
         let kubeconfig = self.service_account_kubeconfig(&sa).await;
         Operator::start(self, &kubeconfig, lease, identity, None)
     }
+
+    /// [`start_operator`](Self::start_operator), with the operator's database URL set.
+    pub async fn start_operator_with_database(
+        &self,
+        lease: &str,
+        identity: &str,
+        database_url: &str,
+    ) -> Operator {
+        let sa = self.install_chart_rbac(lease).await;
+        let kubeconfig = self.service_account_kubeconfig(&sa).await;
+        Operator::start_with(self, &kubeconfig, lease, identity, None, Some(database_url))
+    }
 }
 
 impl Drop for TestNs {
@@ -509,6 +521,25 @@ impl Operator {
         identity: &str,
         lease_duration_seconds: Option<u64>,
     ) -> Operator {
+        Self::start_with(
+            ns,
+            kubeconfig,
+            lease,
+            identity,
+            lease_duration_seconds,
+            None,
+        )
+    }
+
+    /// [`start`](Self::start), with `FAAS_OPERATOR_DATABASE_URL` when a URL is given.
+    pub fn start_with(
+        ns: &TestNs,
+        kubeconfig: &Path,
+        lease: &str,
+        identity: &str,
+        lease_duration_seconds: Option<u64>,
+        database_url: Option<&str>,
+    ) -> Operator {
         let port = free_port();
         let log = ns.dir.join(format!("operator-{identity}.log"));
         let file = std::fs::File::create(&log).expect("operator log file");
@@ -529,6 +560,7 @@ impl Operator {
                     .ok()
                     .map(|i| format!("--runtime-image={i}")),
             )
+            .envs(database_url.map(|u| ("FAAS_OPERATOR_DATABASE_URL", u)))
             .args(["--log-format", "text"])
             .args(["--log-level", "info,faas_operator=debug"])
             .args(["--leader-election", "true"])
@@ -689,6 +721,106 @@ impl Drop for Operator {
                 self.log_tail(60)
             );
         }
+    }
+}
+
+/// A database of its own for one test, on the Postgres `DATABASE_URL` names
+/// (scripts/services.sh; tests/e2e/run.sh starts it), with the runtime's migrations applied as
+/// the runtime applies them at start: the operator never migrates.
+pub struct Database {
+    pub url: String,
+    pub pool: sqlx::PgPool,
+}
+
+impl Database {
+    /// Creates the database `e2e_<suffix>` and migrates it.
+    pub async fn new() -> Database {
+        use sqlx::Connection as _;
+        let admin_url = std::env::var("DATABASE_URL").expect(
+            "DATABASE_URL is not set: tests/e2e/run.sh starts Postgres (scripts/services.sh) for the suite",
+        );
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("DATABASE_URL answers");
+        let name = format!("e2e_{}_{}", suffix(), std::process::id());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("creating the test database");
+        let options: sqlx::postgres::PgConnectOptions = admin_url.parse().expect("a Postgres URL");
+        let options = options.database(&name);
+        let pool = sqlx::PgPool::connect_with(options.clone())
+            .await
+            .expect("connecting to the test database");
+        sqlx::migrate::Migrator::new(repo_root().join("service-runtime/migrations"))
+            .await
+            .expect("the runtime's migrations")
+            .run(&pool)
+            .await
+            .expect("applying the runtime's migrations");
+        let (base, _) = admin_url.rsplit_once('/').expect("a URL with a database");
+        Database {
+            url: format!("{base}/{name}"),
+            pool,
+        }
+    }
+}
+
+/// A TCP relay on loopback to another address, which a test can stop (connections refused,
+/// open ones cut) and start again on the same port: Postgres going away and coming back, as
+/// the operator sees it.
+pub struct Relay {
+    pub port: u16,
+    target: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    /// A relay to `target` (`host:port`), started.
+    pub async fn start(target: &str) -> Relay {
+        let mut relay = Relay {
+            port: free_port(),
+            target: target.to_string(),
+            task: None,
+        };
+        relay.resume().await;
+        relay
+    }
+
+    /// Stops accepting and cuts every open connection.
+    pub fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    /// Accepts again, on the same port.
+    pub async fn resume(&mut self) {
+        self.stop();
+        let listener = loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        let target = self.target.clone();
+        self.task = Some(tokio::spawn(async move {
+            let mut open = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                open.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

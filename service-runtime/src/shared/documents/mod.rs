@@ -23,19 +23,13 @@ use chunk::{Chunk, Sizes};
 use settings::Settings;
 
 /// Characters of a collection's name.
-pub const MAX_COLLECTION_NAME: usize = 63;
+pub const MAX_COLLECTION_NAME: usize = faas_model::rag::MAX_COLLECTION_NAME;
 
 /// A collection's name: 1 to 63 of a-z, 0-9, `.`, `_` and `-`, starting with a letter or
-/// digit (422 naming `collection` otherwise).
+/// digit (422 naming `collection` otherwise). The rule is faas-model's, which agent
+/// definitions are checked with too.
 pub fn check_collection_name(name: &str) -> ApiResult<()> {
-    let ok = (1..=MAX_COLLECTION_NAME).contains(&name.len())
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-        });
+    let ok = faas_model::rag::is_collection_name(name);
     if ok {
         Ok(())
     } else {

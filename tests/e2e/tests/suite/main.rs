@@ -5,5 +5,6 @@ mod admission;
 mod common;
 mod leader;
 mod lifecycle;
+mod publish;
 mod rbac;
 mod steady;
