@@ -3,7 +3,6 @@
 use faas_crds::Agent;
 use faas_model::agent::Definition;
 use kube::ResourceExt;
-use sha2::{Digest, Sha256};
 
 use super::validate::Validated;
 
@@ -14,7 +13,7 @@ pub struct Row {
     pub name: String,
     /// The definition as camelCase JSON, canonical (keys sorted).
     pub definition: serde_json::Value,
-    /// SHA-256 (hex) of the canonical definition JSON.
+    /// [`Definition::content_hash`], as the agent component computes it.
     pub content_hash: String,
     pub prompt_template_version: Option<i32>,
     /// Who the row says created it: the resource, as `agent:namespace/name`.
@@ -29,7 +28,7 @@ pub fn row(agent: &Agent, valid: &Validated) -> Row {
         tenant: valid.tenant.clone(),
         created_by: format!("agent:{}/{name}", agent.namespace().unwrap_or_default()),
         name,
-        content_hash: content_hash(&definition),
+        content_hash: valid.definition.content_hash(),
         definition,
         prompt_template_version: valid.template_version.and_then(|v| i32::try_from(v).ok()),
     }
@@ -39,11 +38,6 @@ pub fn row(agent: &Agent, valid: &Validated) -> Row {
 /// `preserve_order`), so one definition always has one form and one hash.
 pub fn canonical(definition: &Definition) -> serde_json::Value {
     serde_json::to_value(definition).expect("a definition serializes")
-}
-
-/// SHA-256 (lower-case hex) of a canonical definition.
-pub fn content_hash(canonical: &serde_json::Value) -> String {
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 /// The URL that invokes the agent: the serving FaasService's in-cluster URL (from its status,
