@@ -240,6 +240,11 @@ fn definition(model: &str, tools: Value) -> Value {
 }
 
 impl Env {
+    /// A request to the agent component as `token`.
+    async fn call(&self, method: &str, uri: &str, token: &str, body: Option<Value>) -> Resp {
+        call(&self.app.router, method, uri, Some(token), body).await
+    }
+
     async fn create(&self, tenant: &str, name: &str, definition: Value) -> Value {
         let r = call(
             &self.app.router,
@@ -323,24 +328,12 @@ async fn agents_are_managed_per_tenant_and_resources_are_read_only(pool: sqlx::P
 
     // Same name again; a user may not create.
     let body = json!({"name": "assistant", "definition": definition("answer", json!([]))});
-    call(
-        &env.app.router,
-        "POST",
-        "/v1/agents",
-        Some(&admin(&a)),
-        Some(body.clone()),
-    )
-    .await
-    .assert_problem(409);
-    call(
-        &env.app.router,
-        "POST",
-        "/v1/agents",
-        Some(&user(&a)),
-        Some(body),
-    )
-    .await
-    .assert_problem(403);
+    env.call("POST", "/v1/agents", &admin(&a), Some(body.clone()))
+        .await
+        .assert_problem(409);
+    env.call("POST", "/v1/agents", &user(&a), Some(body))
+        .await
+        .assert_problem(403);
 
     // Replacing with the same content keeps the revision; a change adds one.
     let put = |d: Value| {
@@ -372,39 +365,32 @@ async fn agents_are_managed_per_tenant_and_resources_are_read_only(pool: sqlx::P
         ("DELETE", "/v1/agents/assistant"),
         ("POST", "/v1/agents/assistant/sessions"),
     ] {
-        call(&env.app.router, method, uri, Some(&admin(&b)), None)
+        env.call(method, uri, &admin(&b), None)
             .await
             .assert_problem(404);
     }
     env.invoke(&user(&b), "assistant", json!({"input": "hi"}))
         .await
         .assert_problem(404);
-    let r = call(&env.app.router, "GET", "/v1/agents", Some(&user(&b)), None).await;
+    let r = env.call("GET", "/v1/agents", &user(&b), None).await;
     assert_eq!(r.body["items"], json!([]));
 
     // Pages by name.
     for n in ["p1", "p2", "p3"] {
         env.create(&a, n, definition("answer", json!([]))).await;
     }
-    let r = call(
-        &env.app.router,
-        "GET",
-        "/v1/agents?limit=2",
-        Some(&user(&a)),
-        None,
-    )
-    .await;
+    let r = env.call("GET", "/v1/agents?limit=2", &user(&a), None).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
     let next = r.body["nextCursor"].as_str().unwrap().to_string();
-    let r = call(
-        &env.app.router,
-        "GET",
-        &format!("/v1/agents?limit=2&cursor={next}"),
-        Some(&user(&a)),
-        None,
-    )
-    .await;
+    let r = env
+        .call(
+            "GET",
+            &format!("/v1/agents?limit=2&cursor={next}"),
+            &user(&a),
+            None,
+        )
+        .await;
     let names: Vec<&str> = r.body["items"]
         .as_array()
         .unwrap()
@@ -416,23 +402,18 @@ async fn agents_are_managed_per_tenant_and_resources_are_read_only(pool: sqlx::P
 
     // A resource-managed agent is read here, never written.
     resource_agent(&pool, &a, "from-crd", definition("answer", json!([]))).await;
-    let r = call(
-        &env.app.router,
-        "GET",
-        "/v1/agents/from-crd",
-        Some(&user(&a)),
-        None,
-    )
-    .await;
+    let r = env
+        .call("GET", "/v1/agents/from-crd", &user(&a), None)
+        .await;
     assert_eq!(r.body["source"], "resource");
-    let r = call(
-        &env.app.router,
-        "PUT",
-        "/v1/agents/from-crd",
-        Some(&admin(&a)),
-        Some(json!({"definition": definition("answer", json!([]))})),
-    )
-    .await;
+    let r = env
+        .call(
+            "PUT",
+            "/v1/agents/from-crd",
+            &admin(&a),
+            Some(json!({"definition": definition("answer", json!([]))})),
+        )
+        .await;
     r.assert_problem(409);
     assert!(
         r.body["detail"]
@@ -442,37 +423,20 @@ async fn agents_are_managed_per_tenant_and_resources_are_read_only(pool: sqlx::P
         "{}",
         r.body
     );
-    call(
-        &env.app.router,
-        "DELETE",
-        "/v1/agents/from-crd",
-        Some(&admin(&a)),
-        None,
-    )
-    .await
-    .assert_problem(409);
+    env.call("DELETE", "/v1/agents/from-crd", &admin(&a), None)
+        .await
+        .assert_problem(409);
     // It runs like any other.
     let out = env.ok(&a, "from-crd", json!({"input": "hello"})).await;
     assert_eq!(out["output"], "echo: hello");
 
-    let r = call(
-        &env.app.router,
-        "DELETE",
-        "/v1/agents/assistant",
-        Some(&admin(&a)),
-        None,
-    )
-    .await;
+    let r = env
+        .call("DELETE", "/v1/agents/assistant", &admin(&a), None)
+        .await;
     assert_eq!(r.status, 204);
-    call(
-        &env.app.router,
-        "GET",
-        "/v1/agents/assistant",
-        Some(&user(&a)),
-        None,
-    )
-    .await
-    .assert_problem(404);
+    env.call("GET", "/v1/agents/assistant", &user(&a), None)
+        .await
+        .assert_problem(404);
 }
 
 #[sqlx::test]
@@ -576,24 +540,13 @@ async fn bad_definitions_and_inputs_are_refused_with_a_reason(pool: sqlx::PgPool
     )
     .await;
     r.assert_problem(400);
-    let r = call(
-        &env.app.router,
-        "GET",
-        "/v1/agents?limit=1000",
-        Some(&user(&t)),
-        None,
-    )
-    .await;
+    let r = env
+        .call("GET", "/v1/agents?limit=1000", &user(&t), None)
+        .await;
     r.assert_problem(400);
-    call(
-        &env.app.router,
-        "GET",
-        "/v1/agents/ok/runs/nope",
-        Some(&user(&t)),
-        None,
-    )
-    .await
-    .assert_problem(400);
+    env.call("GET", "/v1/agents/ok/runs/nope", &user(&t), None)
+        .await
+        .assert_problem(400);
 }
 
 #[sqlx::test]
@@ -645,30 +598,18 @@ async fn a_tool_call_then_an_answer_is_recorded_step_by_step(pool: sqlx::PgPool)
     // The run reads back as it was answered; another user's run is not theirs, an admin's
     // view covers it, and another tenant sees nothing.
     let uri = format!("/v1/agents/calc/runs/{}", out["runId"].as_str().unwrap());
-    let r = call(&env.app.router, "GET", &uri, Some(&user(&t)), None).await;
+    let r = env.call("GET", &uri, &user(&t), None).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["status"], "succeeded");
     assert_eq!(r.body["steps"], out["steps"]);
-    call(
-        &env.app.router,
-        "GET",
-        &uri,
-        Some(&token(&t, "carol", &[])),
-        None,
-    )
-    .await
-    .assert_problem(404);
-    let r = call(&env.app.router, "GET", &uri, Some(&admin(&t)), None).await;
+    env.call("GET", &uri, &token(&t, "carol", &[]), None)
+        .await
+        .assert_problem(404);
+    let r = env.call("GET", &uri, &admin(&t), None).await;
     assert_eq!(r.status, 200);
-    call(
-        &env.app.router,
-        "GET",
-        &uri,
-        Some(&admin(&unique("ax"))),
-        None,
-    )
-    .await
-    .assert_problem(404);
+    env.call("GET", &uri, &admin(&unique("ax")), None)
+        .await
+        .assert_problem(404);
 
     // Every model call carried the agent's name, so llmops reports cost by agent.
     let mut events = Vec::new();
@@ -740,7 +681,7 @@ async fn limits_stop_a_task_and_the_run_says_why(pool: sqlx::PgPool) {
     assert_eq!(out["steps"].as_array().unwrap().len(), 6);
     assert!(out["steps"][1]["output"].as_str().unwrap().contains("utc"));
     let uri = format!("/v1/agents/looping/runs/{}", out["runId"].as_str().unwrap());
-    let r = call(&env.app.router, "GET", &uri, Some(&user(&t)), None).await;
+    let r = env.call("GET", &uri, &user(&t), None).await;
     assert_eq!(r.body["status"], "failed");
     assert!(r.body["finishedAt"].is_string());
 
@@ -756,7 +697,7 @@ async fn limits_stop_a_task_and_the_run_says_why(pool: sqlx::PgPool) {
         "{out}"
     );
     let uri = format!("/v1/agents/hanging/runs/{}", out["runId"].as_str().unwrap());
-    let r = call(&env.app.router, "GET", &uri, Some(&user(&t)), None).await;
+    let r = env.call("GET", &uri, &user(&t), None).await;
     assert_eq!(r.body["status"], "failed");
     assert_eq!(r.body["iterations"], 1);
 }
@@ -835,15 +776,8 @@ async fn http_tools_send_secrets_by_reference_and_never_show_them(pool: sqlx::Pg
         "{step}"
     );
     let uri = format!("/v1/agents/desk/runs/{}", out["runId"].as_str().unwrap());
-    let run = call(&env.app.router, "GET", &uri, Some(&user(&t)), None).await;
-    let agent = call(
-        &env.app.router,
-        "GET",
-        "/v1/agents/desk",
-        Some(&user(&t)),
-        None,
-    )
-    .await;
+    let run = env.call("GET", &uri, &user(&t), None).await;
+    let agent = env.call("GET", "/v1/agents/desk", &user(&t), None).await;
     let model_saw = serde_json::to_string(&env.model.all()).unwrap();
     let stored: Vec<(Option<String>, Option<String>, Option<String>)> = {
         let mut tx = faas_runtime::platform::tenant_transaction(&pool, &t)
@@ -891,14 +825,14 @@ async fn http_tools_send_secrets_by_reference_and_never_show_them(pool: sqlx::Pg
     for (name, secret) in [("theft", "theirs"), ("escape", "..")] {
         let mut d = definition("use-tool", http(format!("{base}/orders/{{id}}"), secret));
         d["tools"][0]["http"]["headers"][0]["secretKeyRef"]["name"] = json!(secret);
-        let r = call(
-            &env.app.router,
-            "POST",
-            "/v1/agents",
-            Some(&admin(&t)),
-            Some(json!({"name": name, "definition": d})),
-        )
-        .await;
+        let r = env
+            .call(
+                "POST",
+                "/v1/agents",
+                &admin(&t),
+                Some(json!({"name": name, "definition": d})),
+            )
+            .await;
         if r.status == 422 {
             continue;
         }
@@ -1010,14 +944,9 @@ async fn sessions_belong_to_their_user_and_keep_a_window(pool: sqlx::PgPool) {
     let mut d = definition("answer", json!([]));
     d["memory"] = json!({"type": "window", "size": 2, "ttl": "1h"});
     env.create(&t, "chat", d).await;
-    let r = call(
-        &env.app.router,
-        "POST",
-        "/v1/agents/chat/sessions",
-        Some(&user(&t)),
-        None,
-    )
-    .await;
+    let r = env
+        .call("POST", "/v1/agents/chat/sessions", &user(&t), None)
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert!(r.body["expiresAt"].is_string());
     let id = r.body["id"].as_str().unwrap().to_string();
@@ -1041,7 +970,7 @@ async fn sessions_belong_to_their_user_and_keep_a_window(pool: sqlx::PgPool) {
         ["You are a test agent.", "two", "echo: two", "three"]
     );
     let uri = format!("/v1/agents/chat/sessions/{id}");
-    let r = call(&env.app.router, "GET", &uri, Some(&user(&t)), None).await;
+    let r = env.call("GET", &uri, &user(&t), None).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let kept: Vec<&str> = r.body["messages"]
         .as_array()
@@ -1053,17 +982,17 @@ async fn sessions_belong_to_their_user_and_keep_a_window(pool: sqlx::PgPool) {
 
     // Another user of the tenant, or another tenant, finds no such session.
     let carol = token(&t, "carol", &["admin"]);
-    call(&env.app.router, "GET", &uri, Some(&carol), None)
+    env.call("GET", &uri, &carol, None)
         .await
         .assert_problem(404);
     env.invoke(&carol, "chat", json!({"input": "hi", "sessionId": id}))
         .await
         .assert_problem(404);
-    call(&env.app.router, "DELETE", &uri, Some(&carol), None)
+    env.call("DELETE", &uri, &carol, None)
         .await
         .assert_problem(404);
     let b = unique("sb");
-    call(&env.app.router, "GET", &uri, Some(&user(&b)), None)
+    env.call("GET", &uri, &user(&b), None)
         .await
         .assert_problem(404);
     // Nor does another agent of the same user.
@@ -1073,9 +1002,9 @@ async fn sessions_belong_to_their_user_and_keep_a_window(pool: sqlx::PgPool) {
         .await
         .assert_problem(404);
 
-    let r = call(&env.app.router, "DELETE", &uri, Some(&user(&t)), None).await;
+    let r = env.call("DELETE", &uri, &user(&t), None).await;
     assert_eq!(r.status, 204);
-    call(&env.app.router, "GET", &uri, Some(&user(&t)), None)
+    env.call("GET", &uri, &user(&t), None)
         .await
         .assert_problem(404);
 }
@@ -1087,28 +1016,23 @@ async fn a_summary_memory_rolls_older_messages_up(pool: sqlx::PgPool) {
     let mut d = definition("answer", json!([]));
     d["memory"] = json!({"type": "summary", "size": 2});
     env.create(&t, "chat", d).await;
-    let r = call(
-        &env.app.router,
-        "POST",
-        "/v1/agents/chat/sessions",
-        Some(&user(&t)),
-        None,
-    )
-    .await;
+    let r = env
+        .call("POST", "/v1/agents/chat/sessions", &user(&t), None)
+        .await;
     let id = r.body["id"].as_str().unwrap().to_string();
     for input in ["my name is Ada", "I like tea"] {
         env.ok(&t, "chat", json!({"input": input, "sessionId": id}))
             .await;
     }
     // Past the budget, the first turn was summarised by the model and dropped.
-    let r = call(
-        &env.app.router,
-        "GET",
-        &format!("/v1/agents/chat/sessions/{id}"),
-        Some(&user(&t)),
-        None,
-    )
-    .await;
+    let r = env
+        .call(
+            "GET",
+            &format!("/v1/agents/chat/sessions/{id}"),
+            &user(&t),
+            None,
+        )
+        .await;
     let summary = r.body["summary"].as_str().unwrap_or_default().to_string();
     assert!(summary.contains("my name is Ada"), "{}", r.body);
     assert_eq!(

@@ -12,10 +12,10 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use sqlx::PgPool;
-use tracing::warn;
 
 use super::{CONTROLLER, Error, reconcile, validate};
 use crate::kit::Backoff;
+use crate::kit::backoff::Failure;
 use crate::kit::watch::{self, api};
 use crate::metrics::Metrics;
 
@@ -54,18 +54,13 @@ impl Context {
 
 /// Retries a failed reconcile with exponential backoff.
 pub fn error_policy(agent: Arc<Agent>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failure(CONTROLLER, error.category());
-    let delay = ctx.backoff.failed(&agent);
-    warn!(
-        namespace = agent.namespace().unwrap_or_default(),
-        name = agent.name_any(),
-        step = error.step(),
-        category = error.category(),
-        error = %error,
-        retry_in_seconds = delay.as_secs(),
-        "reconcile failed"
-    );
-    Action::requeue(delay)
+    let failure = Failure {
+        step: error.step(),
+        category: error.category(),
+        error,
+    };
+    ctx.backoff
+        .requeue_failed(&agent, &ctx.metrics, CONTROLLER, failure)
 }
 
 /// Runs the Agent controller over one namespace, or all when `namespace` is `None`, until

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::validate::{Invalid, Validated};
 use super::{Context, Error, Result};
 use crate::kit::database::{self, Problem};
-use crate::kit::events::{self, Transition};
+use crate::kit::events::Transition;
 use crate::kit::{self, status::Conditions};
 
 /// What happened to the row.
@@ -49,15 +49,19 @@ pub async fn update_status(
 ) -> Result<()> {
     let next = compute(agent, validation, sync, Timestamp::now());
     let previous = agent.status.clone().unwrap_or_default();
-    let written = kit::status::update(&ctx.client, ns, agent, &previous, &next)
-        .await
-        .map_err(Error::UpdateStatus)?;
-    if written {
-        let types = [REFERENCES_RESOLVED, SYNCED, READY];
-        let transitions = events::transitions(&previous.conditions, &next.conditions, &types);
-        events::announce(&ctx.recorder, agent, &transitions, severity).await;
-    }
-    Ok(())
+    let types = [REFERENCES_RESOLVED, SYNCED, READY];
+    kit::status::update_and_announce(
+        &ctx.client,
+        &ctx.recorder,
+        ns,
+        agent,
+        &previous,
+        &next,
+        &types,
+        severity,
+    )
+    .await
+    .map_err(Error::UpdateStatus)
 }
 
 /// A Warning when ReferencesResolved or Synced turns false, Normal when Ready turns true.

@@ -16,10 +16,10 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use tracing::warn;
 
 use super::{CONTROLLER, Defaults, Error, reconcile};
 use crate::kit::Backoff;
+use crate::kit::backoff::Failure;
 use crate::kit::watch::{self, api};
 use crate::metrics::Metrics;
 
@@ -48,18 +48,13 @@ impl Context {
 
 /// Retries a failed reconcile with exponential backoff.
 pub fn error_policy(fs: Arc<FaasService>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failure(CONTROLLER, error.category());
-    let delay = ctx.backoff.failed(&fs);
-    warn!(
-        namespace = fs.namespace().unwrap_or_default(),
-        name = fs.name_any(),
-        step = error.step(),
-        category = error.category(),
-        error = %error,
-        retry_in_seconds = delay.as_secs(),
-        "reconcile failed"
-    );
-    Action::requeue(delay)
+    let failure = Failure {
+        step: error.step(),
+        category: error.category(),
+        error,
+    };
+    ctx.backoff
+        .requeue_failed(&fs, &ctx.metrics, CONTROLLER, failure)
 }
 
 /// Runs the FaasService controller over one namespace, or all when `namespace` is `None`,

@@ -12,7 +12,7 @@ use kube::runtime::events::EventType;
 use super::observe::Observed;
 use super::validate::Invalid;
 use super::{Context, Defaults, Error, Result, build};
-use crate::kit::events::{self, Transition};
+use crate::kit::events::Transition;
 use crate::kit::{self, status::Conditions};
 
 /// What the reconcile did before the status is computed.
@@ -43,15 +43,19 @@ pub async fn update_status(
 ) -> Result<()> {
     let next = compute(fs, &ctx.defaults, outcome, observed, Timestamp::now());
     let previous = fs.status.clone().unwrap_or_default();
-    let written = kit::status::update(&ctx.client, ns, fs, &previous, &next)
-        .await
-        .map_err(Error::UpdateStatus)?;
-    if written {
-        let transitions =
-            events::transitions(&previous.conditions, &next.conditions, &[READY, DEGRADED]);
-        events::announce(&ctx.recorder, fs, &transitions, severity).await;
-    }
-    Ok(())
+    let types = [READY, DEGRADED];
+    kit::status::update_and_announce(
+        &ctx.client,
+        &ctx.recorder,
+        ns,
+        fs,
+        &previous,
+        &next,
+        &types,
+        severity,
+    )
+    .await
+    .map_err(Error::UpdateStatus)
 }
 
 /// The Event type a condition change is announced with: a Warning when Ready turns false for a

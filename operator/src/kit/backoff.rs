@@ -4,8 +4,19 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use kube::Resource;
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use tracing::warn;
+
+use crate::metrics::Metrics;
+
+/// A failed reconcile, as the error policy reports it.
+pub struct Failure<'a> {
+    pub step: &'static str,
+    pub category: &'static str,
+    pub error: &'a dyn std::fmt::Display,
+}
 
 /// Consecutive failures per object. A success forgets the object, so its next failure is
 /// retried after a second again.
@@ -28,6 +39,29 @@ impl<K: Resource<DynamicType = ()>> Backoff<K> {
         let count = failures.entry(ObjectRef::from(obj)).or_insert(0);
         *count = count.saturating_add(1);
         delay(*count)
+    }
+
+    /// What a controller's error policy does: counts the failure of `obj` in the metrics,
+    /// logs it with the step and category, and requeues the object after its backoff.
+    pub fn requeue_failed(
+        &self,
+        obj: &K,
+        metrics: &Metrics,
+        controller: &'static str,
+        failure: Failure<'_>,
+    ) -> Action {
+        metrics.failure(controller, failure.category);
+        let delay = self.failed(obj);
+        warn!(
+            namespace = obj.namespace().unwrap_or_default(),
+            name = obj.name_any(),
+            step = failure.step,
+            category = failure.category,
+            error = %failure.error,
+            retry_in_seconds = delay.as_secs(),
+            "reconcile failed"
+        );
+        Action::requeue(delay)
     }
 
     /// Forgets the failures of `obj`.

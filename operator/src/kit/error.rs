@@ -50,6 +50,45 @@ impl Category {
     }
 }
 
+/// Why the reconcile of a resource the operator publishes as a database row stopped (the
+/// Agent and PromptTemplate controllers): it is retried with backoff. Content the user has to
+/// fix and an unreachable database are not errors of this kind: the status reports them.
+#[derive(thiserror::Error, Debug, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum PublishError {
+    /// The object lacks a namespace (a cluster-scoped copy of a namespaced kind).
+    #[error("{0} has no namespace")]
+    MissingNamespace(String),
+
+    /// The objects the spec references, or that reference the object, could not be read.
+    #[error("cannot read the objects the spec references or that reference it: {0}")]
+    Dereference(#[source] kube::Error),
+
+    /// The finalizer could not be added or removed.
+    #[error("cannot change the finalizer: {0}")]
+    Finalizer(#[source] kube::Error),
+
+    /// The status could not be written.
+    #[error("cannot write the status: {0}")]
+    UpdateStatus(#[source] kube::Error),
+}
+
+impl PublishError {
+    /// A bounded label for metrics and logs: what kind of failure, whichever step it stopped.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::MissingNamespace(_) => Category::InvalidObject,
+            Self::Dereference(e) | Self::Finalizer(e) | Self::UpdateStatus(e) => Category::of(e),
+        }
+        .as_str()
+    }
+
+    /// The step that failed, for logs.
+    pub fn step(&self) -> &'static str {
+        self.into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

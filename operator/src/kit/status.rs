@@ -7,12 +7,40 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde::Serialize;
 
+use kube::runtime::events::{EventType, Recorder};
+
 use super::apply::{Child, MANAGER};
+use super::events::{self, Transition};
 
 /// A status with metav1 conditions.
 pub trait Conditions: Clone + PartialEq + Serialize {
     /// The conditions, so that comparisons can leave out when each was set.
     fn conditions_mut(&mut self) -> &mut Vec<Condition>;
+}
+
+/// Writes `next` like [`update`]; when it wrote, announces as Events the transitions of the
+/// condition `types` that `severity` picks.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each is one thing the caller knows"
+)]
+pub async fn update_and_announce<K: Child, S: Conditions>(
+    client: &Client,
+    recorder: &Recorder,
+    ns: &str,
+    obj: &K,
+    previous: &S,
+    next: &S,
+    types: &[&str],
+    severity: impl Fn(&Transition<'_>) -> Option<EventType>,
+) -> Result<(), kube::Error> {
+    if update(client, ns, obj, previous, next).await? {
+        let (mut before, mut after) = (previous.clone(), next.clone());
+        let transitions =
+            events::transitions(before.conditions_mut(), after.conditions_mut(), types);
+        events::announce(recorder, obj, &transitions, severity).await;
+    }
+    Ok(())
 }
 
 /// Whether two statuses say the same, ignoring when and in which order conditions were set.

@@ -12,10 +12,10 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use sqlx::PgPool;
-use tracing::warn;
 
 use super::{CONTROLLER, Error, reconcile};
 use crate::kit::Backoff;
+use crate::kit::backoff::Failure;
 use crate::kit::watch::{self, api};
 use crate::metrics::Metrics;
 
@@ -45,18 +45,13 @@ impl Context {
 
 /// Retries a failed reconcile with exponential backoff.
 pub fn error_policy(pt: Arc<PromptTemplate>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failure(CONTROLLER, error.category());
-    let delay = ctx.backoff.failed(&pt);
-    warn!(
-        namespace = pt.namespace().unwrap_or_default(),
-        name = pt.name_any(),
-        step = error.step(),
-        category = error.category(),
-        error = %error,
-        retry_in_seconds = delay.as_secs(),
-        "reconcile failed"
-    );
-    Action::requeue(delay)
+    let failure = Failure {
+        step: error.step(),
+        category: error.category(),
+        error,
+    };
+    ctx.backoff
+        .requeue_failed(&pt, &ctx.metrics, CONTROLLER, failure)
 }
 
 /// Runs the PromptTemplate controller over one namespace, or all when `namespace` is `None`,

@@ -10,7 +10,7 @@ use kube::runtime::events::EventType;
 use super::validate::{Invalid, Validated};
 use super::{Context, Error, Result};
 use crate::kit::database::{self, Problem};
-use crate::kit::events::{self, Transition};
+use crate::kit::events::Transition;
 use crate::kit::{self, status::Conditions};
 
 /// What happened to the rows.
@@ -47,15 +47,19 @@ pub async fn update_status(
 ) -> Result<()> {
     let next = compute(pt, validation, sync, Timestamp::now());
     let previous = pt.status.clone().unwrap_or_default();
-    let written = kit::status::update(&ctx.client, ns, pt, &previous, &next)
-        .await
-        .map_err(Error::UpdateStatus)?;
-    if written {
-        let types = [VALID, SYNCED, READY];
-        let transitions = events::transitions(&previous.conditions, &next.conditions, &types);
-        events::announce(&ctx.recorder, pt, &transitions, severity).await;
-    }
-    Ok(())
+    let types = [VALID, SYNCED, READY];
+    kit::status::update_and_announce(
+        &ctx.client,
+        &ctx.recorder,
+        ns,
+        pt,
+        &previous,
+        &next,
+        &types,
+        severity,
+    )
+    .await
+    .map_err(Error::UpdateStatus)
 }
 
 /// A Warning when a condition turns false, Normal otherwise.

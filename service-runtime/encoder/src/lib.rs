@@ -133,13 +133,13 @@ impl Encoder {
         );
         let h = shape.hidden_size;
         anyhow::ensure!(
-            shape.num_attention_heads > 0 && h % shape.num_attention_heads == 0,
+            shape.num_attention_heads > 0 && h.is_multiple_of(shape.num_attention_heads),
             "hidden_size {h} is not a multiple of num_attention_heads {}",
             shape.num_attention_heads
         );
         let head = h / shape.num_attention_heads;
         anyhow::ensure!(
-            head % LANES == 0 && head <= 64,
+            head.is_multiple_of(LANES) && head <= 64,
             "a head of {head} dimensions is not supported (a multiple of {LANES}, at most 64)"
         );
         let device = vb.device().clone();
@@ -466,7 +466,7 @@ fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
     y * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }

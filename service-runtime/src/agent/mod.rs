@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::platform::component::ComponentState;
 use crate::platform::egress::EgressPolicy;
-use crate::platform::error::Problem;
+use crate::platform::error::{NotAdmin, Problem};
 use crate::platform::extract::{Json, Path, Query};
 use crate::platform::http_client::HttpClient;
 use crate::platform::{
@@ -129,12 +129,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 #[response(status = 404, content_type = "application/problem+json")]
 #[allow(dead_code, reason = "describes responses, never built")]
 struct NotFound(Problem);
-
-/// The caller is not the tenant's admin.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 403, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct NotAdmin(Problem);
 
 /// The agent is managed by an Agent resource: read-only here.
 #[derive(utoipa::IntoResponses)]

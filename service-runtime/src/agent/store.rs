@@ -117,6 +117,26 @@ pub async fn create(
     created.ok_or_else(|| ApiError::Conflict(format!("the tenant has an agent named {name}")))
 }
 
+/// Locks an agent's row for a change through the API: it must exist and be API-managed.
+async fn lock_writable(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant: &str,
+    name: &str,
+) -> ApiResult<()> {
+    let source: Option<String> = sqlx::query_scalar(
+        "SELECT source FROM agents WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(name)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match source.as_deref() {
+        None => Err(not_found(name)),
+        Some("resource") => Err(read_only(name)),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Replaces an API-managed agent's definition; the revision grows when it changed.
 pub async fn replace(
     db: &PgPool,
@@ -125,18 +145,7 @@ pub async fn replace(
     definition: &Definition,
 ) -> ApiResult<Agent> {
     let mut tx = tenant_transaction(db, tenant).await?;
-    let source: Option<String> = sqlx::query_scalar(
-        "SELECT source FROM agents WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
-    )
-    .bind(tenant)
-    .bind(name)
-    .fetch_optional(&mut *tx)
-    .await?;
-    match source.as_deref() {
-        None => return Err(not_found(name)),
-        Some("resource") => return Err(read_only(name)),
-        Some(_) => {}
-    }
+    lock_writable(&mut tx, tenant, name).await?;
     let hash = definition.content_hash();
     let updated = sqlx::query_as::<_, Agent>(&format!(
         "UPDATE agents SET definition = $3, content_hash = $4, \
@@ -156,18 +165,7 @@ pub async fn replace(
 
 pub async fn delete(db: &PgPool, tenant: &str, name: &str) -> ApiResult<()> {
     let mut tx = tenant_transaction(db, tenant).await?;
-    let source: Option<String> = sqlx::query_scalar(
-        "SELECT source FROM agents WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
-    )
-    .bind(tenant)
-    .bind(name)
-    .fetch_optional(&mut *tx)
-    .await?;
-    match source.as_deref() {
-        None => return Err(not_found(name)),
-        Some("resource") => return Err(read_only(name)),
-        Some(_) => {}
-    }
+    lock_writable(&mut tx, tenant, name).await?;
     sqlx::query("DELETE FROM agents WHERE tenant_id = $1 AND name = $2")
         .bind(tenant)
         .bind(name)

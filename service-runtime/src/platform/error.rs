@@ -172,6 +172,12 @@ pub struct Problem {
     pub detail: String,
 }
 
+/// The 403 of a route only the tenant's admin may call, for the components' OpenAPI.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 403, content_type = "application/problem+json")]
+#[allow(dead_code, reason = "describes responses, never built")]
+pub struct NotAdmin(Problem);
+
 /// The OpenAI error shape, answered on the OpenAI-compatible routes.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct OpenAiError {

@@ -18,7 +18,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::platform::component::ComponentState;
-use crate::platform::error::Problem;
+use crate::platform::error::{NotAdmin, Problem};
 use crate::platform::extract::{Json, Path, Query};
 use crate::platform::{
     ApiError, ApiResult, AppState, Built, ComponentSpec, Principal, RequestContext,
@@ -155,12 +155,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 #[response(status = 404, content_type = "application/problem+json")]
 #[allow(dead_code, reason = "describes responses, never built")]
 struct NotFound(Problem);
-
-/// The caller is not the tenant's admin.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 403, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct NotAdmin(Problem);
 
 /// The gateway (embedding or chat model of the collection) failed or refused.
 #[derive(utoipa::IntoResponses)]
