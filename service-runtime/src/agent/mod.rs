@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::platform::component::ComponentState;
 use crate::platform::egress::EgressPolicy;
-use crate::platform::error::{NotAdmin, Problem};
+use crate::platform::error::{NotAdmin, Problem, problem_responses};
 use crate::platform::extract::{Json, Path, Query};
 use crate::platform::http_client::HttpClient;
 use crate::platform::{
@@ -124,23 +124,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
 }
 
-/// The tenant has no such agent (or run, or session of the caller).
-#[derive(utoipa::IntoResponses)]
-#[response(status = 404, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct NotFound(Problem);
-
-/// The agent is managed by an Agent resource: read-only here.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 409, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct ReadOnly(Problem);
-
-/// The definition breaks rules: the detail names every problem found and its field.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 422, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct Invalid(Problem);
+problem_responses! {
+    /// The tenant has no such agent (or run, or session of the caller).
+    NotFound = 404;
+    /// The agent is managed by an Agent resource: read-only here.
+    ReadOnly = 409;
+    /// The definition breaks rules: the detail names every problem found and its field.
+    Invalid = 422;
+}
 
 /// The path's agent.
 #[derive(Deserialize, IntoParams)]

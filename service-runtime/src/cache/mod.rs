@@ -16,7 +16,7 @@ use serde_json::Value;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::platform::component::ComponentState;
-use crate::platform::error::Problem;
+use crate::platform::error::{Problem, problem_responses};
 use crate::platform::extract::{Json, Path};
 use crate::platform::{ApiError, ApiResult, AppState, Built, ComponentSpec, Principal};
 use faas_model::Component;
@@ -74,17 +74,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
 }
 
-/// The key breaks the rules for keys; the detail says how.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 422, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct Invalid(Problem);
-
-/// The tenant has no item with this key.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 404, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct NotFound(Problem);
+problem_responses! {
+    /// The key breaks the rules for keys; the detail says how.
+    Invalid = 422;
+    /// The tenant has no item with this key.
+    NotFound = 404;
+}
 
 /// Keys, tags and prefixes: 1 (prefixes 0) to `max` characters, none of
 /// them a control character. Glob characters are allowed; they are escaped

@@ -25,7 +25,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::platform::component::ComponentState;
-use crate::platform::error::Problem;
+use crate::platform::error::{Problem, problem_responses};
 use crate::platform::extract::{Json, Path, Query};
 use crate::platform::{
     ApiError, ApiResult, AppState, Built, ComponentSpec, Principal, RequestContext,
@@ -101,37 +101,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
 }
 
-/// The tenant has no such job, or no collection of that name.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 404, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct NotFound(Problem);
-
-/// The job has already ended.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 409, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct Ended(Problem);
-
-/// The file is larger than FAAS_INGEST_MAX_FILE_BYTES (20 MiB unless configured).
-#[derive(utoipa::IntoResponses)]
-#[response(status = 413, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct TooLarge(Problem);
-
-/// The file is of a type this service does not read (the detail names it), or the
-/// form is not multipart/form-data.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 415, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct Unsupported(Problem);
-
-/// The file is empty, corrupt, or breaks a limit of its format; or a part of the form
-/// breaks its rules. The detail says which.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 422, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct Invalid(Problem);
+problem_responses! {
+    /// The tenant has no such job, or no collection of that name.
+    NotFound = 404;
+    /// The job has already ended.
+    Ended = 409;
+    /// The file is larger than FAAS_INGEST_MAX_FILE_BYTES (20 MiB unless configured).
+    TooLarge = 413;
+    /// The file is of a type this service does not read (the detail names it), or the
+    /// form is not multipart/form-data.
+    Unsupported = 415;
+    /// The file is empty, corrupt, or breaks a limit of its format; or a part of the form
+    /// breaks its rules. The detail says which.
+    Invalid = 422;
+}
 
 /// A file and where it goes; no other part.
 #[derive(ToSchema, Deserialize)]

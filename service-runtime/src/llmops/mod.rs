@@ -13,7 +13,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::platform::auth::valid_tenant_id;
-use crate::platform::error::Problem;
+use crate::platform::error::{Problem, problem_responses};
 use crate::platform::events::{Envelope, HandlerError};
 use crate::platform::extract::{Json, Path, Query};
 use crate::platform::{ApiError, ApiResult, AppState, Principal};
@@ -182,24 +182,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
 }
 
-/// A value breaks a rule of this API; the detail names it and the limit.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 422, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct Invalid(Problem);
-
-/// The caller lacks the role: a tenant admin for prices, the platform's
-/// operators for metrics across tenants.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 403, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct Forbidden(Problem);
-
-/// The tenant has no own price for the model.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 404, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct NotFound(Problem);
+problem_responses! {
+    /// A value breaks a rule of this API; the detail names it and the limit.
+    Invalid = 422;
+    /// The caller lacks the role: a tenant admin for prices, the platform's
+    /// operators for metrics across tenants.
+    Forbidden = 403;
+    /// The tenant has no own price for the model.
+    NotFound = 404;
+}
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

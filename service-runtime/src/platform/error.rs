@@ -172,11 +172,24 @@ pub struct Problem {
     pub detail: String,
 }
 
-/// The 403 of a route only the tenant's admin may call, for the components' OpenAPI.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 403, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-pub struct NotAdmin(Problem);
+/// Declares answers for the components' OpenAPI documents: each `Name = status;` is a
+/// problem+json response with that status, described by its doc comment, to name in a
+/// route's `responses(...)`. They describe; nothing builds them.
+macro_rules! problem_responses {
+    ($($(#[doc = $doc:tt])* $vis:vis $name:ident = $status:tt;)+) => {$(
+        $(#[doc = $doc])*
+        #[derive(utoipa::IntoResponses)]
+        #[response(status = $status, content_type = "application/problem+json")]
+        #[allow(dead_code, reason = "describes responses, never built")]
+        $vis struct $name($crate::platform::error::Problem);
+    )+};
+}
+pub(crate) use problem_responses;
+
+problem_responses! {
+    /// The 403 of a route only the tenant's admin may call, for the components' OpenAPI.
+    pub NotAdmin = 403;
+}
 
 /// The OpenAI error shape, answered on the OpenAI-compatible routes.
 #[derive(Serialize, utoipa::ToSchema)]

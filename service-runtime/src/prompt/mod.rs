@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::platform::error::Problem;
+use crate::platform::error::{Problem, problem_responses};
 use crate::platform::extract::{Json, Path, Query};
 use crate::platform::{ApiError, ApiResult, AppState, Principal};
 
@@ -92,23 +92,14 @@ fn exactly_one_source(
         .into()
 }
 
-/// No template by this name (or version) for the tenant.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 404, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct NotFound(Problem);
-
-/// The template comes from a PromptTemplate resource and is read-only here.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 403, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct ReadOnly(Problem);
-
-/// A template by this name exists, or changed concurrently.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 409, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct Conflict(Problem);
+problem_responses! {
+    /// No template by this name (or version) for the tenant.
+    NotFound = 404;
+    /// The template comes from a PromptTemplate resource and is read-only here.
+    ReadOnly = 403;
+    /// A template by this name exists, or changed concurrently.
+    Conflict = 409;
+}
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -18,7 +18,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::platform::component::ComponentState;
-use crate::platform::error::{NotAdmin, Problem};
+use crate::platform::error::{NotAdmin, Problem, problem_responses};
 use crate::platform::extract::{Json, Path, Query};
 use crate::platform::{
     ApiError, ApiResult, AppState, Built, ComponentSpec, Principal, RequestContext,
@@ -150,23 +150,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
 }
 
-/// The tenant has no such collection or document.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 404, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct NotFound(Problem);
-
-/// The gateway (embedding or chat model of the collection) failed or refused.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 502, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct BadGateway(Problem);
-
-/// The gateway did not answer in time.
-#[derive(utoipa::IntoResponses)]
-#[response(status = 504, content_type = "application/problem+json")]
-#[allow(dead_code, reason = "describes responses, never built")]
-struct GatewayTimeout(Problem);
+problem_responses! {
+    /// The tenant has no such collection or document.
+    NotFound = 404;
+    /// The gateway (embedding or chat model of the collection) failed or refused.
+    BadGateway = 502;
+    /// The gateway did not answer in time.
+    GatewayTimeout = 504;
+}
 
 /// The path's collection name.
 #[derive(Deserialize, IntoParams)]
