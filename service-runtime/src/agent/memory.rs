@@ -17,7 +17,9 @@ use uuid::Uuid;
 use super::store::{self, Agent};
 use super::{AgentPath, AgentState, Agents, Caller, check_name};
 use crate::platform::extract::{Json, Path};
-use crate::platform::{ApiError, ApiResult, Principal, RequestContext, tenant_transaction};
+use crate::platform::{
+    ApiError, ApiResult, Principal, RequestContext, tenant_execute, tenant_transaction,
+};
 use crate::shared::gateway_client::{ChatRequest, Message, OnBehalfOf};
 
 /// A session and the messages it keeps verbatim.
@@ -357,18 +359,19 @@ pub(super) async fn delete_session(
     check_name(&path.name)?;
     let db = &state.component().db;
     let agent = store::get(db, &p.tenant_id, &path.name).await?;
-    let mut tx = tenant_transaction(db, &p.tenant_id).await?;
-    let done = sqlx::query(
-        "DELETE FROM agent_sessions WHERE tenant_id = $1 AND id = $2 AND agent_id = $3 AND user_id = $4",
+    let deleted = tenant_execute(
+        db,
+        &p.tenant_id,
+        sqlx::query(
+            "DELETE FROM agent_sessions WHERE tenant_id = $1 AND id = $2 AND agent_id = $3 AND user_id = $4",
+        )
+        .bind(&p.tenant_id)
+        .bind(path.id)
+        .bind(agent.id)
+        .bind(&p.user_id),
     )
-    .bind(&p.tenant_id)
-    .bind(path.id)
-    .bind(agent.id)
-    .bind(&p.user_id)
-    .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
-    if done.rows_affected() == 0 {
+    if deleted == 0 {
         return Err(not_found(path.id));
     }
     Ok(StatusCode::NO_CONTENT)

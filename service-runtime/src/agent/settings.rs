@@ -48,23 +48,6 @@ pub struct Settings {
     pub prompt_url: Option<url::Url>,
 }
 
-fn bounded(
-    src: &Source,
-    name: &'static str,
-    default: usize,
-    min: usize,
-    max: usize,
-) -> Result<usize, ConfigError> {
-    let v: usize = src.parse(name, default)?;
-    if !(min..=max).contains(&v) {
-        return Err(ConfigError::Invalid {
-            name,
-            reason: format!("must be from {min} to {max}"),
-        });
-    }
-    Ok(v)
-}
-
 fn base_url(src: &Source, name: &'static str) -> Result<Option<url::Url>, ConfigError> {
     let Some(raw) = src.get(name) else {
         return Ok(None);
@@ -94,16 +77,14 @@ impl Settings {
         }
         Ok(Self {
             secrets_dir: src.get(SECRETS_DIR).map(PathBuf::from),
-            max_depth: bounded(src, MAX_DEPTH, 3, 1, 10)?,
-            tool_max_response_bytes: bounded(
-                src,
+            max_depth: src.parse_within(MAX_DEPTH, 3, 1..=10)?,
+            tool_max_response_bytes: src.parse_within(
                 TOOL_MAX_RESPONSE_BYTES,
                 256 * 1024,
-                1024,
-                16 * 1024 * 1024,
+                1024..=16 * 1024 * 1024,
             )?,
-            max_input_chars: bounded(src, MAX_INPUT_CHARS, 32 * 1024, 1, 1024 * 1024)?,
-            summary_tokens: bounded(src, SUMMARY_TOKENS, 2000, 1, 1_000_000)?,
+            max_input_chars: src.parse_within(MAX_INPUT_CHARS, 32 * 1024, 1..=1024 * 1024)?,
+            summary_tokens: src.parse_within(SUMMARY_TOKENS, 2000, 1..=1_000_000)?,
             peer_timeout,
             rag_url: base_url(src, RAG_URL)?,
             prompt_url: base_url(src, PROMPT_URL)?,
@@ -116,11 +97,7 @@ mod tests {
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let env = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::from_source(&Source::new(env).unwrap())
+        Settings::from_source(&Source::from_pairs(pairs))
     }
 
     #[test]

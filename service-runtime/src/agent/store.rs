@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::platform::{ApiError, ApiResult, tenant_transaction};
+use crate::platform::{ApiError, ApiResult, tenant_execute, tenant_transaction};
 
 /// An agent as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
@@ -252,23 +252,24 @@ pub struct NewRun<'a> {
 }
 
 pub async fn start_run(db: &PgPool, tenant: &str, run: NewRun<'_>) -> ApiResult<()> {
-    let mut tx = tenant_transaction(db, tenant).await?;
-    sqlx::query(
-        "INSERT INTO agent_runs (tenant_id, id, agent_id, agent_name, agent_revision, user_id, \
-         session_id, parent_run_id, input) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    tenant_execute(
+        db,
+        tenant,
+        sqlx::query(
+            "INSERT INTO agent_runs (tenant_id, id, agent_id, agent_name, agent_revision, user_id, \
+             session_id, parent_run_id, input) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(tenant)
+        .bind(run.id)
+        .bind(run.agent.id)
+        .bind(&run.agent.name)
+        .bind(run.agent.revision)
+        .bind(run.user)
+        .bind(run.session)
+        .bind(run.parent)
+        .bind(run.input),
     )
-    .bind(tenant)
-    .bind(run.id)
-    .bind(run.agent.id)
-    .bind(&run.agent.name)
-    .bind(run.agent.revision)
-    .bind(run.user)
-    .bind(run.session)
-    .bind(run.parent)
-    .bind(run.input)
-    .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -279,28 +280,29 @@ pub async fn add_step(
     seq: i32,
     step: &NewStep,
 ) -> ApiResult<()> {
-    let mut tx = tenant_transaction(db, tenant).await?;
-    sqlx::query(
-        "INSERT INTO agent_steps (tenant_id, run_id, seq, kind, tool, tool_call_id, arguments, \
-         output, error, prompt_tokens, completion_tokens, duration_ms, started_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, coalesce($13, now()))",
+    tenant_execute(
+        db,
+        tenant,
+        sqlx::query(
+            "INSERT INTO agent_steps (tenant_id, run_id, seq, kind, tool, tool_call_id, arguments, \
+             output, error, prompt_tokens, completion_tokens, duration_ms, started_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, coalesce($13, now()))",
+        )
+        .bind(tenant)
+        .bind(run)
+        .bind(seq)
+        .bind(step.kind)
+        .bind(&step.tool)
+        .bind(&step.tool_call_id)
+        .bind(&step.arguments)
+        .bind(&step.output)
+        .bind(&step.error)
+        .bind(step.prompt_tokens)
+        .bind(step.completion_tokens)
+        .bind(step.duration_ms)
+        .bind(step.started_at),
     )
-    .bind(tenant)
-    .bind(run)
-    .bind(seq)
-    .bind(step.kind)
-    .bind(&step.tool)
-    .bind(&step.tool_call_id)
-    .bind(&step.arguments)
-    .bind(&step.output)
-    .bind(&step.error)
-    .bind(step.prompt_tokens)
-    .bind(step.completion_tokens)
-    .bind(step.duration_ms)
-    .bind(step.started_at)
-    .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -314,22 +316,23 @@ pub struct Outcome<'a> {
 }
 
 pub async fn finish_run(db: &PgPool, tenant: &str, run: Uuid, o: Outcome<'_>) -> ApiResult<()> {
-    let mut tx = tenant_transaction(db, tenant).await?;
-    sqlx::query(
-        "UPDATE agent_runs SET status = CASE WHEN $3::text IS NULL THEN 'succeeded' ELSE 'failed' END, \
-         output = $4, error = $3, iterations = $5, prompt_tokens = $6, completion_tokens = $7, \
-         finished_at = now() WHERE tenant_id = $1 AND id = $2",
+    tenant_execute(
+        db,
+        tenant,
+        sqlx::query(
+            "UPDATE agent_runs SET status = CASE WHEN $3::text IS NULL THEN 'succeeded' ELSE 'failed' END, \
+             output = $4, error = $3, iterations = $5, prompt_tokens = $6, completion_tokens = $7, \
+             finished_at = now() WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant)
+        .bind(run)
+        .bind(o.error)
+        .bind(o.output)
+        .bind(o.iterations)
+        .bind(o.prompt_tokens)
+        .bind(o.completion_tokens)
     )
-    .bind(tenant)
-    .bind(run)
-    .bind(o.error)
-    .bind(o.output)
-    .bind(o.iterations)
-    .bind(o.prompt_tokens)
-    .bind(o.completion_tokens)
-    .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 

@@ -25,57 +25,20 @@ pub struct Settings {
 /// Files are kept in Postgres until their job ends; a bytea holds at most 1 GiB.
 const MAX_FILE_LIMIT: usize = 256 * 1024 * 1024;
 
-fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        name,
-        reason: reason.into(),
-    }
-}
-
 impl Settings {
     pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
-        let max_file_bytes: usize = src.parse("FAAS_INGEST_MAX_FILE_BYTES", 20 * 1024 * 1024)?;
-        if !(1..=MAX_FILE_LIMIT).contains(&max_file_bytes) {
-            return Err(invalid(
-                "FAAS_INGEST_MAX_FILE_BYTES",
-                format!("must be between 1 and {MAX_FILE_LIMIT}"),
-            ));
-        }
-        let max_text_bytes: usize = src.parse("FAAS_INGEST_MAX_TEXT_BYTES", 5 * 1024 * 1024)?;
-        if !(1..=MAX_FILE_LIMIT).contains(&max_text_bytes) {
-            return Err(invalid(
-                "FAAS_INGEST_MAX_TEXT_BYTES",
-                format!("must be between 1 and {MAX_FILE_LIMIT}"),
-            ));
-        }
-        let parse_timeout = src.secs("FAAS_INGEST_PARSE_TIMEOUT_SECS", 10.0)?;
-        if parse_timeout < Duration::from_millis(100) || parse_timeout > Duration::from_secs(600) {
-            return Err(invalid(
-                "FAAS_INGEST_PARSE_TIMEOUT_SECS",
-                "must be between 0.1 and 600 seconds",
-            ));
-        }
-        let parse_concurrency: usize = src.parse("FAAS_INGEST_PARSE_CONCURRENCY", 2)?;
-        if !(1..=64).contains(&parse_concurrency) {
-            return Err(invalid(
-                "FAAS_INGEST_PARSE_CONCURRENCY",
-                "must be between 1 and 64",
-            ));
-        }
-        let lease = src.secs("FAAS_INGEST_LEASE_SECS", 20.0)?;
-        if lease < Duration::from_secs(2) || lease > Duration::from_secs(3600) {
-            return Err(invalid(
-                "FAAS_INGEST_LEASE_SECS",
-                "must be between 2 and 3600 seconds",
-            ));
-        }
-        let outbox_after = src.secs("FAAS_INGEST_OUTBOX_SECS", 30.0)?;
-        if outbox_after < Duration::from_millis(200) || outbox_after > Duration::from_secs(3600) {
-            return Err(invalid(
-                "FAAS_INGEST_OUTBOX_SECS",
-                "must be between 0.2 and 3600 seconds",
-            ));
-        }
+        let bytes = 1..=MAX_FILE_LIMIT;
+        let max_file_bytes = src.parse_within(
+            "FAAS_INGEST_MAX_FILE_BYTES",
+            20 * 1024 * 1024,
+            bytes.clone(),
+        )?;
+        let max_text_bytes =
+            src.parse_within("FAAS_INGEST_MAX_TEXT_BYTES", 5 * 1024 * 1024, bytes)?;
+        let parse_timeout = src.secs_within("FAAS_INGEST_PARSE_TIMEOUT_SECS", 10.0, 0.1, 600.0)?;
+        let parse_concurrency = src.parse_within("FAAS_INGEST_PARSE_CONCURRENCY", 2, 1..=64)?;
+        let lease = src.secs_within("FAAS_INGEST_LEASE_SECS", 20.0, 2.0, 3600.0)?;
+        let outbox_after = src.secs_within("FAAS_INGEST_OUTBOX_SECS", 30.0, 0.2, 3600.0)?;
         Ok(Self {
             max_file_bytes,
             max_text_bytes,
@@ -92,11 +55,7 @@ mod tests {
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let env = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::from_source(&Source::new(env).unwrap())
+        Settings::from_source(&Source::from_pairs(pairs))
     }
 
     #[test]

@@ -29,11 +29,7 @@ mod tests {
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let env = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::from_source(&Source::new(env).unwrap())
+        Settings::from_source(&Source::from_pairs(pairs))
     }
 
     #[test]

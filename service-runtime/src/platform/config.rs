@@ -148,16 +148,62 @@ impl Source {
         }
     }
 
+    /// A setting parsed as `T` and within `range`, or `default` when unset.
+    pub fn parse_within<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
+        T::Err: std::fmt::Display,
+    {
+        let v = self.parse(name, default)?;
+        if !range.contains(&v) {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!("must be from {} to {}", range.start(), range.end()),
+            });
+        }
+        Ok(v)
+    }
+
+    /// A number of seconds from `min` to `max`, or `default` when unset.
+    pub fn secs_within(
+        &self,
+        name: &'static str,
+        default: f64,
+        min: f64,
+        max: f64,
+    ) -> Result<Duration, ConfigError> {
+        let v = self.secs(name, default)?;
+        if !(min..=max).contains(&v.as_secs_f64()) {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!("must be from {min} to {max} seconds"),
+            });
+        }
+        Ok(v)
+    }
+
+    /// A source of exactly these variables (tests).
+    #[cfg(test)]
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        let env = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::new(env).expect("no FAAS_CONFIG_FILE to read")
+    }
+
     /// A non-negative number of seconds.
     pub fn secs(&self, name: &'static str, default: f64) -> Result<Duration, ConfigError> {
         let v: f64 = self.parse(name, default)?;
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(ConfigError::Invalid {
-                name,
-                reason: "must be a non-negative number of seconds".into(),
-            });
-        }
-        Ok(Duration::from_secs_f64(v))
+        Duration::try_from_secs_f64(v).map_err(|_| ConfigError::Invalid {
+            name,
+            reason: "must be a non-negative number of seconds".into(),
+        })
     }
 }
 

@@ -127,6 +127,19 @@ pub async fn tenant_transaction(
     Ok(tx)
 }
 
+/// Runs one statement in a [`tenant_transaction`] and commits it; returns the rows it
+/// touched.
+pub async fn tenant_execute(
+    pool: &sqlx::PgPool,
+    tenant: &str,
+    statement: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> ApiResult<u64> {
+    let mut tx = tenant_transaction(pool, tenant).await?;
+    let done = statement.execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(done.rows_affected())
+}
+
 pub async fn connect_redis(config: &Config) -> anyhow::Result<redis::aio::ConnectionManager> {
     let url = config.require_redis_url()?;
     let client = redis::Client::open(url)

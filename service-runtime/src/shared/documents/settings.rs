@@ -18,23 +18,13 @@ pub const MAX_DOCUMENT_BYTES: &str = "FAAS_RAG_MAX_DOCUMENT_BYTES";
 
 impl Settings {
     pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
-        let gateway_timeout = src.secs(GATEWAY_TIMEOUT, 120.0)?;
-        if gateway_timeout < Duration::from_secs(1) {
-            return Err(ConfigError::Invalid {
-                name: GATEWAY_TIMEOUT,
-                reason: "must be at least 1 second".into(),
-            });
-        }
-        let max_document_bytes = src.parse(MAX_DOCUMENT_BYTES, 5 * 1024 * 1024usize)?;
-        if !(1024..=64 * 1024 * 1024).contains(&max_document_bytes) {
-            return Err(ConfigError::Invalid {
-                name: MAX_DOCUMENT_BYTES,
-                reason: "must be from 1024 to 67108864".into(),
-            });
-        }
         Ok(Self {
-            gateway_timeout,
-            max_document_bytes,
+            gateway_timeout: src.secs_within(GATEWAY_TIMEOUT, 120.0, 1.0, 86_400.0)?,
+            max_document_bytes: src.parse_within(
+                MAX_DOCUMENT_BYTES,
+                5 * 1024 * 1024usize,
+                1024..=64 * 1024 * 1024,
+            )?,
         })
     }
 }
@@ -44,11 +34,7 @@ mod tests {
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let env = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::from_source(&Source::new(env).unwrap())
+        Settings::from_source(&Source::from_pairs(pairs))
     }
 
     #[test]
