@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use super::{Agents, Caller};
 use crate::platform::egress::EgressPolicy;
 use crate::platform::http_client::{RetryPolicy, UpstreamError};
+use crate::platform::telemetry::Redactor;
 use crate::shared::gateway_client::OnBehalfOf;
 
 /// The most of the arguments of one call read.
@@ -22,8 +23,6 @@ const MAX_ARGUMENT_BYTES: usize = 64 * 1024;
 const MAX_SECRET_BYTES: u64 = 64 * 1024;
 /// Problems of one argument check told to the model.
 const MAX_SCHEMA_ERRORS: usize = 5;
-/// What a tool's answer is replaced by where it holds a credential sent to it.
-const REDACTED: &str = "[redacted]";
 
 /// The result of a tool call: the text the model reads, or why the call failed.
 pub type ToolResult = Result<String, String>;
@@ -66,8 +65,11 @@ pub fn check_template(template: &str, policy: &EgressPolicy) -> Result<(), Strin
     if authority.contains('{') {
         return Err("placeholders are only allowed in the path and the query".into());
     }
-    let sample = fill(template, &mut Map::new(), true)?;
-    let url = url::Url::parse(&sample).map_err(|_| "not a valid URL".to_string())?;
+    let url = sample_url(template, SAMPLE)?;
+    // The authority as the URL parser reads it: `https:///{h}.com` has host `{h}.com`.
+    if url.origin() != sample_url(template, "other")?.origin() {
+        return Err("placeholders are only allowed in the path and the query".into());
+    }
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not hold credentials; send them in a header from a Secret".into());
     }
@@ -89,7 +91,21 @@ fn encode(s: &str) -> String {
 
 /// The template with each placeholder replaced by the argument of its name (taken out of
 /// `args`), percent-encoded; `sample` fills in a fixed word instead.
-fn fill(template: &str, args: &mut Map<String, Value>, sample: bool) -> Result<String, String> {
+/// What [`fill`] puts for every placeholder when it makes a sample URL.
+const SAMPLE: &str = "placeholder";
+
+/// The template with `word` for every placeholder, parsed; with [`SAMPLE`], its origin is
+/// the one every call must go to.
+fn sample_url(template: &str, word: &str) -> Result<url::Url, String> {
+    let sample = fill(template, &mut Map::new(), Some(word))?;
+    url::Url::parse(&sample).map_err(|_| "not a valid URL".to_string())
+}
+
+fn fill(
+    template: &str,
+    args: &mut Map<String, Value>,
+    sample: Option<&str>,
+) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = template;
     while let Some(start) = rest.find('{') {
@@ -98,8 +114,8 @@ fn fill(template: &str, args: &mut Map<String, Value>, sample: bool) -> Result<S
         };
         out.push_str(&rest[..start]);
         let name = &rest[start + 1..start + len];
-        if sample {
-            out.push_str("placeholder");
+        if let Some(word) = sample {
+            out.push_str(word);
         } else {
             let value = match args.remove(name) {
                 Some(Value::String(s)) => s,
@@ -380,9 +396,14 @@ pub async fn call_http(
     h: &HttpTool,
     mut args: Map<String, Value>,
 ) -> ToolResult {
-    let filled = fill(&h.url, &mut args, false)?;
+    let filled = fill(&h.url, &mut args, None)?;
     let mut url = url::Url::parse(&filled)
         .map_err(|_| "the URL made of the arguments is not valid".to_string())?;
+    // Arguments fill the path and the query only: a template whose host they could
+    // change (however it is spelled) sends its Secret headers nowhere else.
+    if url.origin() != sample_url(&h.url, SAMPLE)?.origin() {
+        return Err("the arguments would change the host the tool calls".into());
+    }
     let m = method(h.method);
     let with_body = matches!(
         h.method,
@@ -437,17 +458,7 @@ pub async fn call_http(
         .map_err(|_| "the request could not be made".to_string())?;
     let timeout = Duration::from_secs(h.timeout_seconds.max(1) as u64);
     let out = send_guarded(agents, caller, req, timeout).await?;
-    Ok(redact(out, &secrets))
-}
-
-/// `text` with every occurrence of each secret replaced.
-pub fn redact(mut text: String, secrets: &[String]) -> String {
-    for s in secrets {
-        if text.contains(s.as_str()) {
-            text = text.replace(s.as_str(), REDACTED);
-        }
-    }
-    text
+    Ok(Redactor::new(secrets).redact(&out).into_owned())
 }
 
 /// Searches the collections through the rag component, for the caller; the passages
@@ -529,18 +540,27 @@ mod tests {
         args.insert("id".into(), json!("a b/../c"));
         args.insert("n".into(), json!(3));
         args.insert("rest".into(), json!(true));
-        let url = fill("https://h.example.com/t/{id}?n={n}", &mut args, false).unwrap();
+        let url = fill("https://h.example.com/t/{id}?n={n}", &mut args, None).unwrap();
         assert_eq!(url, "https://h.example.com/t/a%20b%2F..%2Fc?n=3");
         assert_eq!(args.len(), 1);
-        assert!(fill("https://h/{x}", &mut Map::new(), false).is_err());
+        assert!(fill("https://h/{x}", &mut Map::new(), None).is_err());
         for dots in [".", ".."] {
             let mut args = Map::new();
             args.insert("id".into(), json!(dots));
-            assert!(fill("https://h/a/{id}/b", &mut args, false).is_err());
+            assert!(fill("https://h/a/{id}/b", &mut args, None).is_err());
         }
         let p = EgressPolicy::default();
         assert!(check_template("https://api.example.org/{id}", &p).is_ok());
         assert!(check_template("https://{host}.example.org/", &p).is_err());
+        // Spellings whose host the URL parser finds after the first slash.
+        for sneaky in [
+            "https:///{h}.com/x",
+            "https://\\/{h}.com/x",
+            "https:/{h}.com/x",
+        ] {
+            let e = check_template(sneaky, &p).unwrap_err();
+            assert!(e.contains("only allowed in the path"), "{sneaky}: {e}");
+        }
         assert!(check_template("http://169.254.169.254/latest", &p).is_err());
         assert!(check_template("http://localhost:8080/", &p).is_err());
         assert!(check_template("https://u:p@api.example.org/", &p).is_err());
@@ -560,8 +580,12 @@ mod tests {
     }
 
     #[test]
-    fn redaction_replaces_every_occurrence() {
-        let s = redact("k=sk-1 and sk-1".into(), &["sk-1".into()]);
-        assert_eq!(s, "k=[redacted] and [redacted]");
+    fn redaction_replaces_every_form_of_each_secret_longest_first() {
+        let r = Redactor::new(["sk-1".to_string(), "sk-1/WX\"YZ".to_string()]);
+        assert_eq!(r.redact("k=sk-1 and sk-1"), "k=[redacted] and [redacted]");
+        // Whole, JSON-escaped, and with the slash escaped too: never a piece left.
+        for echoed in ["sk-1/WX\"YZ", "sk-1/WX\\\"YZ", "sk-1\\/WX\\\"YZ"] {
+            assert_eq!(r.redact(&format!("<{echoed}>")), "<[redacted]>", "{echoed}");
+        }
     }
 }

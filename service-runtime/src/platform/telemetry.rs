@@ -170,8 +170,12 @@ impl Redactor {
             // As it appears inside a JSON string, too.
             let escaped = serde_json::to_string(&s).unwrap_or_default();
             let escaped = escaped.trim_matches('"').to_string();
-            if escaped != s {
-                all.push(escaped);
+            // Some encoders also escape the slash.
+            let slashed = escaped.replace('/', "\\/");
+            for form in [slashed, escaped] {
+                if form != s {
+                    all.push(form);
+                }
             }
             all.push(s);
         }
