@@ -18,7 +18,7 @@ use super::store::{self, Agent};
 use super::{AgentPath, AgentState, Agents, Caller, check_name};
 use crate::platform::extract::{Json, Path};
 use crate::platform::{
-    ApiError, ApiResult, Principal, RequestContext, tenant_execute, tenant_transaction,
+    ApiError, ApiResult, Principal, RequestContext, tenant_execute, tenant_transaction, without_nul,
 };
 use crate::shared::gateway_client::{ChatRequest, Message, OnBehalfOf};
 
@@ -147,6 +147,11 @@ fn tokens(s: &str) -> usize {
 
 /// Adds a turn to the session; a window forgets what it no longer keeps, a summary rolls
 /// what it no longer keeps into its summary once the session is over its token budget.
+/// Most tokens the model may write for a session's summary, and most characters kept of
+/// it (a model that ignores the limit cannot grow the session).
+const SUMMARY_MAX_TOKENS: u32 = 512;
+const SUMMARY_MAX_CHARS: usize = 8 * 1024;
+
 pub async fn remember(
     agents: &Agents,
     caller: &Caller,
@@ -167,8 +172,8 @@ pub async fn remember(
         )
         .bind(tenant)
         .bind(id)
-        .bind(input)
-        .bind(output)
+        .bind(without_nul(input))
+        .bind(without_nul(output))
         .execute(&mut *tx)
         .await?;
     }
@@ -195,8 +200,11 @@ pub async fn remember(
         .await?;
     }
     tx.commit().await?;
-    if memory.kind == MemoryKind::Summary {
-        roll_up(agents, caller, agent, d, id, keep).await?;
+    // The turn is stored; a summary that fails now is tried again on a later turn.
+    if memory.kind == MemoryKind::Summary
+        && let Err(e) = roll_up(agents, caller, agent, d, id, keep).await
+    {
+        tracing::warn!(session = %id, agent = %agent.name, error = %e, "rolling up a session's memory failed");
     }
     Ok(())
 }
@@ -262,6 +270,7 @@ async fn roll_up(
             Message::new("user", transcript),
         ],
         temperature: Some(0.0),
+        max_tokens: Some(SUMMARY_MAX_TOKENS),
         ..Default::default()
     };
     let who: OnBehalfOf = caller.who.for_agent(&agent.name);
@@ -273,12 +282,13 @@ async fn roll_up(
     else {
         return Ok(());
     };
+    let text: String = text.chars().take(SUMMARY_MAX_CHARS).collect();
     let last_rolled = stored[older - 1].seq;
     let mut tx = tenant_transaction(&agents.db, tenant).await?;
     sqlx::query("UPDATE agent_sessions SET summary = $3 WHERE tenant_id = $1 AND id = $2")
         .bind(tenant)
         .bind(id)
-        .bind(&text)
+        .bind(without_nul(&text))
         .execute(&mut *tx)
         .await?;
     sqlx::query(

@@ -32,6 +32,9 @@ use crate::shared::gateway_client::{
 
 /// Tool calls of one answer that are made; more are refused to the model.
 const MAX_CALLS_PER_ANSWER: usize = 16;
+/// Tool calls of one answer read at all (each recorded as a step, the ones past
+/// [`MAX_CALLS_PER_ANSWER`] as refused); an answer with more is refused whole.
+const MAX_CALLS_READ: usize = 64;
 /// The most of a peer component's answer read.
 const MAX_PEER_BYTES: usize = 4 * 1024 * 1024;
 /// The most of a streamed answer assembled.
@@ -483,6 +486,11 @@ impl Task {
             if message.tool_calls.is_empty() {
                 return Ok(End::Answer(message.content.unwrap_or_default()));
             }
+            if message.tool_calls.len() > MAX_CALLS_READ {
+                return Err(ApiError::BadGateway(
+                    "the model's answer calls too many tools".into(),
+                ));
+            }
             let calls = message.tool_calls.clone();
             messages.push(Message {
                 role: "assistant".into(),
@@ -560,7 +568,7 @@ impl Task {
                     self.emit("delta", &DeltaEvent { text: t }).await;
                 }
                 StreamPiece::ToolCall(c) => {
-                    if c.index >= 64 {
+                    if c.index >= MAX_CALLS_READ {
                         return Err(ApiError::BadGateway(
                             "the model's answer calls too many tools".into(),
                         ));

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::platform::{ApiError, ApiResult, tenant_execute, tenant_transaction};
+use crate::platform::{ApiError, ApiResult, tenant_execute, tenant_transaction, without_nul};
 
 /// An agent as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
@@ -292,11 +292,11 @@ pub async fn add_step(
         .bind(run)
         .bind(seq)
         .bind(step.kind)
-        .bind(&step.tool)
-        .bind(&step.tool_call_id)
-        .bind(&step.arguments)
-        .bind(&step.output)
-        .bind(&step.error)
+        .bind(step.tool.as_deref().map(without_nul))
+        .bind(step.tool_call_id.as_deref().map(without_nul))
+        .bind(step.arguments.as_deref().map(without_nul))
+        .bind(step.output.as_deref().map(without_nul))
+        .bind(step.error.as_deref().map(without_nul))
         .bind(step.prompt_tokens)
         .bind(step.completion_tokens)
         .bind(step.duration_ms)
@@ -326,8 +326,8 @@ pub async fn finish_run(db: &PgPool, tenant: &str, run: Uuid, o: Outcome<'_>) ->
         )
         .bind(tenant)
         .bind(run)
-        .bind(o.error)
-        .bind(o.output)
+        .bind(o.error.map(without_nul))
+        .bind(o.output.map(without_nul))
         .bind(o.iterations)
         .bind(o.prompt_tokens)
         .bind(o.completion_tokens)

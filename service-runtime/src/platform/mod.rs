@@ -127,6 +127,16 @@ pub async fn tenant_transaction(
     Ok(tx)
 }
 
+/// `text` as Postgres can store it: `text` and `jsonb` hold no NUL character, which
+/// parsers of binary files, upstream answers and models may produce.
+pub fn without_nul(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', ""))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// Runs one statement in a [`tenant_transaction`] and commits it; returns the rows it
 /// touched.
 pub async fn tenant_execute(

@@ -391,9 +391,8 @@ pub async fn store(
         )));
     }
     let mut doc = doc;
-    if doc.text.contains('\0') {
-        // Postgres text holds no NUL; parsers of binary formats may leave one.
-        doc.text = doc.text.replace('\0', "");
+    if let std::borrow::Cow::Owned(text) = crate::platform::without_nul(&doc.text) {
+        doc.text = text;
     }
     let checksum = doc.checksum();
     let mut tx = rag.begin(tenant).await?;
