@@ -131,10 +131,10 @@ async fn stored(
         .execute(&mut *tx)
         .await
         .unwrap();
+    // By name only: row-level security alone keeps the other tenants' rows out.
     sqlx::query_as(
-        "SELECT source, revision, prompt_template_version, definition FROM agents WHERE tenant_id = $1 AND name = $2",
+        "SELECT source, revision, prompt_template_version, definition FROM agents WHERE name = $1",
     )
-    .bind(tenant)
     .bind(name)
     .fetch_optional(&mut *tx)
     .await
@@ -344,4 +344,45 @@ async fn an_agent_made_through_the_api_is_not_overwritten() {
     let (status, reason, _) = h.condition("helper", SYNCED);
     assert_eq!((status.as_str(), reason.as_str()), ("False", "NameTaken"));
     assert_eq!(stored(&pool, NS, "helper").await.unwrap().0, "api");
+}
+
+#[tokio::test]
+async fn an_agent_of_another_namespace_naming_the_tenant_is_neither_overwritten_nor_deleted() {
+    let Some(pool) = support::database().await else {
+        return;
+    };
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('faas.tenant_id', 'team-a', true)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO agents (tenant_id, name, definition, source, content_hash, created_by) \
+         VALUES ('team-a', 'helper', '{\"theirs\": true}', 'resource', 'h', 'agent:team-b/helper')",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let h = Harness::new(Some(pool.clone()));
+    h.template(Some(1));
+    h.service("agent", true);
+    h.secret("helpdesk", "token");
+    h.agent("helper", spec());
+    h.reconcile("helper").await;
+    let (status, reason, _) = h.condition("helper", SYNCED);
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "NameTaken"));
+    let theirs = stored(&pool, NS, "helper").await.unwrap();
+    assert_eq!((theirs.1, theirs.3), (1, json!({"theirs": true})));
+
+    // Deleting this Agent leaves the other namespace's row alone.
+    h.api.edit(&agent_path("helper"), |a| {
+        a["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
+    });
+    h.reconcile("helper").await;
+    assert!(h.current("helper").is_none());
+    assert_eq!(
+        stored(&pool, NS, "helper").await.unwrap().3,
+        json!({"theirs": true})
+    );
 }

@@ -365,3 +365,29 @@ async fn an_unreachable_database_is_a_condition_and_a_growing_backoff() {
     h.reconcile().await;
     assert!(h.api.writes().is_empty(), "{:?}", h.api.writes());
 }
+
+#[tokio::test]
+async fn a_template_of_another_namespace_naming_the_tenant_is_neither_overwritten_nor_deleted() {
+    let Some(pool) = support::database().await else {
+        return;
+    };
+    sqlx::query(
+        "INSERT INTO prompt_templates (tenant_id, name, version, template, variables, source, \
+         content_hash, created_by) \
+         VALUES ('team-a', 'support', 1, 'theirs', '[]', 'resource', 'h', 'prompttemplate:team-b/support')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let h = Harness::new(Some(pool.clone()));
+    h.create(greeting());
+    h.reconcile().await;
+    let (status, reason, _) = h.condition(SYNCED);
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "NameTaken"));
+    assert_eq!(rows(&pool, NS).await, [(1, "resource".into(), false)]);
+    // Deleting this resource neither retires nor deletes the other namespace's versions.
+    h.delete();
+    h.reconcile().await;
+    assert!(h.current().is_none());
+    assert_eq!(rows(&pool, NS).await, [(1, "resource".into(), false)]);
+}

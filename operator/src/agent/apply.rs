@@ -28,13 +28,14 @@ struct Current {
     content_hash: String,
     revision: i32,
     prompt_template_version: Option<i32>,
+    created_by: Option<String>,
 }
 
 /// Inserts or updates the agent's row; writes nothing when it already holds the row.
 pub async fn apply(pool: &PgPool, row: &Row) -> Result<Published, sqlx::Error> {
     let mut tx = database::tenant_transaction(pool, &row.tenant).await?;
     let current: Option<Current> = sqlx::query_as(
-        "SELECT id, source, content_hash, revision, prompt_template_version FROM agents \
+        "SELECT id, source, content_hash, revision, prompt_template_version, created_by FROM agents \
          WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
     )
     .bind(&row.tenant)
@@ -42,7 +43,10 @@ pub async fn apply(pool: &PgPool, row: &Row) -> Result<Published, sqlx::Error> {
     .fetch_optional(&mut *tx)
     .await?;
     let published = match current {
-        Some(c) if c.source != "resource" => return Ok(Published::NameTaken),
+        // Made through the API, or by an Agent of another namespace naming the same tenant.
+        Some(c) if c.source != "resource" || c.created_by.as_ref() != Some(&row.created_by) => {
+            return Ok(Published::NameTaken);
+        }
         Some(c)
             if c.content_hash == row.content_hash
                 && c.prompt_template_version == row.prompt_template_version =>

@@ -26,12 +26,22 @@ pub fn row(agent: &Agent, valid: &Validated) -> Row {
     let definition = canonical(&valid.definition);
     Row {
         tenant: valid.tenant.clone(),
-        created_by: format!("agent:{}/{name}", agent.namespace().unwrap_or_default()),
+        created_by: owner(agent),
         name,
         content_hash: valid.definition.content_hash(),
         definition,
         prompt_template_version: valid.template_version.and_then(|v| i32::try_from(v).ok()),
     }
+}
+
+/// Who a row of the Agent says created it, `agent:namespace/name`: the rows the Agent owns,
+/// which it alone updates and deletes.
+pub fn owner(agent: &Agent) -> String {
+    format!(
+        "agent:{}/{}",
+        agent.namespace().unwrap_or_default(),
+        agent.name_any()
+    )
 }
 
 /// The definition as JSON whose objects keep their keys sorted (serde_json's map without

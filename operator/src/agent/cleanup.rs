@@ -1,18 +1,26 @@
-//! What deleting an Agent does to its row: it goes. An agent made through the agent API
-//! under the same name is never touched.
+//! What deleting an Agent does to its row: it goes. An agent of the same name made through
+//! the agent API, or published by an Agent of another namespace, is never touched.
 
 use sqlx::PgPool;
 
 use crate::kit::database;
 
-/// Deletes the resource-managed row of the agent; returns whether there was one.
-pub async fn delete(pool: &PgPool, tenant: &str, name: &str) -> Result<bool, sqlx::Error> {
+/// Deletes the row `owner` (see [`super::build::owner`]) published; returns whether there
+/// was one.
+pub async fn delete(
+    pool: &PgPool,
+    tenant: &str,
+    name: &str,
+    owner: &str,
+) -> Result<bool, sqlx::Error> {
     let mut tx = database::tenant_transaction(pool, tenant).await?;
     let done = sqlx::query(
-        "DELETE FROM agents WHERE tenant_id = $1 AND name = $2 AND source = 'resource'",
+        "DELETE FROM agents \
+         WHERE tenant_id = $1 AND name = $2 AND source = 'resource' AND created_by = $3",
     )
     .bind(tenant)
     .bind(name)
+    .bind(owner)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

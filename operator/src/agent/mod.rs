@@ -104,7 +104,9 @@ async fn delete(ctx: &Context, ns: &str, agent: &Agent) -> Result<Action> {
     }
     if let Some(pool) = &ctx.db {
         let tenant = validate::tenant(agent);
-        if let Err(e) = cleanup::delete(pool, &tenant, &agent.name_any()).await {
+        if let Err(e) =
+            cleanup::delete(pool, &tenant, &agent.name_any(), &build::owner(agent)).await
+        {
             let sync = Sync::Failed(Problem::of(&e));
             let validation = Err(Invalid::Spec {
                 reason: "Deleting",

@@ -127,7 +127,7 @@ pub fn compute(
             SYNCED,
             false,
             "NameTaken",
-            format!("tenant {tenant} already has an agent of this name made through the agent API; it is not overwritten: rename this Agent or delete that agent"),
+            format!("tenant {tenant} already has an agent of this name, made through the agent API or by an Agent of another namespace; it is not overwritten: rename this Agent or delete that agent"),
         ),
         Sync::Published { revision, .. } => cond(
             SYNCED,

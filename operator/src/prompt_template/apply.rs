@@ -11,7 +11,8 @@ use crate::kit::database;
 pub enum Published {
     /// The latest version has the content; `created` when this call inserted it.
     Version { version: i32, created: bool },
-    /// A template of that name was made through the prompt API; it is not overwritten.
+    /// A template of that name was made through the prompt API or by another resource; it
+    /// is not overwritten.
     NameTaken,
 }
 
@@ -22,6 +23,7 @@ struct Latest {
     source: String,
     content_hash: String,
     retired: bool,
+    created_by: Option<String>,
 }
 
 /// Inserts the next version when the content changed, in one transaction that locks the
@@ -30,7 +32,7 @@ struct Latest {
 pub async fn apply(pool: &PgPool, row: &Row) -> Result<Published, sqlx::Error> {
     let mut tx = database::tenant_transaction(pool, &row.tenant).await?;
     let latest: Option<Latest> = sqlx::query_as(
-        "SELECT version, source, content_hash, retired_at IS NOT NULL AS retired \
+        "SELECT version, source, content_hash, retired_at IS NOT NULL AS retired, created_by \
          FROM prompt_templates WHERE tenant_id = $1 AND name = $2 \
          ORDER BY version DESC LIMIT 1 FOR UPDATE",
     )
@@ -39,7 +41,11 @@ pub async fn apply(pool: &PgPool, row: &Row) -> Result<Published, sqlx::Error> {
     .fetch_optional(&mut *tx)
     .await?;
     let (version, created) = match latest {
-        Some(l) if l.source != "resource" => return Ok(Published::NameTaken),
+        // Made through the API, or by a PromptTemplate of another namespace naming the
+        // same tenant.
+        Some(l) if l.source != "resource" || l.created_by.as_ref() != Some(&row.created_by) => {
+            return Ok(Published::NameTaken);
+        }
         Some(l) if l.content_hash == row.content_hash && !l.retired => {
             return Ok(Published::Version {
                 version: l.version,
@@ -52,10 +58,12 @@ pub async fn apply(pool: &PgPool, row: &Row) -> Result<Published, sqlx::Error> {
     };
     sqlx::query(
         "UPDATE prompt_templates SET retired_at = NULL \
-         WHERE tenant_id = $1 AND name = $2 AND source = 'resource' AND retired_at IS NOT NULL",
+         WHERE tenant_id = $1 AND name = $2 AND source = 'resource' AND created_by = $3 \
+         AND retired_at IS NOT NULL",
     )
     .bind(&row.tenant)
     .bind(&row.name)
+    .bind(&row.created_by)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

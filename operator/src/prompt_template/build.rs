@@ -17,15 +17,22 @@ pub struct Row {
     pub created_by: String,
 }
 
+/// Who the rows of the PromptTemplate say created them, `prompttemplate:namespace/name`:
+/// the rows it owns, which it alone adds to, retires and deletes.
+pub fn owner(pt: &PromptTemplate) -> String {
+    format!(
+        "prompttemplate:{}/{}",
+        pt.namespace().unwrap_or_default(),
+        pt.name_any()
+    )
+}
+
 /// The row for a validated PromptTemplate.
 pub fn row(pt: &PromptTemplate, valid: &Validated) -> Row {
     let name = pt.name_any();
     Row {
         tenant: valid.tenant.clone(),
-        created_by: format!(
-            "prompttemplate:{}/{name}",
-            pt.namespace().unwrap_or_default()
-        ),
+        created_by: owner(pt),
         name,
         content: valid.content.clone(),
         content_hash: valid.content_hash.clone(),

@@ -123,14 +123,14 @@ async fn delete(ctx: &Context, ns: &str, pt: &PromptTemplate) -> Result<Action> 
     // Kept in the status while the deletion waits.
     let validation = validate_off_workers(pt).await;
     if !agents.is_empty() {
-        let sync = match cleanup::retire(pool, &tenant, &name).await {
+        let sync = match cleanup::retire(pool, &tenant, &name, &build::owner(pt)).await {
             Ok(_) => Sync::Retired { agents },
             Err(e) => Sync::Failed(Problem::of(&e)),
         };
         update_status::update_status(ctx, ns, pt, &validation, &sync).await?;
         return Ok(after(ctx, pt, &sync, WAITING_RECHECK));
     }
-    match cleanup::delete(pool, &tenant, &name).await {
+    match cleanup::delete(pool, &tenant, &name, &build::owner(pt)).await {
         Ok(rows) => {
             info!(rows, %tenant, "deleted the template's rows");
             finalizer::remove(&ctx.client, ns, pt, FINALIZER)

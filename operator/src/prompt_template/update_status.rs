@@ -134,7 +134,7 @@ pub fn compute(
         ),
         Sync::NameTaken { tenant } => {
             let m = format!(
-                "tenant {tenant} already has a template of this name made through the prompt API; it is not overwritten: rename this PromptTemplate or delete that template"
+                "tenant {tenant} already has a template of this name, made through the prompt API or by a PromptTemplate of another namespace; it is not overwritten: rename this PromptTemplate or delete that template"
             );
             (
                 cond(SYNCED, false, "NameTaken", m.clone()),
