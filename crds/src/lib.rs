@@ -7,6 +7,7 @@ pub mod agent;
 pub mod common;
 pub mod faas_service;
 pub mod generate;
+pub mod offline;
 pub mod prompt_template;
 
 pub use agent::{Agent, AgentSpec, AgentStatus};

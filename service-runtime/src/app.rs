@@ -14,6 +14,7 @@ pub static COMPONENTS: &[&ComponentSpec] = &[
     &crate::rag::SPEC,
     &crate::data_ingestion::SPEC,
     &crate::agent::SPEC,
+    &crate::prompt_generator::SPEC,
 ];
 
 /// The served component of that name.

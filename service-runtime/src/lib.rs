@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod llmops;
 pub mod platform;
 pub mod prompt;
+pub mod prompt_generator;
 pub mod rag;
 pub mod shared;
 

@@ -58,7 +58,7 @@ FAAS_JWT_HS256_SECRET="$secret" FAAS_LISTEN="127.0.0.1:$port" \
   LLM_API_KEY_ST=sk-st-key-123456 \
   FAAS_GATEWAY_CREDENTIALS='[{"name":"mock","tenants":"*","base_url":"http://localhost:'"$upstream_port"'/v1","key_env":"LLM_API_KEY_ST"}]' \
   FAAS_EGRESS_ALLOW=localhost FAAS_EGRESS_PUBLIC=false \
-  FAAS_GATEWAY_URL="http://127.0.0.1:$port" FAAS_RAG_ANSWER_MODEL=gpt-4o \
+  FAAS_GATEWAY_URL="http://127.0.0.1:$port" FAAS_RAG_ANSWER_MODEL=gpt-4o FAAS_PROMPTGEN_MODEL=gpt-4o \
   FAAS_RAG_URL="http://127.0.0.1:$port" FAAS_PROMPT_URL="http://127.0.0.1:$port" \
   RUST_LOG=warn "$bin" serve --service all >"$logfile" 2>&1 &
 pid=$!

@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use faas_model::Component;
-use faas_model::agent::{Definition, ToolSettings};
+use faas_model::agent::Definition;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
@@ -183,22 +183,7 @@ pub fn check_name(name: &str) -> ApiResult<()> {
 /// Every rule of a definition: the model's own, the JSON Schemas of the tools'
 /// parameters, and the egress policy for the URLs of HTTP tools.
 fn check_definition(agents: &Agents, d: &Definition) -> ApiResult<()> {
-    let mut problems: Vec<String> = match d.validate() {
-        Ok(()) => Vec::new(),
-        Err(p) => p.iter().map(ToString::to_string).collect(),
-    };
-    for (i, tool) in d.tools.iter().enumerate() {
-        if let Some(params) = &tool.parameters
-            && let Err(e) = tools::compile_schema(params)
-        {
-            problems.push(format!("tools[{i}].parameters: {e}"));
-        }
-        if let Some(ToolSettings::Http(h)) = tool.settings()
-            && let Err(e) = tools::check_template(&h.url, &agents.policy)
-        {
-            problems.push(format!("tools[{i}].http.url: {e}"));
-        }
-    }
+    let problems = crate::shared::agents::definition_problems(&agents.policy, d);
     if problems.is_empty() {
         Ok(())
     } else {

@@ -5,38 +5,13 @@
 use chrono::{DateTime, Utc};
 use faas_model::agent::Definition;
 use serde::Serialize;
-use serde_json::Value;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::platform::{ApiError, ApiResult, tenant_execute, tenant_transaction, without_nul};
 
-/// An agent as the API shows it.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct Agent {
-    pub id: Uuid,
-    pub name: String,
-    /// The definition, with its defaults filled in.
-    #[schema(value_type = faas_model::agent::Definition)]
-    pub definition: sqlx::types::Json<Value>,
-    /// `api` (managed here) or `resource` (managed by an Agent resource, read-only here).
-    #[schema(pattern = "^(api|resource)$")]
-    pub source: String,
-    /// SHA-256 (hex) of the definition's canonical JSON.
-    pub content_hash: String,
-    /// Starts at 1, and grows by one each time the definition changes.
-    pub revision: i32,
-    /// For resource-managed agents: the version of the prompt template resolved.
-    pub prompt_template_version: Option<i32>,
-    pub created_by: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-const AGENT_COLUMNS: &str = "id, name, definition, source, content_hash, revision, \
-     prompt_template_version, created_by, created_at, updated_at";
+pub use crate::shared::agents::{AGENT_COLUMNS, Agent, insert};
 
 impl Agent {
     /// The stored definition, read as the model reads it.
@@ -101,20 +76,9 @@ pub async fn create(
     user: &str,
 ) -> ApiResult<Agent> {
     let mut tx = tenant_transaction(db, tenant).await?;
-    let created = sqlx::query_as::<_, Agent>(&format!(
-        "INSERT INTO agents (tenant_id, name, definition, content_hash, created_by) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, name) DO NOTHING \
-         RETURNING {AGENT_COLUMNS}"
-    ))
-    .bind(tenant)
-    .bind(name)
-    .bind(sqlx::types::Json(definition))
-    .bind(definition.content_hash())
-    .bind(user)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let created = insert(&mut tx, tenant, name, definition, user).await?;
     tx.commit().await?;
-    created.ok_or_else(|| ApiError::Conflict(format!("the tenant has an agent named {name}")))
+    Ok(created)
 }
 
 /// Locks an agent's row for a change through the API: it must exist and be API-managed.

@@ -12,9 +12,9 @@ use faas_model::agent::{
 use serde_json::{Map, Value, json};
 
 use super::{Agents, Caller};
-use crate::platform::egress::EgressPolicy;
 use crate::platform::http_client::{RetryPolicy, UpstreamError};
 use crate::platform::telemetry::Redactor;
+use crate::shared::agents::{SAMPLE, compile_schema, encode, fill, placeholders, sample_url};
 use crate::shared::gateway_client::OnBehalfOf;
 
 /// The most of the arguments of one call read.
@@ -26,123 +26,6 @@ const MAX_SCHEMA_ERRORS: usize = 5;
 
 /// The result of a tool call: the text the model reads, or why the call failed.
 pub type ToolResult = Result<String, String>;
-
-/// A validator of a tool's JSON Schema; remote references are never fetched.
-pub fn compile_schema(schema: &Map<String, Value>) -> Result<jsonschema::Validator, String> {
-    jsonschema::validator_for(&Value::Object(schema.clone()))
-        .map_err(|e| format!("not a usable JSON Schema: {e}"))
-}
-
-/// The names between braces in a URL template, in order.
-fn placeholders(template: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        let Some(len) = rest[start..].find('}') else {
-            break;
-        };
-        out.push(&rest[start + 1..start + len]);
-        rest = &rest[start + len + 1..];
-    }
-    out
-}
-
-/// Checks a URL template as far as can be without arguments: its placeholders, and the
-/// egress policy for its scheme and host (placeholders in the host are refused).
-pub fn check_template(template: &str, policy: &EgressPolicy) -> Result<(), String> {
-    for p in placeholders(template) {
-        if p.is_empty() || p.len() > 64 || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            return Err(format!(
-                "the placeholder {{{p}}} must be 1 to 64 letters, digits or '_'"
-            ));
-        }
-    }
-    let authority = template
-        .split_once("://")
-        .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or_default())
-        .unwrap_or_default();
-    if authority.contains('{') {
-        return Err("placeholders are only allowed in the path and the query".into());
-    }
-    let url = sample_url(template, SAMPLE)?;
-    // The authority as the URL parser reads it: `https:///{h}.com` has host `{h}.com`.
-    if url.origin() != sample_url(template, "other")?.origin() {
-        return Err("placeholders are only allowed in the path and the query".into());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not hold credentials; send them in a header from a Secret".into());
-    }
-    policy.check_url(&url).map_err(|r| r.to_string())
-}
-
-/// Unreserved characters as they are, every other byte percent-encoded.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The template with each placeholder replaced by the argument of its name (taken out of
-/// `args`), percent-encoded; `sample` fills in a fixed word instead.
-/// What [`fill`] puts for every placeholder when it makes a sample URL.
-const SAMPLE: &str = "placeholder";
-
-/// The template with `word` for every placeholder, parsed; with [`SAMPLE`], its origin is
-/// the one every call must go to.
-fn sample_url(template: &str, word: &str) -> Result<url::Url, String> {
-    let sample = fill(template, &mut Map::new(), Some(word))?;
-    url::Url::parse(&sample).map_err(|_| "not a valid URL".to_string())
-}
-
-fn fill(
-    template: &str,
-    args: &mut Map<String, Value>,
-    sample: Option<&str>,
-) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        let Some(len) = rest[start..].find('}') else {
-            break;
-        };
-        out.push_str(&rest[..start]);
-        let name = &rest[start + 1..start + len];
-        if let Some(word) = sample {
-            out.push_str(word);
-        } else {
-            let value = match args.remove(name) {
-                Some(Value::String(s)) => s,
-                Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
-                Some(_) => {
-                    return Err(format!(
-                        "the argument {name} must be a string, a number or a boolean"
-                    ));
-                }
-                None => {
-                    return Err(format!(
-                        "the argument {name} is required (the URL needs it)"
-                    ));
-                }
-            };
-            // A whole path segment of `.` or `..` would be resolved away, leaving the path
-            // the template fixes.
-            if value == "." || value == ".." {
-                return Err(format!("the argument {name} may not be '.' or '..'"));
-            }
-            out.push_str(&encode(&value));
-        }
-        rest = &rest[start + len + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
 
 /// The JSON Schema of a tool's arguments when the definition gives none.
 pub fn default_parameters(tool: &Tool) -> Value {
@@ -533,39 +416,6 @@ pub async fn call_rag(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn templates_are_filled_and_checked() {
-        let mut args = Map::new();
-        args.insert("id".into(), json!("a b/../c"));
-        args.insert("n".into(), json!(3));
-        args.insert("rest".into(), json!(true));
-        let url = fill("https://h.example.com/t/{id}?n={n}", &mut args, None).unwrap();
-        assert_eq!(url, "https://h.example.com/t/a%20b%2F..%2Fc?n=3");
-        assert_eq!(args.len(), 1);
-        assert!(fill("https://h/{x}", &mut Map::new(), None).is_err());
-        for dots in [".", ".."] {
-            let mut args = Map::new();
-            args.insert("id".into(), json!(dots));
-            assert!(fill("https://h/a/{id}/b", &mut args, None).is_err());
-        }
-        let p = EgressPolicy::default();
-        assert!(check_template("https://api.example.org/{id}", &p).is_ok());
-        assert!(check_template("https://{host}.example.org/", &p).is_err());
-        // Spellings whose host the URL parser finds after the first slash.
-        for sneaky in [
-            "https:///{h}.com/x",
-            "https://\\/{h}.com/x",
-            "https:/{h}.com/x",
-        ] {
-            let e = check_template(sneaky, &p).unwrap_err();
-            assert!(e.contains("only allowed in the path"), "{sneaky}: {e}");
-        }
-        assert!(check_template("http://169.254.169.254/latest", &p).is_err());
-        assert!(check_template("http://localhost:8080/", &p).is_err());
-        assert!(check_template("https://u:p@api.example.org/", &p).is_err());
-        assert!(check_template("https://api.example.org/{a-b}", &p).is_err());
-    }
 
     #[test]
     fn secret_names_cannot_leave_the_tenants_folder() {
