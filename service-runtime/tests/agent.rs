@@ -152,10 +152,18 @@ async fn order(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
     seen.0
         .lock()
         .unwrap()
-        .push(json!({"id": id, "authorization": auth, "body": body}));
+        .push(json!({"id": id, "authorization": auth, "body": body,
+        "tenant": header("x-tenant-id"), "user": header("x-user-id"),
+        "requestId": header("x-request-id")}));
     axum::Json(json!({"order": id, "state": "open", "seenAuthorization": auth})).into_response()
 }
 
@@ -769,6 +777,13 @@ async fn http_tools_send_secrets_by_reference_and_never_show_them(pool: sqlx::Pg
     assert_eq!(seen[0]["id"], "42");
     assert_eq!(seen[0]["authorization"], SECRET_VALUE);
     assert_eq!(seen[0]["body"], r#"{"note":"printer"}"#);
+    // It is told the request's id, never who the tenant or the user is.
+    assert!(seen[0]["requestId"].is_string(), "{}", seen[0]);
+    assert!(
+        seen[0]["tenant"].is_null() && seen[0]["user"].is_null(),
+        "{}",
+        seen[0]
+    );
     // Its answer echoed it; nothing shown or recorded holds it.
     let step = &out["steps"][1];
     assert!(
@@ -935,6 +950,30 @@ async fn agents_call_agents_within_depth_and_never_in_a_cycle(pool: sqlx::PgPool
     .await
     .unwrap();
     assert_eq!(child.unwrap().to_string(), out["runId"].as_str().unwrap());
+    tx.commit().await.unwrap();
+
+    // A caller whose time runs out ends the runs of the agents it called with it.
+    env.create(&t, "sleeper", definition("hang", json!([])))
+        .await;
+    let mut impatient = definition("use-tool", agent_tool("sleeper"));
+    impatient["timeoutSeconds"] = json!(1);
+    env.create(&t, "impatient", impatient).await;
+    let out = env
+        .ok(&t, "impatient", json!({"input": r#"{"input": "wake up"}"#}))
+        .await;
+    assert_eq!(out["status"], "failed", "{out}");
+    let mut tx = faas_runtime::platform::tenant_transaction(&db, &t)
+        .await
+        .unwrap();
+    let (status, error, finished) = sqlx::query_as::<_, (String, Option<String>, bool)>(
+        "SELECT status, error, finished_at IS NOT NULL FROM agent_runs WHERE agent_name = 'sleeper'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(status, "failed");
+    assert!(finished);
+    assert!(error.unwrap().contains("ended before it did"));
 }
 
 #[sqlx::test]

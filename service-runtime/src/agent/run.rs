@@ -680,6 +680,13 @@ impl Task {
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
             .collect();
+        // `.` and `..` would be resolved away, naming another route of the prompt component.
+        if name.is_empty() || name.chars().all(|c| c == '.') {
+            return Err(ApiError::Validation(format!(
+                "promptTemplateRef: {:?} is not a template name",
+                r.name
+            )));
+        }
         let url = base
             .join(&format!("v1/prompts/{name}/render"))
             .map_err(ApiError::internal)?;

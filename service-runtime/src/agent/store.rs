@@ -280,10 +280,23 @@ pub struct Outcome<'a> {
 }
 
 pub async fn finish_run(db: &PgPool, tenant: &str, run: Uuid, o: Outcome<'_>) -> ApiResult<()> {
-    tenant_execute(
-        db,
-        tenant,
-        sqlx::query(
+    let mut tx = tenant_transaction(db, tenant).await?;
+    // Runs of agents it called that are still going were cut off with it (its time limit
+    // ran out while they worked): they end, failed, with it.
+    sqlx::query(
+        "WITH RECURSIVE below(id) AS ( \
+           SELECT id FROM agent_runs WHERE tenant_id = $1 AND parent_run_id = $2 \
+           UNION SELECT r.id FROM agent_runs r JOIN below b ON r.parent_run_id = b.id \
+           WHERE r.tenant_id = $1) \
+         UPDATE agent_runs SET status = 'failed', finished_at = now(), \
+         error = 'the run that called this agent ended before it did' \
+         WHERE tenant_id = $1 AND status = 'running' AND id IN (SELECT id FROM below)",
+    )
+    .bind(tenant)
+    .bind(run)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
             "UPDATE agent_runs SET status = CASE WHEN $3::text IS NULL THEN 'succeeded' ELSE 'failed' END, \
              output = $4, error = $3, iterations = $5, prompt_tokens = $6, completion_tokens = $7, \
              finished_at = now() WHERE tenant_id = $1 AND id = $2",
@@ -295,8 +308,9 @@ pub async fn finish_run(db: &PgPool, tenant: &str, run: Uuid, o: Outcome<'_>) ->
         .bind(o.iterations)
         .bind(o.prompt_tokens)
         .bind(o.completion_tokens)
-    )
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }
 

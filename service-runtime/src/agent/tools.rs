@@ -257,7 +257,8 @@ pub async fn send_guarded(
             &upstream,
             "agent_tool",
             req,
-            &caller.ctx,
+            // A tool is someone else's endpoint: it learns nothing of who is calling.
+            &caller.ctx.anonymous(),
             RetryPolicy::new(0, false),
             Some(timeout),
         )

@@ -47,6 +47,16 @@ impl RequestContext {
     }
 
     /// The standard headers to put on an outgoing call.
+    /// This context as a third party may see it: the request, correlation and trace ids,
+    /// but not who the tenant and the user are.
+    pub fn anonymous(&self) -> Self {
+        Self {
+            tenant_id: None,
+            user_id: None,
+            ..self.clone()
+        }
+    }
+
     pub fn outgoing_headers(&self) -> Vec<(HeaderName, String)> {
         let mut h = vec![
             (X_REQUEST_ID, self.request_id.clone()),
