@@ -1252,3 +1252,26 @@ async fn the_web_fetch_builtin_goes_through_the_egress_policy(pool: sqlx::PgPool
         assert!(error.starts_with("refused"), "{refused}: {error}");
     }
 }
+
+#[sqlx::test]
+async fn a_template_name_of_dots_never_reaches_another_route(pool: sqlx::PgPool) {
+    let t = unique("ad");
+    let env = env(pool, &[&t], &[("FAAS_PROMPT_URL", "http://127.0.0.1:9")]).await;
+    let mut d = definition("answer", json!([]));
+    d.as_object_mut().unwrap().remove("systemPrompt");
+    d["promptTemplateRef"] = json!({"name": ".."});
+    let r = env
+        .call(
+            "POST",
+            "/v1/agents",
+            &admin(&t),
+            Some(json!({"name": "dots", "definition": d})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let out = env.ok(&t, "dots", json!({"input": "hi"})).await;
+    assert_eq!(out["status"], "failed", "{out}");
+    let reason = out["error"].as_str().unwrap();
+    assert!(reason.contains("not a template name"), "{out}");
+    assert!(env.model.all().is_empty(), "no model call was made");
+}
