@@ -5,6 +5,7 @@ mod admission;
 mod common;
 mod leader;
 mod lifecycle;
+mod offline;
 mod publish;
 mod rbac;
 mod steady;
