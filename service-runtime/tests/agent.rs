@@ -196,24 +196,20 @@ async fn env(pool: sqlx::PgPool, tenants: &[&str], extra: &[(&str, &str)]) -> En
     let upstream = Router::new()
         .route("/v1/chat/completions", post(chat))
         .with_state(model.clone());
-    let upstream_base = serve_tcp(&upstream).await;
     let tool = Seen::default();
     let tool_server = Router::new()
         .route("/orders/{id}", post(order).get(order))
         .route("/failing", get(failing).post(failing))
         .with_state(tool.clone());
     let tool_base = serve_tcp(&tool_server).await;
-
-    let gateway = app(Some(pool.clone()), &[Component::Gateway, Component::Llmops]).await;
-    for t in tenants {
-        add_provider(
-            &gateway,
-            t,
-            json!({"name": "up", "kind": "openai", "base_url": format!("{upstream_base}/v1"), "models": MODELS}),
-        )
-        .await;
-    }
-    let gateway_url = serve_tcp(&gateway.router).await;
+    let (gateway, gateway_url) = gateway_over(
+        &pool,
+        &[Component::Gateway, Component::Llmops],
+        tenants,
+        upstream,
+        &MODELS,
+    )
+    .await;
     let secrets = std::env::temp_dir().join(unique("agent-secrets-"));
     let secrets_dir = secrets.to_string_lossy().to_string();
     let mut settings = vec![

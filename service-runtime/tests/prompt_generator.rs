@@ -102,17 +102,8 @@ async fn env(pool: sqlx::PgPool, tenants: &[&str], extra: &[(&str, &str)]) -> En
     let upstream = Router::new()
         .route("/v1/chat/completions", post(chat))
         .with_state(model.clone());
-    let upstream_base = serve_tcp(&upstream).await;
-    let gateway = app(Some(pool.clone()), &[Component::Gateway]).await;
-    for t in tenants {
-        add_provider(
-            &gateway,
-            t,
-            json!({"name": "up", "kind": "openai", "base_url": format!("{upstream_base}/v1"), "models": MODELS}),
-        )
-        .await;
-    }
-    let gateway_url = serve_tcp(&gateway.router).await;
+    let (gateway, gateway_url) =
+        gateway_over(&pool, &[Component::Gateway], tenants, upstream, &MODELS).await;
     let mut settings = vec![
         ("FAAS_GATEWAY_URL", gateway_url.as_str()),
         ("FAAS_PROMPTGEN_MODEL", "up/good"),

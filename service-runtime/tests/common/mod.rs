@@ -161,6 +161,29 @@ pub async fn add_provider(app: &TestApp, tenant: &str, body: Value) -> Value {
     r.body
 }
 
+/// A real gateway whose provider `up` (for each of `tenants`) is the OpenAI-protocol server
+/// `upstream`, serving `models`; the gateway and its base URL, both for the rest of the test.
+pub async fn gateway_over(
+    pool: &sqlx::PgPool,
+    components: &[Component],
+    tenants: &[&str],
+    upstream: Router,
+    models: &[&str],
+) -> (TestApp, String) {
+    let upstream_base = serve_tcp(&upstream).await;
+    let gateway = app(Some(pool.clone()), components).await;
+    for t in tenants {
+        add_provider(
+            &gateway,
+            t,
+            json!({"name": "up", "kind": "openai", "base_url": format!("{upstream_base}/v1"), "models": models}),
+        )
+        .await;
+    }
+    let url = serve_tcp(&gateway.router).await;
+    (gateway, url)
+}
+
 /// Serves `router` on a loopback port for the rest of the test; its base URL.
 pub async fn serve_tcp(router: &Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
