@@ -115,6 +115,18 @@ pub fn is_object_name(s: &str) -> bool {
         && b.last().is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
+/// Whether `s` can be a key of a Secret, and a file name of its mounted volume: letters,
+/// digits, '-', '_' and '.', never `.` nor a name starting with `..` (the volume's own
+/// bookkeeping). The agent component reads a tool's Secret only under such a key.
+pub fn is_secret_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s != "."
+        && !s.starts_with("..")
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
 /// The Secret keys the tool headers name, with where each is named.
 pub fn secret_refs(agent: &Agent) -> Vec<(String, &SecretKeyRef)> {
     agent
