@@ -10,6 +10,7 @@ use faas_model::agent::Definition;
 use kube::ResourceExt;
 
 use crate::kit::tenant;
+use crate::kit::text::shorten;
 
 /// Whether an object was found.
 #[derive(Clone, Debug, PartialEq)]
@@ -96,11 +97,7 @@ const SHOWN: usize = 5;
 
 /// The tenant of an Agent: spec.tenant, else the namespace.
 pub fn tenant(agent: &Agent) -> String {
-    agent
-        .spec
-        .tenant
-        .clone()
-        .unwrap_or_else(|| agent.namespace().unwrap_or_default())
+    tenant::of(agent.spec.tenant.as_deref(), agent)
 }
 
 /// Whether `s` can name a namespaced object (a DNS subdomain): anything else is never looked
@@ -332,14 +329,4 @@ fn with_more(shown: Vec<String>, total: usize) -> String {
         n => format!(" (and {n} more)"),
     };
     format!("{}{more}", shown.join("; "))
-}
-
-/// At most `max` characters of `s`, with '…' when cut.
-fn shorten(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max).collect();
-    out.push('…');
-    out
 }

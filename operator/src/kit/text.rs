@@ -1,6 +1,18 @@
-//! Text put where its size is limited: condition messages, Event notes.
+//! Text put where its size is limited: condition messages, Event notes, what a user wrote
+//! quoted in them.
 
 const ELLIPSIS: char = '…';
+
+/// At most `max` characters of `s`, with '…' when cut: for names and values a user wrote,
+/// which may be anything, quoted in a message.
+pub fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max).collect();
+    out.push(ELLIPSIS);
+    out
+}
 
 /// `s` cut to at most `max` bytes on a char boundary, ending in '…' when cut (if `max` leaves
 /// room for it).
@@ -23,6 +35,13 @@ pub fn bounded(mut s: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shorten_counts_characters() {
+        assert_eq!(shorten("abc", 3), "abc");
+        assert_eq!(shorten("abcd", 3), "abc…");
+        assert_eq!(shorten(&"é".repeat(90), 80), format!("{}…", "é".repeat(80)));
+    }
 
     #[test]
     fn bounded_cuts_on_a_char_boundary_and_never_exceeds_the_limit() {
