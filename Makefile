@@ -12,6 +12,10 @@ help: ## list the targets
 run: ## run the platform locally: control plane, operator, samples, backing services, runtime
 	scripts/local.sh up
 
+.PHONY: demo
+demo: ## ask the sample Agent of `make run` a question again; fails unless it answers through a tool
+	scripts/local.sh demo
+
 .PHONY: down
 down: ## stop everything `make run` started
 	scripts/local.sh down

@@ -63,6 +63,8 @@ use crate::common::{SecretKeyRef, conditions_schema, free_form_object};
 )]
 #[x_kube(
     validation = Rule::new("has(self.systemPrompt) != has(self.promptTemplateRef)").message("set exactly one of spec.systemPrompt and spec.promptTemplateRef"),
+    // An Agent's row is stored under its tenant: another tenant would leave them behind.
+    validation = Rule::new("has(self.tenant) == has(oldSelf.tenant) && (!has(self.tenant) || self.tenant == oldSelf.tenant)").message("spec.tenant cannot be changed; delete and re-create the resource"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AgentSpec {
@@ -108,7 +110,8 @@ pub struct AgentSpec {
     /// The agent FaasService (component `agent`) of this namespace that serves this agent.
     pub service_ref: LocalRef,
 
-    /// Tenant the agent belongs to. Defaults to the namespace.
+    /// Tenant the agent belongs to. Defaults to the namespace. Fixed once the Agent exists:
+    /// to move it to another tenant, delete it and create it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("spec.tenant must be a lowercase name of letters, digits and '-'"))]

@@ -63,6 +63,8 @@ pub use faas_model::prompt::{Role, VariableType};
 )]
 #[x_kube(
     validation = Rule::new("has(self.template) != has(self.messages)").message("set exactly one of spec.template and spec.messages"),
+    // A PromptTemplate's rows are stored under its tenant: another tenant would leave them behind.
+    validation = Rule::new("has(self.tenant) == has(oldSelf.tenant) && (!has(self.tenant) || self.tenant == oldSelf.tenant)").message("spec.tenant cannot be changed; delete and re-create the resource"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PromptTemplateSpec {
@@ -93,7 +95,8 @@ pub struct PromptTemplateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelDefaults>,
 
-    /// Tenant the template belongs to. Defaults to the namespace.
+    /// Tenant the template belongs to. Defaults to the namespace. Fixed once the
+    /// PromptTemplate exists: to move it to another tenant, delete it and create it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("spec.tenant must be a lowercase name of letters, digits and '-'"))]

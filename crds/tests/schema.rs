@@ -374,3 +374,43 @@ fn crds_have_the_names_users_type() {
         Some(".status.selector")
     );
 }
+
+/// The CEL errors of changing spec.tenant from `from` to `to` (`None`: left out).
+fn tenant_change<K>(
+    mut old: K,
+    tenant: fn(&mut K) -> &mut Option<String>,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> String
+where
+    K: kube::CustomResourceExt + serde::Serialize + Clone,
+{
+    *tenant(&mut old) = from.map(String::from);
+    let mut new = old.clone();
+    *tenant(&mut new) = to.map(String::from);
+    errors(kube::core::cel::validate_cel_update(&new, &old))
+}
+
+#[test]
+fn the_tenant_of_an_agent_or_a_template_never_changes() {
+    const MESSAGE: &str = "spec.tenant cannot be changed; delete and re-create the resource";
+    let changes: [(Option<&str>, Option<&str>); 5] = [
+        (None, None),
+        (Some("team-b"), Some("team-b")),
+        (None, Some("team-b")),
+        (Some("team-b"), Some("team-c")),
+        (Some("team-b"), None),
+    ];
+    for (i, (from, to)) in changes.into_iter().enumerate() {
+        let refused = i >= 2;
+        for msg in [
+            tenant_change(agent(AGENT), |a| &mut a.spec.tenant, from, to),
+            tenant_change(template(TEMPLATE), |t| &mut t.spec.tenant, from, to),
+        ] {
+            assert_eq!(msg.contains(MESSAGE), refused, "{from:?} → {to:?}: {msg}");
+            if !refused {
+                assert_eq!(msg, "", "{from:?} → {to:?}");
+            }
+        }
+    }
+}

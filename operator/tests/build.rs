@@ -522,3 +522,209 @@ fn validation_names_what_is_missing() {
         "the cache component needs only Redis"
     );
 }
+
+fn agent(name: &str, extra: &str, headers: &[(&str, &str)]) -> faas_crds::Agent {
+    let headers: String = headers
+        .iter()
+        .map(|(secret, key)| {
+            format!(
+                "        - {{name: X-{key}, secretKeyRef: {{name: {secret:?}, key: {key:?}}}}}\n"
+            )
+        })
+        .collect();
+    let yaml = format!(
+        "apiVersion: faas.motadata.io/v1alpha1\nkind: Agent\nmetadata: {{name: {name}, namespace: team-a}}\nspec:\n  model: {{provider: openai, name: gpt-4o-mini}}\n  systemPrompt: Help.\n  serviceRef: {{name: agents}}\n{extra}  tools:\n    - name: call\n      type: http\n      http:\n        url: https://api.example.com/v1\n        headers:\n        - {{name: Accept, value: application/json}}\n{headers}"
+    );
+    serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("agent fixture parses: {e}\n{yaml}"))
+}
+
+/// The agent service `agents` built with the Secret keys the given Agents name.
+fn agent_service(agents: &[faas_crds::Agent]) -> Children {
+    let d = Defaults::default();
+    let fs: FaasService = serde_yaml::from_str(
+        "apiVersion: faas.motadata.io/v1alpha1\nkind: FaasService\nmetadata: {name: agents, namespace: team-a, uid: 7d3f}\nspec: {component: agent}",
+    )
+    .unwrap();
+    let mut resolved = all_found(&fs, &d);
+    resolved.tool_secrets = validate::tool_secrets(&fs, agents);
+    let valid = validate::validate(&fs, &d, &resolved).expect("valid");
+    build::children(&fs, &valid, &d)
+}
+
+fn tool_secrets_volume(c: &Children) -> Option<k8s_openapi::api::core::v1::Volume> {
+    let pod = c.deployment.spec.template.spec.as_ref().unwrap();
+    pod.volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "agent-secrets")
+        .cloned()
+}
+
+fn env_of(c: &Children, name: &str) -> Option<String> {
+    let pod = c.deployment.spec.template.spec.as_ref().unwrap();
+    pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.clone())
+}
+
+/// A source of the projected volume: the Secret, whether it is optional, its (key, path) items.
+type Source = (String, Option<bool>, Vec<(String, String)>);
+
+fn sources(c: &Children) -> Vec<Source> {
+    let volume = tool_secrets_volume(c).expect("the agent-secrets volume");
+    volume
+        .projected
+        .unwrap()
+        .sources
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            assert!(
+                s.config_map.is_none() && s.downward_api.is_none(),
+                "only Secrets"
+            );
+            let s = s.secret.expect("a Secret source");
+            let items = s
+                .items
+                .expect("named keys only, never the whole Secret")
+                .into_iter()
+                .map(|i| {
+                    assert_eq!(i.mode, None, "the volume's mode applies");
+                    (i.key, i.path)
+                })
+                .collect();
+            (s.name, s.optional, items)
+        })
+        .collect()
+}
+
+#[test]
+fn an_agent_service_mounts_exactly_the_keys_its_agents_tools_name() {
+    let pair = |k: &str, p: &str| (k.to_string(), p.to_string());
+    let agents = [
+        agent(
+            "helper",
+            "",
+            &[("helpdesk-api", "authorization"), ("crm", "token")],
+        ),
+        // The same Secret with another key, and a key already named: one source, each key once.
+        agent(
+            "triage",
+            "",
+            &[
+                ("helpdesk-api", "refresh"),
+                ("helpdesk-api", "authorization"),
+            ],
+        ),
+        // Another tenant: the same key again, under that tenant's folder.
+        agent(
+            "billing",
+            "  tenant: billing\n",
+            &[("helpdesk-api", "authorization")],
+        ),
+        // Served by another service, or going: none of their keys.
+        served_by(
+            agent("elsewhere", "", &[("payroll", "key")]),
+            "other-agents",
+        ),
+        deleting(agent("leaving", "", &[("vault", "key")])),
+        // Names no Secret file could have: left out, the Agent reports them.
+        agent(
+            "hostile",
+            "",
+            &[
+                ("../other", "key"),
+                ("crm", "..data"),
+                ("crm", "a/b"),
+                ("Crm", "x"),
+            ],
+        ),
+    ];
+    let c = agent_service(&agents);
+    assert_eq!(
+        sources(&c),
+        vec![
+            (
+                "crm".to_string(),
+                Some(true),
+                vec![pair("token", "team-a/crm/token")]
+            ),
+            (
+                "helpdesk-api".to_string(),
+                Some(true),
+                vec![
+                    pair("authorization", "billing/helpdesk-api/authorization"),
+                    pair("authorization", "team-a/helpdesk-api/authorization"),
+                    pair("refresh", "team-a/helpdesk-api/refresh"),
+                ]
+            ),
+        ]
+    );
+    let volume = tool_secrets_volume(&c).unwrap();
+    assert_eq!(volume.projected.unwrap().default_mode, Some(0o440));
+    let pod = c.deployment.spec.template.spec.as_ref().unwrap();
+    let mount = pod.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "agent-secrets")
+        .expect("mounted");
+    assert_eq!(
+        (mount.mount_path.as_str(), mount.read_only),
+        (build::AGENT_SECRETS_DIR, Some(true))
+    );
+    assert_eq!(
+        env_of(&c, build::AGENT_SECRETS_ENV).as_deref(),
+        Some(build::AGENT_SECRETS_DIR)
+    );
+    assert_eq!(
+        pod.security_context.as_ref().unwrap().fs_group,
+        Some(build::RUNTIME_UID),
+        "files of mode 0440 are the fsGroup's to read"
+    );
+    assert_restricted(pod);
+
+    // The order the Agents are listed in changes nothing.
+    let mut reversed = agents.to_vec();
+    reversed.reverse();
+    assert_eq!(agent_service(&reversed).deployment, c.deployment);
+}
+
+#[test]
+fn without_a_named_secret_there_is_no_volume_and_no_variable() {
+    for agents in [
+        vec![],
+        vec![agent("helper", "", &[])],
+        vec![served_by(
+            agent("elsewhere", "", &[("crm", "token")]),
+            "other-agents",
+        )],
+    ] {
+        let c = agent_service(&agents);
+        assert!(tool_secrets_volume(&c).is_none());
+        assert_eq!(env_of(&c, build::AGENT_SECRETS_ENV), None);
+    }
+    // Only an agent service mounts them.
+    let d = Defaults::default();
+    let fs = fixture("component: rag");
+    let mut resolved = all_found(&fs, &d);
+    resolved.tool_secrets = validate::tool_secrets(&fs, &[agent("a", "", &[("crm", "t")])]);
+    let valid = validate::validate(&fs, &d, &resolved).unwrap();
+    assert!(valid.tool_secrets.is_empty());
+    let c = build::children(&fs, &valid, &d);
+    assert!(tool_secrets_volume(&c).is_none());
+}
+
+fn served_by(mut agent: faas_crds::Agent, service: &str) -> faas_crds::Agent {
+    agent.spec.service_ref.name = service.into();
+    agent
+}
+
+fn deleting(mut agent: faas_crds::Agent) -> faas_crds::Agent {
+    agent.metadata.deletion_timestamp =
+        Some(serde_json::from_value(json!("2025-01-01T00:00:00Z")).unwrap());
+    agent
+}

@@ -470,3 +470,69 @@ async fn under_an_autoscaler_the_rollout_completes_at_min_replicas() {
     );
     assert_eq!(h.current().status.unwrap().ready_replicas, Some(2));
 }
+
+#[tokio::test]
+async fn an_agent_service_follows_the_secret_keys_its_agents_name() {
+    let h = Harness::new().with_secrets();
+    h.create(json!({"component": "agent", "replicas": 1}));
+    let agent = |name: &str, service: &str, key: &str| {
+        h.api.put(
+            &format!("/apis/faas.motadata.io/v1alpha1/namespaces/{NS}/agents/{name}"),
+            json!({"apiVersion": "faas.motadata.io/v1alpha1", "kind": "Agent",
+                   "metadata": {"name": name, "namespace": NS, "generation": 1},
+                   "spec": {"model": {"provider": "openai", "name": "gpt-4o-mini"},
+                            "systemPrompt": "Help.", "serviceRef": {"name": service},
+                            "tools": [{"name": "call", "type": "http", "http": {
+                                "url": "https://api.example.com",
+                                "headers": [{"name": "Authorization",
+                                             "secretKeyRef": {"name": "helpdesk-api", "key": key}}]}}]}}),
+        )
+    };
+    let items = |h: &Harness| {
+        let d = h.api.get(DEPLOY).unwrap();
+        d["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "agent-secrets")
+            .map(|v| v["projected"]["sources"][0]["secret"]["items"].clone())
+    };
+    agent("helper", "llm", "authorization");
+    agent("other", "elsewhere", "other-key");
+    h.reconcile().await;
+    assert_eq!(
+        items(&h),
+        Some(json!([{"key": "authorization", "path": "team-a/helpdesk-api/authorization"}]))
+    );
+    assert!(
+        !h.api
+            .calls()
+            .iter()
+            .any(|c| c.path.contains("/secrets/helpdesk-api")),
+        "the operator never reads the Secret the pods mount"
+    );
+
+    h.deployment_ready();
+    h.reconcile().await;
+    h.api.clear_calls();
+    h.reconcile().await;
+    assert_eq!(h.api.writes(), Vec::<String>::new(), "unchanged: no write");
+
+    agent("helper", "llm", "refresh");
+    h.reconcile().await;
+    assert_eq!(h.api.writes().first(), Some(&format!("PATCH {DEPLOY}")));
+    assert_eq!(
+        items(&h),
+        Some(json!([{"key": "refresh", "path": "team-a/helpdesk-api/refresh"}]))
+    );
+
+    // Moved to another service: nothing left to mount here.
+    agent("helper", "elsewhere", "refresh");
+    h.reconcile().await;
+    assert_eq!(items(&h), None);
+    let d = h.api.get(DEPLOY).unwrap();
+    let env = d["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    assert!(!env.iter().any(|e| e["name"] == "FAAS_AGENT_SECRETS_DIR"));
+}

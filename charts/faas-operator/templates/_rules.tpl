@@ -21,7 +21,8 @@ wildcard. The Lease rules for leader election are in leader-election-rbac.yaml.
   resources: ["faasservices/finalizers"]
   verbs: ["update"]
 # Agents and PromptTemplates are read and watched as reconcile input (an Agent also reads
-# the Agents it calls as tools, a PromptTemplate the Agents that reference it); patch adds
+# the Agents it calls as tools, a PromptTemplate the Agents that reference it, an agent
+# FaasService the Agents it serves, whose tools' Secret keys its pods mount); patch adds
 # and removes the finalizer that deletes their rows from Postgres before they go.
 - apiGroups: ["faas.motadata.io"]
   resources: ["agents", "prompttemplates"]

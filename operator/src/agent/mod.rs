@@ -30,7 +30,7 @@ use update_status::Sync;
 use validate::Invalid;
 
 use crate::kit::database::Problem;
-use crate::kit::{Category, finalizer};
+use crate::kit::finalizer;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "agent";
@@ -94,7 +94,13 @@ pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action> {
         Err(Invalid::References { .. }) => UNRESOLVED_RECHECK,
         _ => RESYNC,
     };
-    Ok(after(&ctx, &agent, &sync, then))
+    Ok(ctx.backoff.requeue_after(
+        &agent,
+        &ctx.metrics,
+        CONTROLLER,
+        matches!(sync, Sync::Failed(_)),
+        then,
+    ))
 }
 
 /// Deletes the row of a deleted Agent, then lets the resource go.
@@ -113,7 +119,13 @@ async fn delete(ctx: &Context, ns: &str, agent: &Agent) -> Result<Action> {
                 message: "the Agent is being deleted".into(),
             });
             update_status::update_status(ctx, ns, agent, &validation, &sync).await?;
-            return Ok(after(ctx, agent, &sync, RESYNC));
+            return Ok(ctx.backoff.requeue_after(
+                agent,
+                &ctx.metrics,
+                CONTROLLER,
+                matches!(sync, Sync::Failed(_)),
+                RESYNC,
+            ));
         }
         info!(%tenant, "deleted the agent's row");
     }
@@ -123,15 +135,4 @@ async fn delete(ctx: &Context, ns: &str, agent: &Agent) -> Result<Action> {
         .map_err(Error::Finalizer)?;
     ctx.backoff.succeeded(agent);
     Ok(Action::await_change())
-}
-
-/// When to look again: after a database failure with backoff (it is not a hot loop, and the
-/// status already says why), else after `then`.
-fn after(ctx: &Context, agent: &Agent, sync: &Sync, then: Duration) -> Action {
-    if let Sync::Failed(_) = sync {
-        ctx.metrics.failure(CONTROLLER, Category::Database.as_str());
-        return Action::requeue(ctx.backoff.failed(agent));
-    }
-    ctx.backoff.succeeded(agent);
-    Action::requeue(then)
 }

@@ -10,6 +10,7 @@ use faas_model::agent::Definition;
 use kube::ResourceExt;
 
 use crate::kit::tenant;
+use crate::kit::text::shorten;
 
 /// Whether an object was found.
 #[derive(Clone, Debug, PartialEq)]
@@ -96,11 +97,7 @@ const SHOWN: usize = 5;
 
 /// The tenant of an Agent: spec.tenant, else the namespace.
 pub fn tenant(agent: &Agent) -> String {
-    agent
-        .spec
-        .tenant
-        .clone()
-        .unwrap_or_else(|| agent.namespace().unwrap_or_default())
+    tenant::of(agent.spec.tenant.as_deref(), agent)
 }
 
 /// Whether `s` can name a namespaced object (a DNS subdomain): anything else is never looked
@@ -113,6 +110,18 @@ pub fn is_object_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.'))
         && b.first().is_some_and(|c| c.is_ascii_alphanumeric())
         && b.last().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+/// Whether `s` can be a key of a Secret, and a file name of its mounted volume: letters,
+/// digits, '-', '_' and '.', never `.` nor a name starting with `..` (the volume's own
+/// bookkeeping). The agent component reads a tool's Secret only under such a key.
+pub fn is_secret_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s != "."
+        && !s.starts_with("..")
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// The Secret keys the tool headers name, with where each is named.
@@ -320,14 +329,4 @@ fn with_more(shown: Vec<String>, total: usize) -> String {
         n => format!(" (and {n} more)"),
     };
     format!("{}{more}", shown.join("; "))
-}
-
-/// At most `max` characters of `s`, with '…' when cut.
-fn shorten(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max).collect();
-    out.push('…');
-    out
 }

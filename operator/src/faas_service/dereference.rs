@@ -1,15 +1,15 @@
-//! Reads what a FaasService references: the Secrets its pods take URLs and keys from, and the
-//! FaasServices named in dependsOn. What was found goes to [`validate`], which
-//! decides whether it is enough.
+//! Reads what a FaasService references: the Secrets its pods take URLs and keys from, the
+//! FaasServices named in dependsOn, and, for an agent service, the Agents it serves. What was
+//! found goes to [`validate`], which decides whether it is enough.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use faas_crds::FaasService;
+use faas_crds::{Agent, Component, FaasService};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
-use super::validate::{self, Resolved};
+use super::validate::{self, Resolved, ToolSecret};
 use super::{Defaults, Error, Result};
 
 /// Looks up every object the spec references (with the operator's defaults filled in).
@@ -22,7 +22,23 @@ pub async fn dereference(
     Ok(Resolved {
         secrets: secrets(client, ns, fs, defaults).await?,
         dependencies: dependencies(client, ns, fs).await?,
+        tool_secrets: tool_secrets(client, ns, fs).await?,
     })
+}
+
+/// For an agent service, the Secret keys the tools of its Agents name, from the Agents of the
+/// namespace as they are now (so an Agent that moved to another service or went is no longer
+/// counted). Only names are read: the Secrets themselves are the kubelet's to read.
+async fn tool_secrets(client: &Client, ns: &str, fs: &FaasService) -> Result<BTreeSet<ToolSecret>> {
+    if fs.spec.component != Component::Agent {
+        return Ok(BTreeSet::new());
+    }
+    let api: Api<Agent> = Api::namespaced(client.clone(), ns);
+    let agents = api
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::Dereference)?;
+    Ok(validate::tool_secrets(fs, &agents.items))
 }
 
 /// The key names of each referenced Secret; `None` for a Secret that does not exist.

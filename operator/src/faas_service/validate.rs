@@ -1,13 +1,15 @@
 //! Pure validation of what the schema cannot check: references to other objects.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use faas_crds::faas_service::{Backend, Component, FaasService};
-use faas_crds::{SecretKey, SecretKeyRef};
+use faas_crds::{Agent, SecretKey, SecretKeyRef};
 use kube::ResourceExt;
 use strum::VariantArray;
 
 use super::Defaults;
+use crate::agent::validate as agent;
+use crate::kit::tenant;
 
 /// What the controller found about the objects a FaasService references.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -16,6 +18,8 @@ pub struct Resolved {
     pub secrets: BTreeMap<String, Option<Vec<String>>>,
     /// FaasServices named in dependsOn: `Some(component)` when found, `None` when not.
     pub dependencies: BTreeMap<String, Option<Component>>,
+    /// For an agent service, the Secret keys the tools of the Agents it serves name.
+    pub tool_secrets: BTreeSet<ToolSecret>,
 }
 
 /// A FaasService whose references all resolve, with the defaults filled in.
@@ -27,6 +31,45 @@ pub struct Validated {
     pub dependencies: Vec<Dependency>,
     /// How callers authenticate.
     pub auth: Auth,
+    /// The Secret keys the pods of an agent service can read for the tools of its Agents;
+    /// empty for every other component.
+    pub tool_secrets: BTreeSet<ToolSecret>,
+}
+
+/// A Secret key that an http tool's header names, as the agent component reads it: the file
+/// `<tenant>/<secret>/<key>` of its Secrets folder. Ordered by Secret, then tenant, then key,
+/// so the volume built from a set of them is always the same.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ToolSecret {
+    pub secret: String,
+    pub tenant: String,
+    pub key: String,
+}
+
+/// The Secret keys that the tools of the Agents served by `fs` name. An Agent being deleted
+/// no longer needs its keys; a tenant, name or key no Secret file could have is left out
+/// (the Agent reports it), so one Agent can never stop the pods of the service.
+pub fn tool_secrets(fs: &FaasService, agents: &[Agent]) -> BTreeSet<ToolSecret> {
+    let name = fs.name_any();
+    agents
+        .iter()
+        .filter(|a| a.spec.service_ref.name == name && a.metadata.deletion_timestamp.is_none())
+        .flat_map(|a| {
+            let tenant = agent::tenant(a);
+            agent::secret_refs(a)
+                .into_iter()
+                .map(move |(_, r)| ToolSecret {
+                    secret: r.name.clone(),
+                    tenant: tenant.clone(),
+                    key: r.key.clone(),
+                })
+        })
+        .filter(|s| {
+            tenant::is_valid(&s.tenant)
+                && agent::is_object_name(&s.secret)
+                && agent::is_secret_key(&s.key)
+        })
+        .collect()
 }
 
 /// Key of the operator's default auth Secret that holds the HS256 key.
@@ -168,10 +211,16 @@ pub fn validate(
         .into_iter()
         .map(|name| check_dependency(fs, resolved, &namespace, name))
         .collect::<Result<_, _>>()?;
+    let tool_secrets = if fs.spec.component == Component::Agent {
+        resolved.tool_secrets.clone()
+    } else {
+        BTreeSet::new()
+    };
     Ok(Validated {
         backends,
         dependencies,
         auth,
+        tool_secrets,
     })
 }
 

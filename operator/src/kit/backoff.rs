@@ -9,6 +9,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::warn;
 
+use super::Category;
 use crate::metrics::Metrics;
 
 /// A failed reconcile, as the error policy reports it.
@@ -62,6 +63,25 @@ impl<K: Resource<DynamicType = ()>> Backoff<K> {
             "reconcile failed"
         );
         Action::requeue(delay)
+    }
+
+    /// When to look at `obj` again after a reconcile that ran to its end and wrote its status:
+    /// after its backoff when the database failed (counted in the metrics; the status already
+    /// says why, and it is no hot loop), else after `then`.
+    pub fn requeue_after(
+        &self,
+        obj: &K,
+        metrics: &Metrics,
+        controller: &'static str,
+        database_failed: bool,
+        then: Duration,
+    ) -> Action {
+        if database_failed {
+            metrics.failure(controller, Category::Database.as_str());
+            return Action::requeue(self.failed(obj));
+        }
+        self.succeeded(obj);
+        Action::requeue(then)
     }
 
     /// Forgets the failures of `obj`.

@@ -9,6 +9,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use super::text;
+
 /// Connections the operator keeps: reconciles are short and few run at once.
 pub const MAX_CONNECTIONS: u32 = 4;
 /// How long a reconcile waits for a connection before it reports the database unavailable.
@@ -97,16 +99,8 @@ impl Problem {
     }
 }
 
-fn bounded(mut s: String) -> String {
-    if s.len() > MAX_MESSAGE {
-        let mut at = MAX_MESSAGE;
-        while !s.is_char_boundary(at) {
-            at -= 1;
-        }
-        s.truncate(at);
-        s.push('…');
-    }
-    s
+fn bounded(s: String) -> String {
+    text::bounded(s, MAX_MESSAGE)
 }
 
 /// Reason of the conditions set when the operator has no database configured.
@@ -143,7 +137,7 @@ mod tests {
     #[test]
     fn messages_are_bounded_on_a_char_boundary() {
         let s = bounded("é".repeat(400));
-        assert!(s.len() <= MAX_MESSAGE + '…'.len_utf8());
+        assert!(s.len() <= MAX_MESSAGE);
         assert!(s.ends_with('…'));
     }
 }

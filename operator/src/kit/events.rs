@@ -5,8 +5,14 @@ use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tracing::warn;
 
-/// Publishes an Event about `obj`. A failure to publish is logged, never returned: an Event
-/// is a courtesy, not part of the reconcile.
+use super::text;
+
+/// Longest note the API server accepts on an Event, in bytes.
+pub const MAX_NOTE: usize = 1024;
+
+/// Publishes an Event about `obj`, its note cut to [`MAX_NOTE`] (a longer one would be
+/// refused, and the Event lost). A failure to publish is logged, never returned: an Event is
+/// a courtesy, not part of the reconcile.
 pub async fn publish<K: Resource<DynamicType = ()>>(
     recorder: &Recorder,
     obj: &K,
@@ -15,15 +21,20 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
     action: &str,
     note: String,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: action.to_string(),
-        secondary: None,
-    };
+    let event = event(type_, reason, action, note);
     if let Err(e) = recorder.publish(&event, &obj.object_ref(&())).await {
         warn!(error = %e, "cannot publish an event");
+    }
+}
+
+/// The Event [`publish`] sends.
+fn event(type_: EventType, reason: &str, action: &str, note: String) -> Event {
+    Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(text::bounded(note, MAX_NOTE)),
+        action: action.to_string(),
+        secondary: None,
     }
 }
 
@@ -68,5 +79,29 @@ pub async fn announce<K: Resource<DynamicType = ()>>(
             let note = t.now.message.clone();
             publish(recorder, obj, type_, &t.now.reason, "Reconcile", note).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_note_is_cut_to_what_the_api_server_accepts() {
+        let short = event(EventType::Normal, "Applied", "Reconcile", "updated".into());
+        assert_eq!(short.note.as_deref(), Some("updated"));
+        // Multi-byte characters across the limit: cut on a boundary, never over it.
+        let long = "Secret team-a/é does not exist; ".repeat(100);
+        let e = event(
+            EventType::Warning,
+            "SecretNotFound",
+            "Reconcile",
+            long.clone(),
+        );
+        let note = e.note.unwrap();
+        assert!(note.len() <= MAX_NOTE, "{} bytes", note.len());
+        assert!(note.len() > MAX_NOTE - 8, "only what is over is cut");
+        assert!(note.ends_with('…'));
+        assert!(long.starts_with(note.trim_end_matches('…')));
     }
 }

@@ -11,6 +11,7 @@
 //! - [`finalizer`]: a finalizer for cleanup outside the cluster, added and removed safely
 //! - [`database`]: the Postgres pool, tenant-scoped transactions, failures as conditions
 //! - [`tenant`]: which tenant ids rows may be written under
+//! - [`text`]: text cut to the size a condition or an Event can hold
 //! - [`error`]: bounded categories of Kubernetes API failures, for metrics and logs
 //! - [`watch`]: the scoped APIs and result logging of a kube-runtime controller
 
@@ -24,6 +25,7 @@ pub mod finalizer;
 pub mod prune;
 pub mod status;
 pub mod tenant;
+pub mod text;
 pub mod watch;
 
 pub use apply::{

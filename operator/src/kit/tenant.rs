@@ -1,5 +1,9 @@
 //! Tenant ids the operator writes rows under: the ones the runtime reads from JWTs.
 
+use kube::ResourceExt;
+
+use super::text::shorten;
+
 /// Characters of a tenant id: a DNS label, as a namespace name is.
 pub const MAX_TENANT: usize = 63;
 
@@ -16,13 +20,20 @@ pub fn is_valid(s: &str) -> bool {
         && b.last().is_some_and(edge)
 }
 
+/// The tenant of a resource: the one its spec names, else its namespace (a namespace is a
+/// tenant unless the resource names another).
+pub fn of<K: ResourceExt>(named: Option<&str>, obj: &K) -> String {
+    named
+        .map(String::from)
+        .unwrap_or_else(|| obj.namespace().unwrap_or_default())
+}
+
 /// Why a tenant id cannot be used, for a condition; the id is quoted and shortened, since it
 /// may be anything.
 pub fn problem(s: &str) -> String {
-    let shown: String = s.chars().take(80).collect();
-    let cut = if s.chars().count() > 80 { "…" } else { "" };
+    let shown = shorten(s, 80);
     format!(
-        "tenant {shown:?}{cut} is not a lowercase name of letters, digits and '-' of at most {MAX_TENANT} characters"
+        "tenant {shown:?} is not a lowercase name of letters, digits and '-' of at most {MAX_TENANT} characters"
     )
 }
 

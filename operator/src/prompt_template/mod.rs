@@ -31,7 +31,7 @@ use update_status::Sync;
 use validate::{Invalid, Validated};
 
 use crate::kit::database::Problem;
-use crate::kit::{Category, events, finalizer};
+use crate::kit::{events, finalizer};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "prompttemplate";
@@ -91,7 +91,13 @@ pub async fn reconcile(pt: Arc<PromptTemplate>, ctx: Arc<Context>) -> Result<Act
         }
     };
     update_status::update_status(&ctx, &ns, &pt, &validation, &sync).await?;
-    Ok(after(&ctx, &pt, &sync, RESYNC))
+    Ok(ctx.backoff.requeue_after(
+        &pt,
+        &ctx.metrics,
+        CONTROLLER,
+        matches!(sync, Sync::Failed(_)),
+        RESYNC,
+    ))
 }
 
 /// What a deleted PromptTemplate needs before it can go: its rows deleted, or retired while
@@ -128,7 +134,13 @@ async fn delete(ctx: &Context, ns: &str, pt: &PromptTemplate) -> Result<Action> 
             Err(e) => Sync::Failed(Problem::of(&e)),
         };
         update_status::update_status(ctx, ns, pt, &validation, &sync).await?;
-        return Ok(after(ctx, pt, &sync, WAITING_RECHECK));
+        return Ok(ctx.backoff.requeue_after(
+            pt,
+            &ctx.metrics,
+            CONTROLLER,
+            matches!(sync, Sync::Failed(_)),
+            WAITING_RECHECK,
+        ));
     }
     match cleanup::delete(pool, &tenant, &name, &build::owner(pt)).await {
         Ok(rows) => {
@@ -142,20 +154,15 @@ async fn delete(ctx: &Context, ns: &str, pt: &PromptTemplate) -> Result<Action> 
         Err(e) => {
             let sync = Sync::Failed(Problem::of(&e));
             update_status::update_status(ctx, ns, pt, &validation, &sync).await?;
-            Ok(after(ctx, pt, &sync, WAITING_RECHECK))
+            Ok(ctx.backoff.requeue_after(
+                pt,
+                &ctx.metrics,
+                CONTROLLER,
+                matches!(sync, Sync::Failed(_)),
+                WAITING_RECHECK,
+            ))
         }
     }
-}
-
-/// When to look again: after a database failure with backoff (it is not a hot loop, and the
-/// status already says why), else after `then`.
-fn after(ctx: &Context, pt: &PromptTemplate, sync: &Sync, then: Duration) -> Action {
-    if let Sync::Failed(_) = sync {
-        ctx.metrics.failure(CONTROLLER, Category::Database.as_str());
-        return Action::requeue(ctx.backoff.failed(pt));
-    }
-    ctx.backoff.succeeded(pt);
-    Action::requeue(then)
 }
 
 /// Validates on a blocking thread: a large template takes a while to parse. A panic of the

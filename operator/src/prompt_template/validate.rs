@@ -8,6 +8,7 @@ use faas_model::prompt::{Content, ValidationError};
 use kube::ResourceExt;
 
 use crate::kit::tenant;
+use crate::kit::text::shorten;
 
 /// Problems kept in `status.errors`; a hostile template cannot grow the status without bound.
 pub const MAX_ERRORS: usize = 20;
@@ -40,10 +41,7 @@ pub struct Invalid {
 
 /// The tenant of a PromptTemplate: spec.tenant, else the namespace.
 pub fn tenant(pt: &PromptTemplate) -> String {
-    pt.spec
-        .tenant
-        .clone()
-        .unwrap_or_else(|| pt.namespace().unwrap_or_default())
+    tenant::of(pt.spec.tenant.as_deref(), pt)
 }
 
 /// Whether the prompt component serves a template under `name` (its path rule).
@@ -150,14 +148,4 @@ fn invalid_field(reason: &'static str, location: &str, message: String) -> Inval
         }],
         message,
     }
-}
-
-/// At most `max` characters of `s`, with '…' when cut.
-pub fn shorten(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max).collect();
-    out.push('…');
-    out
 }

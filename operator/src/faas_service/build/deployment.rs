@@ -1,7 +1,7 @@
 //! The Deployment that runs the shared runtime image as one component, and its pod template:
 //! environment, volumes, probes and the restricted Pod Security profile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use faas_crds::SecretKey;
 use faas_crds::faas_service::{Backend, FaasService};
@@ -11,8 +11,9 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecretProjection, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -22,7 +23,7 @@ use kube::ResourceExt;
 use super::configmap::{self, CONFIG_FILE};
 use super::{labels, meta, selector_labels, url};
 use crate::faas_service::Defaults;
-use crate::faas_service::validate::{Auth, Validated};
+use crate::faas_service::validate::{Auth, ToolSecret, Validated};
 
 /// Port the runtime listens on inside the pod.
 pub const HTTP_PORT: i32 = 8080;
@@ -36,6 +37,14 @@ pub const AUTH_DIR: &str = "/etc/faas/auth";
 pub const JWKS_FILE: &str = "jwks.json";
 /// User and group the runtime runs as.
 pub const RUNTIME_UID: i64 = 65532;
+/// Where an agent service's pods find the Secret keys its Agents' tools name, as
+/// `<tenant>/<secret>/<key>`.
+pub const AGENT_SECRETS_DIR: &str = "/var/run/faas/agent-secrets";
+/// The variable that tells the agent component where they are.
+pub const AGENT_SECRETS_ENV: &str = "FAAS_AGENT_SECRETS_DIR";
+/// Mode of mounted Secret files: read by the owner and by the pod's fsGroup, which the
+/// kubelet gives them (the owner is root), and by nobody else.
+const SECRET_FILE_MODE: i32 = 0o440;
 
 /// The replicas wanted: the fixed count, or the autoscaler's minimum.
 pub fn wanted_replicas(fs: &FaasService) -> i32 {
@@ -158,7 +167,8 @@ fn container(
 }
 
 /// The pod's volumes and the container's mounts of them: a scratch /tmp (the root filesystem
-/// is read-only), the configuration, and the JWKS document when auth uses one.
+/// is read-only), the configuration, the JWKS document when auth uses one, and the Secret
+/// keys an agent service's tools name.
 fn volumes(fs: &FaasService, valid: &Validated) -> (Vec<Volume>, Vec<VolumeMount>) {
     let mut volumes = vec![
         Volume {
@@ -200,7 +210,55 @@ fn volumes(fs: &FaasService, valid: &Validated) -> (Vec<Volume>, Vec<VolumeMount
             ..VolumeMount::default()
         });
     }
+    if let Some(volume) = tool_secrets_volume(&valid.tool_secrets) {
+        mounts.push(VolumeMount {
+            name: volume.name.clone(),
+            mount_path: AGENT_SECRETS_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        volumes.push(volume);
+    }
     (volumes, mounts)
+}
+
+/// One projected volume with each named key of each Secret at `<tenant>/<secret>/<key>`, and
+/// nothing else of the Secret; `None` when no tool names one. Every source is optional: a
+/// missing Secret or key leaves its file out, never the pods unstarted (the Agent reports it).
+fn tool_secrets_volume(secrets: &BTreeSet<ToolSecret>) -> Option<Volume> {
+    let mut by_secret: BTreeMap<&str, Vec<KeyToPath>> = BTreeMap::new();
+    // The set is ordered by Secret, tenant and key, so sources and items come out sorted.
+    for s in secrets {
+        by_secret.entry(&s.secret).or_default().push(KeyToPath {
+            key: s.key.clone(),
+            path: format!("{}/{}/{}", s.tenant, s.secret, s.key),
+            mode: None,
+            user: None,
+        });
+    }
+    if by_secret.is_empty() {
+        return None;
+    }
+    let sources = by_secret
+        .into_iter()
+        .map(|(name, items)| VolumeProjection {
+            secret: Some(SecretProjection {
+                name: name.to_string(),
+                items: Some(items),
+                optional: Some(true),
+            }),
+            ..VolumeProjection::default()
+        })
+        .collect();
+    Some(Volume {
+        name: "agent-secrets".into(),
+        projected: Some(ProjectedVolumeSource {
+            default_mode: Some(SECRET_FILE_MODE),
+            default_user: None,
+            sources: Some(sources),
+        }),
+        ..Volume::default()
+    })
 }
 
 fn jwks_volume(secret: &SecretKey) -> Volume {
@@ -214,7 +272,7 @@ fn jwks_volume(secret: &SecretKey) -> Volume {
                 mode: None,
                 user: None,
             }]),
-            default_mode: Some(0o440),
+            default_mode: Some(SECRET_FILE_MODE),
             optional: Some(false),
             default_user: None,
         }),
@@ -240,6 +298,9 @@ fn container_env(fs: &FaasService, valid: &Validated, defaults: &Defaults) -> Ve
     }
     env.extend(auth_env(fs, &valid.auth));
     env.extend(dependency_env(fs, valid, defaults));
+    if !valid.tool_secrets.is_empty() {
+        env.push(env_value(AGENT_SECRETS_ENV, AGENT_SECRETS_DIR));
+    }
     // Settings the user gives come last so that, on a duplicate name, theirs wins.
     env.extend(fs.spec.env.clone().unwrap_or_default());
     env

@@ -25,8 +25,9 @@ use crate::kit::{self, hash_json, stamp};
 
 pub use configmap::CONFIG_FILE;
 pub use deployment::{
-    AUTH_DIR, CONFIG_DIR, CONFIG_HASH_ANNOTATION, HTTP_PORT, JWKS_FILE, RUNTIME_UID,
-    container_security_context, pod_security_context, secret_for, wanted_replicas,
+    AGENT_SECRETS_DIR, AGENT_SECRETS_ENV, AUTH_DIR, CONFIG_DIR, CONFIG_HASH_ANNOTATION, HTTP_PORT,
+    JWKS_FILE, RUNTIME_UID, container_security_context, pod_security_context, secret_for,
+    wanted_replicas,
 };
 pub use hpa::DEFAULT_CPU_TARGET;
 pub use ingress::external_url;

@@ -250,4 +250,54 @@ async fn invalid_resources_are_refused_with_the_rule_message() {
         message.contains("spec.component is immutable"),
         "unexpected message: {message}"
     );
+
+    // The tenant of an Agent or a PromptTemplate, on update: neither changed, set, nor removed.
+    accepted(
+        &ns,
+        "Agent",
+        "tenanted",
+        json!({
+            "model": { "provider": "openai", "name": "gpt-4o-mini" },
+            "systemPrompt": "You help.",
+            "serviceRef": { "name": "agents" },
+            "tenant": "team-b"
+        }),
+    )
+    .await;
+    accepted(
+        &ns,
+        "PromptTemplate",
+        "untenanted",
+        json!({ "template": "Hello" }),
+    )
+    .await;
+    for (kind, name, tenant) in [
+        ("Agent", "tenanted", json!("team-c")),
+        ("Agent", "tenanted", Value::Null),
+        ("PromptTemplate", "untenanted", json!("team-b")),
+    ] {
+        let err = api_for(&ns, kind)
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": { "tenant": tenant } })),
+            )
+            .await
+            .expect_err("changing spec.tenant was accepted");
+        let (code, message) = api_error(&err).expect("an API error");
+        assert_eq!(code, 422, "{kind} {name}: {message}");
+        assert!(
+            message.contains("spec.tenant cannot be changed; delete and re-create the resource"),
+            "{kind} {name}: unexpected message: {message}"
+        );
+    }
+    // Other changes still go through.
+    api_for(&ns, "Agent")
+        .patch(
+            "tenanted",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "systemPrompt": "You help more." } })),
+        )
+        .await
+        .expect("changing another field of the Agent");
 }

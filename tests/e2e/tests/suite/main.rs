@@ -2,6 +2,7 @@
 //! (see tests/e2e/run.sh); every test runs in a namespace of its own.
 
 mod admission;
+mod agent_secrets;
 mod common;
 mod leader;
 mod lifecycle;
