@@ -11,6 +11,10 @@ network or an API key:
     `current_time` when offered, else the first tool, with arguments that fill every required
     field of the tool's JSON Schema;
   * once a tool result is among the messages, it answers with text that quotes that result;
+  * when the request asks for structured output named `agent` (the prompt generator's
+    `response_format`), it answers with an agent for the last user message: a name from its
+    first words, instructions that repeat it, and the builtin current-time tool;
+  * when it asks for other structured output, it answers with a value of the schema;
   * otherwise it answers with text that quotes the last user message.
 
 It is not a model and knows nothing. It listens on a loopback address only and never logs a
@@ -77,9 +81,33 @@ def arguments(schema):
     return {name: value_for(props.get(name, {"type": "string"})) for name in required}
 
 
-def plan(body):
+def agent_for(description, models):
+    """An agent definition for `description`, as the prompt generator asks for one."""
+    words = [w for w in "".join(c.lower() if c.isalnum() else " " for c in description).split()]
+    name = "-".join(words[:4])[:63].strip("-") or "assistant"
+    return {
+        "name": name,
+        "spec": {
+            "model": {"provider": "openai", "name": models[0]},
+            "systemPrompt": f"You are an assistant for this purpose: {description.strip()}",
+            "tools": [{"name": "current_time", "type": "builtin",
+                       "description": "The current date and time.",
+                       "builtin": {"name": "current-time"}}],
+            "maxIterations": 6,
+        },
+    }
+
+
+def plan(body, models):
     """What to answer: ("call", name, arguments JSON) or ("text", text)."""
     messages = body.get("messages") or []
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        users = [m for m in messages if m.get("role") == "user"]
+        said = text_of(users[0].get("content")) if users else ""
+        spec = fmt.get("json_schema") or {}
+        value = agent_for(said, models) if spec.get("name") == "agent" else value_for(spec.get("schema"))
+        return ("text", json.dumps(value))
     tools = [t.get("function") or {} for t in body.get("tools") or [] if t.get("type") == "function"]
     results = [m for m in messages if m.get("role") == "tool"]
     if results:
@@ -149,7 +177,7 @@ class Handler(BaseHTTPRequestHandler):
         model = body.get("model")
         if model not in self.models:
             return self.error(404, f"the model {model!r} does not exist", "model_not_found")
-        answer = plan(body)
+        answer = plan(body, self.models)
         if answer[0] == "call":
             message = {"role": "assistant", "content": None, "tool_calls": [
                 {"id": f"call_{len(body['messages'])}", "type": "function",

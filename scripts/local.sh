@@ -27,6 +27,7 @@ llm_host=127.0.0.2
 llm_port=18091
 agent=support-assistant
 question='When is the next maintenance window? Check the current time first.'
+wish='An assistant that tells the on-call engineer the current time in UTC.'
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
 
 log() { printf '[local] %s\n' "$*" >&2; }
@@ -215,6 +216,23 @@ if not tools:
 if not any(t["output"] in answer for t in tools):
     sys.exit("the answer does not come from what the tool gave")
 PY
+
+  log "asking the prompt generator for an Agent: $wish"
+  local generation="$state/generation.json" yaml="$state/generated-agent.yaml"
+  code="$(curl -sS -o "$generation" -w '%{http_code}' --max-time 150 -X POST "$runtime/v1/generations" \
+    -H "X-Tenant-ID: $ns" -H 'Content-Type: application/json' \
+    -d "{\"description\": \"$wish\", \"model\": \"openai/gpt-4o-mini\", \"service\": \"agents\"}")" \
+    || die "the generation failed"
+  [[ "$code" == 201 ]] || die "the generation answered $code: $(cat "$generation")"
+  id="$(python3 -c 'import json, sys; g = json.load(open(sys.argv[1])); print(g["id"]) if g["status"] == "succeeded" else sys.exit("rejected: %s" % g["problems"])' "$generation")" \
+    || die "the generation was rejected: $(cat "$generation")"
+  curl -fsS -o "$yaml" "$runtime/v1/generations/$id/yaml" -H "X-Tenant-ID: $ns" \
+    || die "reading generation $id as YAML failed"
+  sed 's/^/  /' "$yaml"
+  cluster_env
+  "$KUBECTL" -n "$ns" apply --server-side --dry-run=server -f "$yaml" >/dev/null \
+    || die "the API server refused the generated Agent ($yaml)"
+  log "the generated Agent passes the API server's checks (kubectl apply --server-side --dry-run=server)"
 }
 
 status() {
