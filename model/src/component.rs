@@ -60,6 +60,13 @@ impl Component {
         }
     }
 
+    /// Whether the runtime image of this release serves the component. The runtime's tests
+    /// hold this to what its binary serves, and the operator refuses a FaasService of a
+    /// component its default image does not serve rather than start pods that would exit.
+    pub fn served(self) -> bool {
+        !matches!(self, Component::Ml)
+    }
+
     /// Whether the component needs `backend`.
     pub fn needs(self, backend: Backend) -> bool {
         self.backends().contains(&backend)

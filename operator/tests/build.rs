@@ -351,7 +351,11 @@ fn every_generated_pod_is_restricted() {
             "autoscaling: {maxReplicas: 4}",
             full.trim_start(),
         ] {
-            let spec = format!("component: {component}\n{extra}");
+            let mut spec = format!("component: {component}\n{extra}");
+            // A component the default image does not serve runs only from an image that does.
+            if !component.served() && !extra.contains("image:") {
+                spec.push_str("\nimage: registry.local/faas-runtime-next:2.0.0");
+            }
             let fs = fixture(&spec);
             let c = build(&fs);
             assert_restricted(c.deployment.spec.template.spec.as_ref().unwrap());
@@ -493,6 +497,17 @@ fn validation_names_what_is_missing() {
     r.dependencies.insert("cache".into(), None);
     let e = validate::validate(&fs, &d, &r).unwrap_err();
     assert_eq!(e.reason, "DependencyNotFound");
+
+    let unserved = fixture("component: ml");
+    let e = validate::validate(&unserved, &d, &all_found(&unserved, &d)).unwrap_err();
+    assert_eq!(e.reason, "ComponentNotServed");
+    assert!(
+        e.message.contains("component ml") && e.message.contains("spec.image"),
+        "{}",
+        e.message
+    );
+    let own_image = fixture("component: ml\nimage: registry.local/faas-runtime-next:2.0.0");
+    assert!(validate::validate(&own_image, &d, &all_found(&own_image, &d)).is_ok());
 
     let selfish = fixture("component: gateway\ndependsOn: [{name: rag}]");
     let e = validate::validate(&selfish, &d, &all_found(&selfish, &d)).unwrap_err();

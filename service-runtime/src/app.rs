@@ -55,3 +55,19 @@ pub fn app(state: AppState) -> anyhow::Result<Built> {
         background: built.background,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_components_served_are_the_ones_the_model_says_are() {
+        let served: Vec<Component> = COMPONENTS.iter().map(|s| s.component).collect();
+        let said: Vec<Component> = Component::ALL
+            .iter()
+            .copied()
+            .filter(|c| c.served())
+            .collect();
+        assert_eq!(served, said);
+    }
+}

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs the end-to-end suite on a dedicated local control plane:
-#   1. builds the control plane binaries (cached) and the operator and test binaries,
+#   1. builds the control plane binaries (cached) and the operator, runtime and test binaries
+#      (the suite boots the runtime from the pod templates the operator generates),
 #   2. starts a cluster of its own (tests/e2e/cluster.sh),
 #   3. runs the chart checks against it (tests/e2e/chart.sh) and the Rust suite
 #      (cargo test -p faas-e2e) with FAAS_E2E_KUBECONFIG pointing at it,
 #   4. always tears the cluster down.
-# The suite publishes Agents and PromptTemplates to Postgres: without DATABASE_URL in the
-# environment it starts the backing services (scripts/services.sh) and stops them afterwards.
+# The suite publishes Agents and PromptTemplates to Postgres and boots the runtime against
+# Postgres, Redis and NATS: without DATABASE_URL in the environment it starts the backing
+# services (scripts/services.sh) and stops them afterwards; without FAAS_EMBEDDING_MODEL_DIR
+# it installs the embedding model's files (scripts/models.sh).
 # Exits non-zero when any step fails. Extra arguments go to the test binary
 # (for example a test name filter, or --nocapture).
 #
@@ -62,7 +65,9 @@ step() {
 
 # --- builds (before the cluster starts, so it does not idle) -----------------------------------
 step "build the control plane" "$here/controlplane/build.sh" >/dev/null || exit 1
-step "build the operator" cargo build -p faas-operator || exit 1
+step "build the operator and the runtime" cargo build -p faas-operator -p faas-runtime || exit 1
+# The suite starts the runtime from the pod templates the operator generates.
+export FAAS_RUNTIME_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/faas-runtime"
 step "build the e2e tests" cargo test -p faas-e2e --no-run || exit 1
 
 # --- cluster and Postgres ----------------------------------------------------------------------
@@ -72,6 +77,10 @@ if [[ -z "${DATABASE_URL:-}" ]]; then
   step "Postgres for the suite (scripts/services.sh)" bash -c 'scripts/services.sh install && scripts/services.sh up >/dev/null' || exit 1
   # shellcheck disable=SC1090
   . "$(scripts/services.sh env)"
+fi
+if [[ -z "${FAAS_EMBEDDING_MODEL_DIR:-}" ]]; then
+  # shellcheck disable=SC1090
+  . "$(scripts/models.sh env)"
 fi
 t0=$SECONDS
 say "== start cluster $name"

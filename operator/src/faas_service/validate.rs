@@ -193,6 +193,17 @@ pub fn validate(
     resolved: &Resolved,
 ) -> Result<Validated, Invalid> {
     let namespace = fs.namespace().unwrap_or_default();
+    let component = fs.spec.component;
+    if !component.served() && fs.spec.image.is_none() {
+        return Err(Invalid {
+            reason: "ComponentNotServed",
+            message: format!(
+                "the runtime image of this release ({}) does not serve the component {component}; \
+                 set spec.image to an image that does, or choose another component",
+                defaults.runtime_image
+            ),
+        });
+    }
     let backends = secret_refs(fs, defaults);
     for (backend, secret) in &backends {
         check_backend(fs, resolved, &namespace, *backend, secret)?;

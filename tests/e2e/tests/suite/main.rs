@@ -7,6 +7,7 @@ mod common;
 mod leader;
 mod lifecycle;
 mod offline;
+mod pod_boots;
 mod publish;
 mod rbac;
 mod steady;
