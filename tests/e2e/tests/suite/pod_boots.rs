@@ -160,6 +160,29 @@ fn write_files(
     }
 }
 
+/// What a volume's files come from.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    ConfigMap,
+    Secret,
+}
+
+/// The files of one ConfigMap or Secret source of a volume, written under `dir`.
+async fn files(
+    ns: &TestNs,
+    dir: &Path,
+    kind: Kind,
+    name: &str,
+    items: Option<&Vec<k8s_openapi::api::core::v1::KeyToPath>>,
+    optional: bool,
+) {
+    let data = match kind {
+        Kind::ConfigMap => config_map_data(ns, name).await,
+        Kind::Secret => secret_data(ns, name).await,
+    };
+    write_files(dir, &format!("{kind:?} {name}"), data, items, optional);
+}
+
 async fn materialise(ns: &TestNs, pod: &PodSpec, c: &Container, root: &Path) -> Materialised {
     let volumes: BTreeMap<&str, _> = pod
         .volumes
@@ -180,47 +203,39 @@ async fn materialise(ns: &TestNs, pod: &PodSpec, c: &Container, root: &Path) -> 
         std::fs::create_dir_all(&dir).unwrap();
         if v.empty_dir.is_some() {
         } else if let Some(cm) = &v.config_map {
-            let data = config_map_data(ns, &cm.name).await;
-            write_files(
+            let optional = cm.optional == Some(true);
+            files(
+                ns,
                 &dir,
-                &format!("ConfigMap {}", cm.name),
-                data,
+                Kind::ConfigMap,
+                &cm.name,
                 cm.items.as_ref(),
-                cm.optional == Some(true),
-            );
+                optional,
+            )
+            .await;
         } else if let Some(s) = &v.secret {
             let name = s
                 .secret_name
-                .clone()
+                .as_deref()
                 .expect("a Secret volume names its Secret");
-            let data = secret_data(ns, &name).await;
-            write_files(
-                &dir,
-                &format!("Secret {name}"),
-                data,
-                s.items.as_ref(),
-                s.optional == Some(true),
-            );
+            let optional = s.optional == Some(true);
+            files(ns, &dir, Kind::Secret, name, s.items.as_ref(), optional).await;
         } else if let Some(p) = &v.projected {
             for source in p.sources.iter().flatten() {
                 if let Some(s) = &source.secret {
-                    let data = secret_data(ns, &s.name).await;
-                    write_files(
-                        &dir,
-                        &format!("Secret {}", s.name),
-                        data,
-                        s.items.as_ref(),
-                        s.optional == Some(true),
-                    );
+                    let optional = s.optional == Some(true);
+                    files(ns, &dir, Kind::Secret, &s.name, s.items.as_ref(), optional).await;
                 } else if let Some(cm) = &source.config_map {
-                    let data = config_map_data(ns, &cm.name).await;
-                    write_files(
+                    let optional = cm.optional == Some(true);
+                    files(
+                        ns,
                         &dir,
-                        &format!("ConfigMap {}", cm.name),
-                        data,
+                        Kind::ConfigMap,
+                        &cm.name,
                         cm.items.as_ref(),
-                        cm.optional == Some(true),
-                    );
+                        optional,
+                    )
+                    .await;
                 } else {
                     panic!("a projected source this test does not materialise: {source:?}");
                 }
