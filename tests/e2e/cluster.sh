@@ -14,11 +14,11 @@
 #               (exit 0 when everything is up).
 #   env         print shell assignments: KUBECONFIG, CONTROLPLANE_BIN_DIR,
 #               KUBECTL, HELM (use with: eval "$(tests/e2e/cluster.sh env)").
-#   stop etcd|apiserver [--kill]
+#   stop etcd|apiserver|controller-manager [--kill]
 #               stop one process of a running cluster (SIGTERM, then SIGKILL
 #               after 15s; with --kill, SIGKILL at once, as a crash); its
 #               data, ports and certificates are kept.
-#   start etcd|apiserver
+#   start etcd|apiserver|controller-manager
 #               start it again with the flags, ports, certificates and data
 #               directory `up` gave it; waits until it is healthy again.
 #
@@ -49,11 +49,12 @@ while [[ $# -gt 0 ]]; do
     up | down | kubeconfig | status | env) cmd="$1"; shift ;;
     stop | start)
       cmd="$1"
-      [[ $# -ge 2 ]] || { echo "cluster.sh: $1 needs a component: etcd or apiserver" >&2; exit 2; }
+      [[ $# -ge 2 ]] || { echo "cluster.sh: $1 needs a component: etcd, apiserver or controller-manager" >&2; exit 2; }
       case "$2" in
         etcd) component=etcd ;;
         apiserver | kube-apiserver) component=kube-apiserver ;;
-        *) echo "cluster.sh: $1: unknown component '$2' (etcd or apiserver)" >&2; exit 2 ;;
+        controller-manager | kube-controller-manager) component=kube-controller-manager ;;
+        *) echo "cluster.sh: $1: unknown component '$2' (etcd, apiserver or controller-manager)" >&2; exit 2 ;;
       esac
       shift 2 ;;
     -h | --help) sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -313,7 +314,7 @@ EOF
 
 # ---------------------------------------------------------------- commands
 
-# The two processes `start` can bring back, with the flags `up` gives them; they read the
+# The processes `start` can bring back, with the flags `up` gives them; they read the
 # ports and binaries from cluster.env.
 start_etcd() {
   start etcd "$BIN_DIR/etcd" \
@@ -361,10 +362,35 @@ start_apiserver() {
     --v=1
 }
 
+start_controller_manager() {
+  start kube-controller-manager "$BIN_DIR/kube-controller-manager" \
+    --kubeconfig="$state/controller-manager.kubeconfig" \
+    --authentication-kubeconfig="$state/controller-manager.kubeconfig" \
+    --authorization-kubeconfig="$state/controller-manager.kubeconfig" \
+    --bind-address=127.0.0.1 \
+    --secure-port="$CM_PORT" \
+    --cert-dir="$pki/controller-manager-generated" \
+    --controllers='*,-nodeipam' \
+    --use-service-account-credentials=true \
+    --service-account-private-key-file="$pki/sa.key" \
+    --root-ca-file="$pki/ca.crt" \
+    --cluster-signing-cert-file="$pki/ca.crt" \
+    --cluster-signing-key-file="$pki/ca.key" \
+    --leader-elect=false \
+    --kube-api-qps=200 \
+    --kube-api-burst=400 \
+    --profiling=false \
+    --v=1
+}
+
 load_env() {
   [[ -f "$state/cluster.env" ]] || return 1
   # shellcheck disable=SC1091
   source "$state/cluster.env"
+}
+
+cm_healthy() {
+  curl -fsSk --max-time 2 "https://127.0.0.1:$CM_PORT/healthz"
 }
 
 etcd_healthy() {
@@ -427,24 +453,7 @@ cmd_up() {
   "${kubectl[@]}" create clusterrolebinding faas-local-kwok --clusterrole=cluster-admin --user=faas-local-kwok \
     >>"$logs/setup.log" 2>&1 || die "binding kwok's identity failed (see $logs/setup.log)"
 
-  start kube-controller-manager "$bin/kube-controller-manager" \
-    --kubeconfig="$state/controller-manager.kubeconfig" \
-    --authentication-kubeconfig="$state/controller-manager.kubeconfig" \
-    --authorization-kubeconfig="$state/controller-manager.kubeconfig" \
-    --bind-address=127.0.0.1 \
-    --secure-port="$CM_PORT" \
-    --cert-dir="$pki/controller-manager-generated" \
-    --controllers='*,-nodeipam' \
-    --use-service-account-credentials=true \
-    --service-account-private-key-file="$pki/sa.key" \
-    --root-ca-file="$pki/ca.crt" \
-    --cluster-signing-cert-file="$pki/ca.crt" \
-    --cluster-signing-key-file="$pki/ca.key" \
-    --leader-elect=false \
-    --kube-api-qps=200 \
-    --kube-api-burst=400 \
-    --profiling=false \
-    --v=1
+  start_controller_manager
 
   start kube-scheduler "$bin/kube-scheduler" \
     --kubeconfig="$state/scheduler.kubeconfig" \
@@ -544,6 +553,10 @@ cmd_start() {
     kube-apiserver)
       start_apiserver
       wait_for "kube-apiserver /readyz" api_ready
+      ;;
+    kube-controller-manager)
+      start_controller_manager
+      wait_for "kube-controller-manager /healthz" cm_healthy
       ;;
   esac
   say "$component healthy $((SECONDS - t0))s after its start"
