@@ -299,6 +299,133 @@ async fn a_child_we_do_not_own_is_never_pruned() {
 }
 
 #[tokio::test]
+async fn an_object_someone_else_made_under_a_childs_name_is_not_taken_over() {
+    let h = Harness::new().with_secrets();
+    let theirs = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "llm-config", "namespace": NS, "labels": {"team": "theirs"}},
+        "data": {"owner": "someone else"},
+    });
+    h.api.put(CONFIGMAP, theirs.clone());
+    h.create(json!({"component": "gateway", "replicas": 1}));
+    let action = h.reconcile().await;
+
+    // Reported, not taken over: their ConfigMap is left exactly as it was, and nothing that
+    // would use it is created.
+    let (status, reason) = h.condition(READY);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "ChildConflict")
+    );
+    assert_eq!(
+        h.condition(DEGRADED),
+        ("True".into(), "ChildConflict".into())
+    );
+    assert_eq!(
+        h.condition(PROGRESSING),
+        ("False".into(), "ChildConflict".into())
+    );
+    let fs = h.current();
+    let ready = find(&fs.status.as_ref().unwrap().conditions, READY).unwrap();
+    assert!(
+        ready.message.contains("ConfigMap llm-config")
+            && ready.message.contains("has no controller"),
+        "{}",
+        ready.message
+    );
+    let live = h.api.get(CONFIGMAP).unwrap();
+    assert_eq!(live["data"], theirs["data"]);
+    assert_eq!(live["metadata"]["labels"], theirs["metadata"]["labels"]);
+    assert!(live["metadata"]["ownerReferences"].is_null(), "{live}");
+    assert!(
+        !h.api
+            .writes()
+            .iter()
+            .any(|w| w.ends_with("/configmaps/llm-config")),
+        "{:?}",
+        h.api.writes()
+    );
+    assert!(
+        h.api.get(DEPLOY).is_none(),
+        "the Deployment would mount their ConfigMap"
+    );
+    assert_eq!(fs.status.as_ref().unwrap().replicas, Some(0));
+
+    // Looked at again with backoff (the object in the way is not watched).
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(1))
+    );
+    assert_eq!(
+        h.reconcile().await,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(2))
+    );
+
+    // Once they remove it, the FaasService gets its own.
+    h.api.delete(CONFIGMAP);
+    assert_eq!(
+        h.reconcile().await,
+        kube::runtime::controller::Action::requeue(faas_service::RESYNC)
+    );
+    let ours = h.api.get(CONFIGMAP).expect("the ConfigMap is created");
+    assert_eq!(
+        ours["metadata"]["ownerReferences"][0]["kind"],
+        "FaasService"
+    );
+    assert!(h.api.get(DEPLOY).is_some());
+    assert_ne!(h.condition(READY).1, "ChildConflict");
+}
+
+#[tokio::test]
+async fn a_child_of_an_earlier_faas_service_of_the_same_name_is_not_adopted() {
+    let h = Harness::new().with_secrets();
+    h.api.put(
+        DEPLOY,
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "llm", "namespace": NS, "ownerReferences": [{
+                "apiVersion": "faas.motadata.io/v1alpha1", "kind": "FaasService", "name": "llm",
+                "uid": "uid-of-the-deleted-one", "controller": true, "blockOwnerDeletion": true,
+            }]},
+            "spec": {"replicas": 5},
+        }),
+    );
+    h.create(json!({"component": "gateway", "replicas": 1}));
+    h.reconcile().await;
+    let fs = h.current();
+    let ready = find(&fs.status.as_ref().unwrap().conditions, READY).unwrap();
+    assert_eq!(ready.reason, "ChildConflict");
+    assert!(
+        ready.message.contains("Deployment llm")
+            && ready
+                .message
+                .contains("FaasService llm (uid uid-of-the-deleted-one)"),
+        "{}",
+        ready.message
+    );
+    let live = h.api.get(DEPLOY).unwrap();
+    assert_eq!(live["spec"]["replicas"], 5);
+    assert_eq!(
+        live["metadata"]["ownerReferences"][0]["uid"],
+        "uid-of-the-deleted-one"
+    );
+}
+
+#[tokio::test]
+async fn a_service_deleted_while_it_is_reconciled_is_no_failure() {
+    let h = Harness::new().with_secrets();
+    h.create(json!({"component": "gateway", "replicas": 1}));
+    let fs = h.current();
+    // The reconcile works from the copy it was handed; the object is gone from the API
+    // server by the time the status is written.
+    h.api.delete(FS_PATH);
+    let action = faas_service::reconcile(Arc::new(fs), h.ctx.clone())
+        .await
+        .expect("a deleted service is no failure");
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+}
+
+#[tokio::test]
 async fn missing_secret_is_reported_and_waits() {
     let h = Harness::new();
     h.create(json!({"component": "gateway"}));

@@ -14,6 +14,13 @@
 #               (exit 0 when everything is up).
 #   env         print shell assignments: KUBECONFIG, CONTROLPLANE_BIN_DIR,
 #               KUBECTL, HELM (use with: eval "$(tests/e2e/cluster.sh env)").
+#   stop etcd|apiserver|controller-manager [--kill]
+#               stop one process of a running cluster (SIGTERM, then SIGKILL
+#               after 15s; with --kill, SIGKILL at once, as a crash); its
+#               data, ports and certificates are kept.
+#   start etcd|apiserver|controller-manager
+#               start it again with the flags, ports, certificates and data
+#               directory `up` gave it; waits until it is healthy again.
 #
 # Environment:
 #   CLUSTER_NAME         cluster name when --name is not given (default: local)
@@ -32,16 +39,29 @@ build_sh="$here/controlplane/build.sh"
 
 name="${CLUSTER_NAME:-local}"
 cmd=""
+component=""
+kill_now=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --name) name="${2:?--name needs a value}"; shift 2 ;;
     --name=*) name="${1#--name=}"; shift ;;
+    --kill) kill_now=1; shift ;;
     up | down | kubeconfig | status | env) cmd="$1"; shift ;;
-    -h | --help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    stop | start)
+      cmd="$1"
+      [[ $# -ge 2 ]] || { echo "cluster.sh: $1 needs a component: etcd, apiserver or controller-manager" >&2; exit 2; }
+      case "$2" in
+        etcd) component=etcd ;;
+        apiserver | kube-apiserver) component=kube-apiserver ;;
+        controller-manager | kube-controller-manager) component=kube-controller-manager ;;
+        *) echo "cluster.sh: $1: unknown component '$2' (etcd, apiserver or controller-manager)" >&2; exit 2 ;;
+      esac
+      shift 2 ;;
+    -h | --help) sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cluster.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
-[[ -n "$cmd" ]] || { echo "usage: cluster.sh [--name NAME] up|down|kubeconfig|status|env" >&2; exit 2; }
+[[ -n "$cmd" ]] || { echo "usage: cluster.sh [--name NAME] up|down|kubeconfig|status|env|stop C|start C" >&2; exit 2; }
 [[ "$name" =~ ^[a-z0-9][a-z0-9-]{0,40}$ ]] || { echo "cluster.sh: invalid cluster name '$name'" >&2; exit 2; }
 
 state_root="${CLUSTER_STATE_ROOT:-$repo/.cache/clusters}"
@@ -92,26 +112,31 @@ running_count() {
   echo "$n"
 }
 
-stop_all() {
-  local i c pid
-  for ((i = ${#components[@]} - 1; i >= 0; i--)); do
-    c="${components[i]}"
-    pid="$(pid_of "$c")"
-    if is_ours "$pid"; then
-      kill -TERM "$pid" 2>/dev/null || true
-      local waited=0
-      while alive "$pid" && ((waited < 150)); do
-        sleep 0.1
-        waited=$((waited + 1))
-      done
-      if alive "$pid"; then
-        say "$c (pid $pid) ignored SIGTERM for 15s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        while alive "$pid"; do sleep 0.1; done
-      fi
-      say "stopped $c (pid $pid)"
+# stop_one NAME [KILL]: SIGTERM, SIGKILL after 15s (at once when KILL is 1); forgets its pid.
+stop_one() {
+  local c=$1 now=${2:-0} pid
+  pid="$(pid_of "$c")"
+  if is_ours "$pid"; then
+    if ((now)); then kill -KILL "$pid" 2>/dev/null || true; else kill -TERM "$pid" 2>/dev/null || true; fi
+    local waited=0
+    while alive "$pid" && ((waited < 150)); do
+      sleep 0.1
+      waited=$((waited + 1))
+    done
+    if alive "$pid"; then
+      say "$c (pid $pid) ignored SIGTERM for 15s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      while alive "$pid"; do sleep 0.1; done
     fi
-    rm -f "$run/$c.pid"
+    say "stopped $c (pid $pid)"
+  fi
+  rm -f "$run/$c.pid"
+}
+
+stop_all() {
+  local i
+  for ((i = ${#components[@]} - 1; i >= 0; i--)); do
+    stop_one "${components[i]}"
   done
 }
 
@@ -126,7 +151,8 @@ start() {
       fd="${fd##*/}"
       if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
     done
-    exec setsid "$bin" "$@" >"$logs/$c.log" 2>&1 </dev/null
+    # Appended: a process started again by `start` keeps the log of its first run.
+    exec setsid "$bin" "$@" >>"$logs/$c.log" 2>&1 </dev/null
   ) &
   local pid=$!
   echo "$pid" >"$run/$c.pid"
@@ -288,10 +314,87 @@ EOF
 
 # ---------------------------------------------------------------- commands
 
+# The processes `start` can bring back, with the flags `up` gives them; they read the
+# ports and binaries from cluster.env.
+start_etcd() {
+  start etcd "$BIN_DIR/etcd" \
+    --name=default \
+    --data-dir="$state/etcd" \
+    --listen-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster="default=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --unsafe-no-fsync=true \
+    --quota-backend-bytes=8589934592 \
+    --log-level=warn
+}
+
+start_apiserver() {
+  local sa_issuer="https://kubernetes.default.svc.cluster.local"
+  # The API server listens on loopback only, and the endpoint reconciler refuses
+  # to publish a loopback address for the "kubernetes" Service; nothing in this
+  # cluster reaches the API server through that Service, so it is turned off.
+  start kube-apiserver "$BIN_DIR/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=127.0.0.1 \
+    --advertise-address=127.0.0.1 \
+    --secure-port="$API_PORT" \
+    --cert-dir="$pki/apiserver-generated" \
+    --tls-cert-file="$pki/apiserver.crt" \
+    --tls-private-key-file="$pki/apiserver.key" \
+    --client-ca-file="$pki/ca.crt" \
+    --requestheader-client-ca-file="$pki/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$pki/front-proxy-client.crt" \
+    --proxy-client-key-file="$pki/front-proxy-client.key" \
+    --authorization-mode=Node,RBAC \
+    --service-account-issuer="$sa_issuer" \
+    --service-account-key-file="$pki/sa.pub" \
+    --service-account-signing-key-file="$pki/sa.key" \
+    --service-cluster-ip-range=10.96.0.0/16 \
+    --allow-privileged=false \
+    --profiling=false \
+    --endpoint-reconciler-type=none \
+    --v=1
+}
+
+start_controller_manager() {
+  start kube-controller-manager "$BIN_DIR/kube-controller-manager" \
+    --kubeconfig="$state/controller-manager.kubeconfig" \
+    --authentication-kubeconfig="$state/controller-manager.kubeconfig" \
+    --authorization-kubeconfig="$state/controller-manager.kubeconfig" \
+    --bind-address=127.0.0.1 \
+    --secure-port="$CM_PORT" \
+    --cert-dir="$pki/controller-manager-generated" \
+    --controllers='*,-nodeipam' \
+    --use-service-account-credentials=true \
+    --service-account-private-key-file="$pki/sa.key" \
+    --root-ca-file="$pki/ca.crt" \
+    --cluster-signing-cert-file="$pki/ca.crt" \
+    --cluster-signing-key-file="$pki/ca.key" \
+    --leader-elect=false \
+    --kube-api-qps=200 \
+    --kube-api-burst=400 \
+    --profiling=false \
+    --v=1
+}
+
 load_env() {
   [[ -f "$state/cluster.env" ]] || return 1
   # shellcheck disable=SC1091
   source "$state/cluster.env"
+}
+
+cm_healthy() {
+  curl -fsSk --max-time 2 "https://127.0.0.1:$CM_PORT/healthz"
+}
+
+etcd_healthy() {
+  curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
 }
 
 api_ready() {
@@ -338,49 +441,11 @@ cmd_up() {
   write_kubeconfig "$state/scheduler.kubeconfig" scheduler
   write_kubeconfig "$state/kwok.kubeconfig" kwok
 
-  start etcd "$bin/etcd" \
-    --name=default \
-    --data-dir="$state/etcd" \
-    --listen-client-urls="http://127.0.0.1:$ETCD_PORT" \
-    --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
-    --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
-    --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
-    --initial-cluster="default=http://127.0.0.1:$ETCD_PEER_PORT" \
-    --unsafe-no-fsync=true \
-    --quota-backend-bytes=8589934592 \
-    --log-level=warn
-  wait_for "etcd health" curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
+  start_etcd
+  wait_for "etcd health" etcd_healthy
 
-  local sa_issuer="https://kubernetes.default.svc.cluster.local"
-  # The API server listens on loopback only, and the endpoint reconciler refuses
-  # to publish a loopback address for the "kubernetes" Service; nothing in this
-  # cluster reaches the API server through that Service, so it is turned off.
   local t_api=$SECONDS
-  start kube-apiserver "$bin/kube-apiserver" \
-    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address=127.0.0.1 \
-    --advertise-address=127.0.0.1 \
-    --secure-port="$API_PORT" \
-    --cert-dir="$pki/apiserver-generated" \
-    --tls-cert-file="$pki/apiserver.crt" \
-    --tls-private-key-file="$pki/apiserver.key" \
-    --client-ca-file="$pki/ca.crt" \
-    --requestheader-client-ca-file="$pki/front-proxy-ca.crt" \
-    --requestheader-allowed-names=front-proxy-client \
-    --requestheader-username-headers=X-Remote-User \
-    --requestheader-group-headers=X-Remote-Group \
-    --requestheader-extra-headers-prefix=X-Remote-Extra- \
-    --proxy-client-cert-file="$pki/front-proxy-client.crt" \
-    --proxy-client-key-file="$pki/front-proxy-client.key" \
-    --authorization-mode=Node,RBAC \
-    --service-account-issuer="$sa_issuer" \
-    --service-account-key-file="$pki/sa.pub" \
-    --service-account-signing-key-file="$pki/sa.key" \
-    --service-cluster-ip-range=10.96.0.0/16 \
-    --allow-privileged=false \
-    --profiling=false \
-    --endpoint-reconciler-type=none \
-    --v=1
+  start_apiserver
   wait_for "kube-apiserver /readyz" api_ready
   say "kube-apiserver ready $((SECONDS - t_api))s after its start (https://127.0.0.1:$API_PORT)"
 
@@ -388,24 +453,7 @@ cmd_up() {
   "${kubectl[@]}" create clusterrolebinding faas-local-kwok --clusterrole=cluster-admin --user=faas-local-kwok \
     >>"$logs/setup.log" 2>&1 || die "binding kwok's identity failed (see $logs/setup.log)"
 
-  start kube-controller-manager "$bin/kube-controller-manager" \
-    --kubeconfig="$state/controller-manager.kubeconfig" \
-    --authentication-kubeconfig="$state/controller-manager.kubeconfig" \
-    --authorization-kubeconfig="$state/controller-manager.kubeconfig" \
-    --bind-address=127.0.0.1 \
-    --secure-port="$CM_PORT" \
-    --cert-dir="$pki/controller-manager-generated" \
-    --controllers='*,-nodeipam' \
-    --use-service-account-credentials=true \
-    --service-account-private-key-file="$pki/sa.key" \
-    --root-ca-file="$pki/ca.crt" \
-    --cluster-signing-cert-file="$pki/ca.crt" \
-    --cluster-signing-key-file="$pki/ca.key" \
-    --leader-elect=false \
-    --kube-api-qps=200 \
-    --kube-api-burst=400 \
-    --profiling=false \
-    --v=1
+  start_controller_manager
 
   start kube-scheduler "$bin/kube-scheduler" \
     --kubeconfig="$state/scheduler.kubeconfig" \
@@ -479,6 +527,41 @@ cmd_status() {
   return "$ok"
 }
 
+# The cluster must exist and have been up: `stop` and `start` reuse its state.
+need_state() {
+  [[ -d "$state" ]] && load_env || die "no cluster state in $state (run: $0 --name $name up)"
+}
+
+cmd_stop() {
+  need_state
+  is_ours "$(pid_of "$component")" || say "$component is not running"
+  stop_one "$component" "$kill_now"
+}
+
+cmd_start() {
+  need_state
+  if is_ours "$(pid_of "$component")"; then
+    say "$component is already running (pid $(pid_of "$component"))"
+    return 0
+  fi
+  local t0=$SECONDS
+  case "$component" in
+    etcd)
+      start_etcd
+      wait_for "etcd health" etcd_healthy
+      ;;
+    kube-apiserver)
+      start_apiserver
+      wait_for "kube-apiserver /readyz" api_ready
+      ;;
+    kube-controller-manager)
+      start_controller_manager
+      wait_for "kube-controller-manager /healthz" cm_healthy
+      ;;
+  esac
+  say "$component healthy $((SECONDS - t0))s after its start"
+}
+
 cmd_env() {
   local bin
   if load_env; then bin="$BIN_DIR"; else bin="$("$build_sh" --print-bin-dir || true)"; fi
@@ -499,6 +582,8 @@ case "$cmd" in
   up) lock; cmd_up ;;
   down) lock; cmd_down ;;
   kubeconfig) printf '%s\n' "$admin_kubeconfig"; [[ -f "$admin_kubeconfig" ]] ;;
+  stop) lock; cmd_stop ;;
+  start) lock; cmd_start ;;
   status) cmd_status ;;
   env) cmd_env ;;
 esac

@@ -5,7 +5,9 @@
 #   2. starts a cluster of its own (tests/e2e/cluster.sh),
 #   3. runs the chart checks against it (tests/e2e/chart.sh) and the Rust suite
 #      (cargo test -p faas-e2e) with FAAS_E2E_KUBECONFIG pointing at it,
-#   4. always tears the cluster down.
+#   4. then, on the same cluster, the fault tests (faults::…), one at a time: they stop and
+#      start its etcd and API server (FAAS_E2E_CLUSTER names it for tests/e2e/cluster.sh),
+#   5. always tears the cluster down.
 # The suite publishes Agents and PromptTemplates to Postgres and boots the runtime against
 # Postgres, Redis and NATS: without DATABASE_URL in the environment it starts the backing
 # services (scripts/services.sh) and stops them afterwards; without FAAS_EMBEDDING_MODEL_DIR
@@ -102,9 +104,26 @@ if [[ "${E2E_SKIP_CHART:-}" != 1 ]]; then
 fi
 
 # --- the suite ---------------------------------------------------------------------------------
-# KUBECONFIG is cleared: the suite reads only FAAS_E2E_KUBECONFIG.
+# KUBECONFIG is cleared: the suite reads only FAAS_E2E_KUBECONFIG. The tests named faults::…
+# stop and start processes of the control plane, which would break every test running beside
+# them: they are left out here and run afterwards.
 step "e2e suite (cargo test -p faas-e2e)" env -u KUBECONFIG FAAS_E2E_KUBECONFIG="$kubeconfig" \
-  cargo test -p faas-e2e -- --test-threads "$threads" "$@"
+  cargo test -p faas-e2e -- --test-threads "$threads" --skip faults:: "$@"
+
+# --- faults: on the same cluster, once the rest is done, one test at a time --------------------
+# The fault tests the arguments select (all of them without a filter), by exact name; of the
+# other arguments only output options are passed on, so a filter never runs a test twice.
+mapfile -t fault_tests < <(env -u KUBECONFIG cargo test -q -p faas-e2e --test suite -- --list --format terse "$@" 2>/dev/null |
+  sed -n 's/^\(faults::[^:]*::[^:]*\): test$/\1/p')
+output=()
+for a in "$@"; do
+  case "$a" in --nocapture | --show-output) output+=("$a") ;; esac
+done
+if ((${#fault_tests[@]} > 0)); then
+  step "faults, one at a time (${#fault_tests[@]} tests)" env -u KUBECONFIG FAAS_E2E_KUBECONFIG="$kubeconfig" \
+    FAAS_E2E_CLUSTER="$name" cargo test -p faas-e2e --test suite -- --test-threads 1 --exact \
+    "${output[@]}" "${fault_tests[@]}"
+fi
 
 say "total $(elapsed "$t_start")"
 if ((${#failed[@]} > 0)); then

@@ -17,7 +17,9 @@ use super::{Context, Error, Result};
 use crate::kit::{self, Child, events};
 
 /// Applies every child; returns the live Deployment. When something was out of date, a Normal
-/// Event says what was updated.
+/// Event says what was updated. A child whose name another object holds stops the apply with
+/// [`Error::ChildConflict`]; children applied before it stay (they are owned, and collected
+/// with the FaasService).
 pub async fn apply(
     ctx: &Context,
     ns: &str,
@@ -69,12 +71,13 @@ pub async fn apply(
 
 /// Applies a child unless it is up to date; returns whether it applied, and the live object.
 async fn ensure<K: Child>(client: &Client, ns: &str, desired: &K) -> Result<(bool, K)> {
-    kit::ensure(client, ns, desired)
-        .await
-        .map_err(|source| Error::Apply {
+    kit::ensure(client, ns, desired).await.map_err(|e| match e {
+        kit::EnsureError::Conflict(conflict) => Error::ChildConflict(conflict),
+        kit::EnsureError::Api(source) => Error::Apply {
             kind: K::kind(&()).into_owned(),
             source,
-        })
+        },
+    })
 }
 
 /// Applies an optional child, or deletes it (when this FaasService owns it) when it is no

@@ -16,6 +16,11 @@ pub enum Error {
     #[error("cannot read the objects the spec references: {0}")]
     Dereference(#[source] kube::Error),
 
+    /// A child's name is taken by an object this FaasService does not control. The reconcile
+    /// reports it in the status (reason `ChildConflict`) instead of failing.
+    #[error("{0}")]
+    ChildConflict(crate::kit::Conflict),
+
     /// A child could not be applied.
     #[error("cannot apply the {kind}: {source}")]
     Apply { kind: String, source: kube::Error },
@@ -38,6 +43,7 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Error::MissingNamespace(_) => Category::InvalidObject,
+            Error::ChildConflict(_) => Category::Conflict,
             Error::Dereference(e)
             | Error::Apply { source: e, .. }
             | Error::Prune { source: e, .. }

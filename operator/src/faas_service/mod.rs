@@ -2,7 +2,8 @@
 //!
 //! Each reconcile runs the same steps, one file each: [`dereference`] what the spec references
 //! → [`validate`] (pure) → [`build`] the desired children (pure) → [`apply`] them, skipping
-//! those already up to date and deleting those no longer wanted → [`observe`] the Deployment
+//! those already up to date, refusing names other objects hold, and deleting those no longer
+//! wanted → [`observe`] the Deployment
 //! and its pods → [`update_status`], written only when it changed. [`controller`] sets up the
 //! watches; [`error`] names what can fail.
 
@@ -91,16 +92,35 @@ pub async fn reconcile(fs: Arc<FaasService>, ctx: Arc<Context>) -> Result<Action
         Ok(_) if fs.spec.paused => (Outcome::Paused, None),
         Ok(valid) => {
             let desired = build::children(&fs, &valid, &ctx.defaults);
-            let deployment = apply::apply(&ctx, &ns, &fs, desired).await?;
-            (Outcome::Applied, Some(deployment))
+            match apply::apply(&ctx, &ns, &fs, desired).await {
+                Ok(deployment) => (Outcome::Applied, Some(deployment)),
+                Err(Error::ChildConflict(conflict)) => (Outcome::Conflict(conflict), None),
+                Err(e) => return Err(e),
+            }
         }
     };
     let observed = observe::observe(&ctx.client, &ns, &fs, deployment).await?;
-    update_status::update_status(&ctx, &ns, &fs, &outcome, &observed).await?;
+    match update_status::update_status(&ctx, &ns, &fs, &outcome, &observed).await {
+        // Deleted while this reconcile ran: there is nothing left to report to, and its
+        // children, if this reconcile made any, go with it (their owner is gone).
+        Err(Error::UpdateStatus(kube::Error::Api(s))) if s.code == 404 => {
+            tracing::debug!("deleted while it was reconciled");
+            return Ok(Action::await_change());
+        }
+        result => result?,
+    }
 
-    ctx.backoff.succeeded(&fs);
     Ok(match outcome {
-        Outcome::Invalid(_) => Action::requeue(INVALID_RECHECK),
-        _ => Action::requeue(RESYNC),
+        Outcome::Invalid(_) => {
+            ctx.backoff.succeeded(&fs);
+            Action::requeue(INVALID_RECHECK)
+        }
+        // The object in the way is not watched (it is not ours): look again with backoff, so
+        // its removal is noticed soon and a lasting conflict costs ever fewer requests.
+        Outcome::Conflict(_) => Action::requeue(ctx.backoff.failed(&fs)),
+        Outcome::Paused | Outcome::Applied => {
+            ctx.backoff.succeeded(&fs);
+            Action::requeue(RESYNC)
+        }
     })
 }

@@ -13,7 +13,10 @@ use super::observe::Observed;
 use super::validate::Invalid;
 use super::{Context, Defaults, Error, Result, build};
 use crate::kit::events::Transition;
-use crate::kit::{self, status::Conditions};
+use crate::kit::{self, Conflict, status::Conditions};
+
+/// Reason of the conditions when a child's name is taken.
+pub const CHILD_CONFLICT: &str = "ChildConflict";
 
 /// What the reconcile did before the status is computed.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +27,9 @@ pub enum Outcome {
     Paused,
     /// The children match the spec.
     Applied,
+    /// A child's name is taken by an object this FaasService does not control; nothing more
+    /// was applied.
+    Conflict(Conflict),
 }
 
 impl Conditions for FaasServiceStatus {
@@ -93,6 +99,7 @@ pub fn compute(
     let rollout = Rollout::of(fs, observed);
     let next = match outcome {
         Outcome::Invalid(invalid) => invalid_conditions(&stamp, invalid),
+        Outcome::Conflict(conflict) => conflict_conditions(&stamp, conflict),
         Outcome::Paused | Outcome::Applied => vec![
             progressing(&stamp, outcome, &rollout),
             degraded(&stamp, &rollout),
@@ -193,6 +200,19 @@ fn invalid_conditions(stamp: &Stamp, invalid: &Invalid) -> Vec<Condition> {
         stamp.cond(READY, false, invalid.reason, invalid.message.clone()),
         stamp.cond(PROGRESSING, false, invalid.reason, hold.into()),
         stamp.cond(DEGRADED, true, invalid.reason, invalid.message.clone()),
+    ]
+}
+
+fn conflict_conditions(stamp: &Stamp, conflict: &Conflict) -> Vec<Condition> {
+    let message = conflict.to_string();
+    let hold = format!(
+        "changes are on hold until the {} {} is deleted or renamed",
+        conflict.kind, conflict.name
+    );
+    vec![
+        stamp.cond(READY, false, CHILD_CONFLICT, message.clone()),
+        stamp.cond(PROGRESSING, false, CHILD_CONFLICT, hold),
+        stamp.cond(DEGRADED, true, CHILD_CONFLICT, message),
     ]
 }
 

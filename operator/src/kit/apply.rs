@@ -64,19 +64,49 @@ pub fn owner_reference<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReferen
     reference
 }
 
+/// A child's name is taken: an object of that kind and name exists and the owner the desired
+/// object names does not control it. The operator never takes such an object over.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the {kind} {name} already exists and {holder}; the operator does not take over objects it did not create: delete or rename it"
+)]
+pub struct Conflict {
+    pub kind: String,
+    pub name: String,
+    /// Who controls it, as a phrase: "has no controller", "is controlled by FaasService rag
+    /// (uid …)".
+    pub holder: String,
+}
+
+/// Why [`ensure`] did not apply.
+#[derive(Debug, thiserror::Error)]
+pub enum EnsureError {
+    /// The name is taken by an object the desired owner does not control.
+    #[error(transparent)]
+    Conflict(Conflict),
+    /// A request failed.
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+}
+
 /// Applies `desired` unless the live object already matches it. Returns whether it applied,
-/// and the live object afterwards.
+/// and the live object afterwards. When `desired` names a controller and a live object of that
+/// name is not controlled by it (someone else made it, or an earlier owner of the same name
+/// whose children the garbage collector has yet to delete), nothing is written.
 pub async fn ensure<K: Child>(
     client: &Client,
     ns: &str,
     desired: &K,
-) -> Result<(bool, K), kube::Error> {
+) -> Result<(bool, K), EnsureError> {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let name = desired.name_any();
-    if let Some(actual) = api.get_opt(&name).await?
-        && up_to_date(desired, &actual)
-    {
-        return Ok((false, actual));
+    if let Some(actual) = api.get_opt(&name).await? {
+        if let Some(conflict) = taken(desired, &actual) {
+            return Err(EnsureError::Conflict(conflict));
+        }
+        if up_to_date(desired, &actual) {
+            return Ok((false, actual));
+        }
     }
     let applied = api
         .patch(
@@ -86,6 +116,30 @@ pub async fn ensure<K: Child>(
         )
         .await?;
     Ok((true, applied))
+}
+
+/// The conflict when `desired` names a controller that does not control `actual`.
+fn taken<K: Resource<DynamicType = ()>>(desired: &K, actual: &K) -> Option<Conflict> {
+    let controller = |k: &K| {
+        k.owner_references()
+            .iter()
+            .find(|o| o.controller == Some(true))
+            .cloned()
+    };
+    let wanted = controller(desired)?;
+    let holder = match controller(actual) {
+        Some(held) if held.uid == wanted.uid => return None,
+        Some(held) => format!(
+            "is controlled by {} {} (uid {})",
+            held.kind, held.name, held.uid
+        ),
+        None => "has no controller".to_string(),
+    };
+    Some(Conflict {
+        kind: K::kind(&()).into_owned(),
+        name: desired.name_any(),
+        holder,
+    })
 }
 
 /// Whether `actual` carries the hash `desired` was stamped with and every field of `desired`.

@@ -2,7 +2,8 @@
 //! over the objects it works on, so a controller only says what it wants and this module
 //! decides how it gets there with the fewest writes.
 //!
-//! - [`apply`]: server-side apply of children, skipped when the live object already matches
+//! - [`apply`]: server-side apply of children, skipped when the live object already matches,
+//!   refused when an object of that name belongs to someone else
 //! - [`prune`](mod@prune): deletion of children no longer wanted, only those the owner controls
 //! - [`diff`]: whether a live object holds every field of the desired one
 //! - [`status`]: status written by server-side apply, only when it says something new
@@ -29,7 +30,8 @@ pub mod text;
 pub mod watch;
 
 pub use apply::{
-    APPLIED_HASH_ANNOTATION, Child, MANAGER, ensure, hash_json, owner_reference, stamp,
+    APPLIED_HASH_ANNOTATION, Child, Conflict, EnsureError, MANAGER, ensure, hash_json,
+    owner_reference, stamp,
 };
 pub use backoff::Backoff;
 pub use error::Category;

@@ -70,6 +70,15 @@ impl FakeApi {
         self.state.lock().unwrap().objects.get(path).cloned()
     }
 
+    /// Removes a stored object (as another client would).
+    #[allow(
+        dead_code,
+        reason = "used by the FaasService tests, not by every test binary"
+    )]
+    pub fn delete(&self, path: &str) {
+        self.state.lock().unwrap().objects.remove(path);
+    }
+
     /// Changes a stored object in place (as another client would).
     pub fn edit(&self, path: &str, f: impl FnOnce(&mut Value)) {
         let mut s = self.state.lock().unwrap();

@@ -24,6 +24,8 @@ use kube::{Client, Config, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub mod faults;
+
 /// Label on every namespace the suite creates.
 pub const E2E_LABEL: &str = "faas.motadata.io/e2e";
 /// Field manager of the suite's own server-side applies.

@@ -4,6 +4,7 @@
 mod admission;
 mod agent_secrets;
 mod common;
+mod faults;
 mod leader;
 mod lifecycle;
 mod offline;
