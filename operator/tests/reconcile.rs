@@ -117,10 +117,11 @@ impl Harness {
 async fn creates_children_and_reports_progress() {
     let h = Harness::new().with_secrets();
     h.create(json!({"component": "gateway", "replicas": 1}));
+    // Rolling out: looked at again soon, whatever the watches deliver.
     let action = h.reconcile().await;
     assert_eq!(
         action,
-        kube::runtime::controller::Action::requeue(faas_service::RESYNC)
+        kube::runtime::controller::Action::requeue(faas_service::PROGRESS_RECHECK)
     );
 
     for path in [SA, CONFIGMAP, DEPLOY, SERVICE] {
@@ -171,7 +172,11 @@ async fn becomes_ready_then_writes_nothing_in_steady_state() {
     h.create(json!({"component": "gateway", "replicas": 2}));
     h.reconcile().await;
     h.deployment_ready();
-    h.reconcile().await;
+    // Ready: only the slow resync remains.
+    assert_eq!(
+        h.reconcile().await,
+        kube::runtime::controller::Action::requeue(faas_service::RESYNC)
+    );
     assert_eq!(h.condition(READY), ("True".into(), "Available".into()));
     assert_eq!(
         h.condition(PROGRESSING),
@@ -365,7 +370,7 @@ async fn an_object_someone_else_made_under_a_childs_name_is_not_taken_over() {
     h.api.delete(CONFIGMAP);
     assert_eq!(
         h.reconcile().await,
-        kube::runtime::controller::Action::requeue(faas_service::RESYNC)
+        kube::runtime::controller::Action::requeue(faas_service::PROGRESS_RECHECK)
     );
     let ours = h.api.get(CONFIGMAP).expect("the ConfigMap is created");
     assert_eq!(

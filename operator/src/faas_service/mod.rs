@@ -35,6 +35,8 @@ pub const CONTROLLER: &str = "faasservice";
 /// watched (the operator may only read the ones it is told about), so this is how a Secret
 /// created later is noticed; a change of the FaasService itself is noticed at once.
 pub const INVALID_RECHECK: Duration = Duration::from_secs(120);
+/// How soon a FaasService whose rollout is under way is reconciled again without an event.
+pub const PROGRESS_RECHECK: Duration = Duration::from_secs(30);
 /// How often a healthy FaasService is reconciled even when nothing happens.
 pub const RESYNC: Duration = Duration::from_secs(600);
 
@@ -100,7 +102,8 @@ pub async fn reconcile(fs: Arc<FaasService>, ctx: Arc<Context>) -> Result<Action
         }
     };
     let observed = observe::observe(&ctx.client, &ns, &fs, deployment).await?;
-    match update_status::update_status(&ctx, &ns, &fs, &outcome, &observed).await {
+    let progressing = match update_status::update_status(&ctx, &ns, &fs, &outcome, &observed).await
+    {
         // Deleted while this reconcile ran: there is nothing left to report to, and its
         // children, if this reconcile made any, go with it (their owner is gone).
         Err(Error::UpdateStatus(kube::Error::Api(s))) if s.code == 404 => {
@@ -108,7 +111,7 @@ pub async fn reconcile(fs: Arc<FaasService>, ctx: Arc<Context>) -> Result<Action
             return Ok(Action::await_change());
         }
         result => result?,
-    }
+    };
 
     Ok(match outcome {
         Outcome::Invalid(_) => {
@@ -118,6 +121,12 @@ pub async fn reconcile(fs: Arc<FaasService>, ctx: Arc<Context>) -> Result<Action
         // The object in the way is not watched (it is not ours): look again with backoff, so
         // its removal is noticed soon and a lasting conflict costs ever fewer requests.
         Outcome::Conflict(_) => Action::requeue(ctx.backoff.failed(&fs)),
+        // A rollout under way is looked at again soon even if no watch event comes: after an
+        // API server restart, watches may resume late, and the status must not wait for them.
+        Outcome::Applied if progressing => {
+            ctx.backoff.succeeded(&fs);
+            Action::requeue(PROGRESS_RECHECK)
+        }
         Outcome::Paused | Outcome::Applied => {
             ctx.backoff.succeeded(&fs);
             Action::requeue(RESYNC)

@@ -40,14 +40,19 @@ impl Conditions for FaasServiceStatus {
 
 /// Computes the status and writes it when it changed; then announces the transitions of
 /// Ready and Degraded.
+/// Writes the status when it changed; whether it says the service is still progressing.
 pub async fn update_status(
     ctx: &Context,
     ns: &str,
     fs: &FaasService,
     outcome: &Outcome,
     observed: &Observed,
-) -> Result<()> {
+) -> Result<bool> {
     let next = compute(fs, &ctx.defaults, outcome, observed, Timestamp::now());
+    let progressing = next
+        .conditions
+        .iter()
+        .any(|c| c.type_ == PROGRESSING && c.status == "True");
     let previous = fs.status.clone().unwrap_or_default();
     let types = [READY, DEGRADED];
     kit::status::update_and_announce(
@@ -61,7 +66,8 @@ pub async fn update_status(
         severity,
     )
     .await
-    .map_err(Error::UpdateStatus)
+    .map_err(Error::UpdateStatus)?;
+    Ok(progressing)
 }
 
 /// The Event type a condition change is announced with: a Warning when Ready turns false for a
