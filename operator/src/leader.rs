@@ -4,6 +4,10 @@
 //! would notice a Lease released on shutdown only when the old holder's term ends. Here a
 //! standby reads the Lease afresh every `retry` (as client-go's elector does), so a released
 //! Lease is taken over within `retry`; the leader keeps the library's renewal timing.
+//!
+//! A leader that fails to renew steps down at once: it cannot know whether its term still
+//! runs, and a leader cut off from the API server must stop before another can take the Lease.
+//! It then campaigns again like a standby, and leads again as soon as it holds the Lease.
 
 use std::future::Future;
 use std::time::Duration;
@@ -70,6 +74,15 @@ where
                     Ok(None) => failures = 0,
                     Err(e) => {
                         failures = failures.saturating_add(1);
+                        if leading {
+                            warn!(error = %e, "cannot renew the leader Lease: stepping down until it is held again");
+                            leading = false;
+                            manager = None;
+                            if tx.send(false).is_err() {
+                                break;
+                            }
+                            continue;
+                        }
                         let delay = retry.saturating_mul(failures.min(5));
                         warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "leader election request failed");
                         tokio::time::sleep(delay).await;

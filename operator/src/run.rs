@@ -11,7 +11,7 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::agent;
 use crate::config::Config;
@@ -158,44 +158,43 @@ async fn lead_then_run(
     ready.store(true, Ordering::Relaxed);
     info!(lease = %config.lease_name, %namespace, %identity, "waiting for the leader Lease");
 
-    let stopped = tokio::select! {
-        _ = stop.wait_for(|s| *s) => true,
-        became = leader.wait_for(|l| *l) => {
-            if became.is_err() {
-                anyhow::bail!("leader election stopped unexpectedly");
+    // Lead whenever this replica holds the Lease, until shutdown: a replica that lost it (it
+    // could not renew, or another took it) stops its controllers, which drops their caches,
+    // and stands by in the same process.
+    loop {
+        let stopped = tokio::select! {
+            _ = stop.wait_for(|s| *s) => true,
+            became = leader.wait_for(|l| *l) => {
+                if became.is_err() {
+                    anyhow::bail!("leader election stopped unexpectedly");
+                }
+                false
             }
-            false
+        };
+        if stopped {
+            break;
         }
-    };
-    if stopped {
-        drop(leader);
-        release(lease_task).await;
-        return Ok(());
+        info!(%identity, "became the leader");
+        metrics.leader.set(1);
+
+        // Controllers run until shutdown or until the Lease is lost.
+        let (lost_tx, lost_rx) = watch::channel(false);
+        let mut watch_leader = leader.clone();
+        let lost_watch = tokio::spawn(async move {
+            let _ = watch_leader.wait_for(|l| !*l).await;
+            let _ = lost_tx.send(true);
+        });
+        let combined = merge_stops(stop.clone(), lost_rx.clone());
+        run_controllers(config, ctx.clone(), combined).await;
+        lost_watch.abort();
+        metrics.leader.set(0);
+        if *stop.borrow() {
+            break;
+        }
+        warn!(%identity, "lost the leader Lease; the controllers stopped, standing by");
     }
-    info!(%identity, "became the leader");
-    metrics.leader.set(1);
-
-    // Controllers run until shutdown or until the Lease is lost.
-    let (lost_tx, lost_rx) = watch::channel(false);
-    let mut watch_leader = leader.clone();
-    let lost_watch = tokio::spawn(async move {
-        let _ = watch_leader.wait_for(|l| !*l).await;
-        let _ = lost_tx.send(true);
-    });
-    let combined = merge_stops(stop.clone(), lost_rx.clone());
-    run_controllers(config, ctx, combined).await;
-    lost_watch.abort();
-    metrics.leader.set(0);
-
-    let lost = *lost_rx.borrow() && !*stop.borrow();
     drop(leader);
     release(lease_task).await;
-    if lost {
-        // Another replica holds the Lease now; restarting starts over as a standby with fresh
-        // caches, the safest way to never reconcile alongside the new leader.
-        error!("lost the leader Lease; exiting");
-        anyhow::bail!("lost the leader Lease");
-    }
     Ok(())
 }
 

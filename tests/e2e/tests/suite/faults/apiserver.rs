@@ -14,11 +14,10 @@ const OUTAGE: Duration = Duration::from_secs(20);
 /// seconds later, with the same data. The operator process rides it out: the same process
 /// (it never exits for an unreachable API server) converges every FaasService afterwards,
 /// each with exactly its own Deployment, Service, ServiceAccount and ConfigMap and no child
-/// left without its owner. The outage outlasts the 15-second Lease: nobody can take the
-/// Lease while the API server is down, and the operator holds it again once it is back (the
-/// leader keeps its role through the outage; every request it makes fails meanwhile, so it
-/// writes nothing, and it never exits). Watches may resume late after such a restart; a
-/// FaasService whose rollout is under way is looked at again every 30 seconds regardless.
+/// left without its owner. The leader cannot renew its Lease meanwhile, so it steps down
+/// (its controllers stop) without exiting, and leads again once the API server is back and the
+/// Lease is still its own. Watches may resume late after such a restart; a FaasService whose
+/// rollout is under way is looked at again every 30 seconds regardless.
 #[tokio::test]
 async fn the_api_server_restarts_while_200_services_converge() {
     let plane = ControlPlane::from_env();
