@@ -177,6 +177,14 @@ async fn becomes_ready_then_writes_nothing_in_steady_state() {
         h.reconcile().await,
         kube::runtime::controller::Action::requeue(faas_service::RESYNC)
     );
+    // From nothing to Ready, two Events: the children applied, and available.
+    let events: Vec<String> = h
+        .api
+        .writes()
+        .into_iter()
+        .filter(|w| w.starts_with("POST") && w.contains("/events"))
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(h.condition(READY), ("True".into(), "Available".into()));
     assert_eq!(
         h.condition(PROGRESSING),

@@ -72,9 +72,17 @@ pub async fn update_status(
 
 /// The Event type a condition change is announced with: a Warning when Ready turns false for a
 /// reason other than starting up, or Degraded turns true; nothing when Degraded first appears
-/// false, since there is nothing to tell.
+/// false, or Ready first appears as creating or starting, since there is nothing to tell.
 pub fn severity(t: &Transition<'_>) -> Option<EventType> {
     let now = t.now;
+    // A new service's first status says it is being created or starting: the Applied Event
+    // has told that already, so a created FaasService costs two Events (Applied, Available).
+    if now.type_ == READY
+        && t.before.is_none()
+        && matches!(now.reason.as_str(), "Creating" | "Starting")
+    {
+        return None;
+    }
     let bad = (now.type_ == READY
         && now.status == "False"
         && now.reason != "Creating"
