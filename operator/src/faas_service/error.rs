@@ -29,9 +29,10 @@ pub enum Error {
     #[error("cannot delete the {kind} no longer wanted: {source}")]
     Prune { kind: String, source: kube::Error },
 
-    /// The Deployment or its pods could not be read.
-    #[error("cannot read the state of the Deployment and its pods: {0}")]
-    Observe(#[source] kube::Error),
+    /// The controller's watch caches went away before they were filled: the controller is
+    /// stopping.
+    #[error("the watch caches stopped before they were filled")]
+    CachesGone,
 
     /// The status could not be written.
     #[error("cannot write the status: {0}")]
@@ -44,10 +45,10 @@ impl Error {
         match self {
             Error::MissingNamespace(_) => Category::InvalidObject,
             Error::ChildConflict(_) => Category::Conflict,
+            Error::CachesGone => Category::Transport,
             Error::Dereference(e)
             | Error::Apply { source: e, .. }
             | Error::Prune { source: e, .. }
-            | Error::Observe(e)
             | Error::UpdateStatus(e) => Category::of(e),
         }
         .as_str()

@@ -12,22 +12,23 @@ pub fn owned_by(obj: &impl Resource, owner: &impl Resource) -> bool {
         .any(|o| Some(&o.uid) == owner.meta().uid.as_ref() && o.controller == Some(true))
 }
 
-/// Deletes the child `name` of kind `K` when `owner` controls it; an object someone else made
-/// under that name is left alone. Returns whether it deleted.
+/// Deletes `live`, the child of kind `K` as the controller's watch cache holds it, when
+/// `owner` controls it; an object someone else made under that name is left alone, and a child
+/// the cache does not hold costs no request. Returns whether it deleted.
 pub async fn prune<K: Child>(
     client: &Client,
     ns: &str,
-    name: &str,
+    live: Option<&K>,
     owner: &impl Resource,
 ) -> Result<bool, kube::Error> {
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let Some(actual) = api.get_opt(name).await? else {
+    let Some(actual) = live.filter(|actual| owned_by(*actual, owner)) else {
         return Ok(false);
     };
-    if !owned_by(&actual, owner) {
-        return Ok(false);
-    }
-    match api.delete(name, &DeleteParams::background()).await {
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    match api
+        .delete(&actual.name_any(), &DeleteParams::background())
+        .await
+    {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(e) => Err(e),
