@@ -639,6 +639,34 @@ impl Operator {
             .unwrap_or(0.0))
     }
 
+    /// Requests this replica sent to the API server, by "VERB resource"
+    /// (`faas_operator_api_requests_total`).
+    pub async fn api_requests(&self) -> anyhow::Result<BTreeMap<String, f64>> {
+        let (status, body) = self.http_get("/metrics").await?;
+        if status != 200 {
+            bail!("/metrics answered {status}");
+        }
+        let mut out = BTreeMap::new();
+        for line in body.lines() {
+            let Some(rest) = line.strip_prefix("faas_operator_api_requests_total{") else {
+                continue;
+            };
+            let Some((labels, value)) = rest.rsplit_once("} ") else {
+                continue;
+            };
+            let label = |k: &str| {
+                labels
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
+                    .map(|v| v.trim_end_matches('"').to_string())
+                    .unwrap_or_default()
+            };
+            let key = format!("{} {}", label("verb"), label("resource"));
+            *out.entry(key).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
+        }
+        Ok(out)
+    }
+
     /// Waits until /readyz answers 200.
     pub async fn wait_ready(&self) {
         wait_for(

@@ -1,15 +1,20 @@
-//! Operator benchmark on a real API server (not a test): applies N FaasServices (default 1,000)
-//! to one namespace with the operator running as a local process under the chart's
-//! ServiceAccount, and reports
+//! Operator benchmark on a real API server (not a test). With the operator running as a local
+//! process under the chart's ServiceAccount, it first applies FaasServices one at a time to an
+//! idle cluster (default 50), each once the one before is Ready, then N at once (default
+//! 1,000) to the same namespace, then touches each of the N with an annotation (a change that
+//! asks for nothing new), and reports
+//!   - p50/p99 of apply → Deployment created (as seen by a watch), idle and under the burst,
 //!   - time until every child exists and until every FaasService is Ready,
-//!   - p50/p99 of apply → Deployment created (as seen by a watch),
-//!   - the operator's peak RSS,
-//!   - API requests per reconcile (from the API server's apiserver_request_total),
+//!   - the operator's RSS,
+//!   - the requests the operator sent, by verb and resource (its own
+//!     faas_operator_api_requests_total), per reconcile and per FaasService, for the burst and
+//!     for the touches (steady state), and every client's (apiserver_request_total),
 //!   - the floor: `kubectl apply --server-side` of the same children, pre-rendered, into a
 //!     second namespace, and the time until those Deployments are Available.
 //!
 //! Usage: FAAS_E2E_KUBECONFIG=<admin kubeconfig> cargo run -p faas-e2e --bin faas-bench
-//! Environment: FAAS_BENCH_COUNT (default 1000), FAAS_BENCH_APPLY_CONCURRENCY (default 8).
+//! Environment: FAAS_BENCH_COUNT (default 1000), FAAS_BENCH_IDLE (default 50),
+//! FAAS_BENCH_APPLY_CONCURRENCY (default 8).
 //! Both runs' pods stay scheduled at once, so the cluster needs room for 2×N pods: with the
 //! local control plane, start it with CLUSTER_NODES=6 for N=1000.
 
@@ -56,8 +61,52 @@ where
     seen
 }
 
+/// How many of the bench's burst (names `svc-…`) were seen.
 fn count(s: &Seen) -> usize {
-    s.lock().expect("not poisoned").len()
+    s.lock()
+        .expect("not poisoned")
+        .keys()
+        .filter(|k| k.starts_with("svc-"))
+        .count()
+}
+
+/// When `name` was first seen, waiting for it up to `within`.
+async fn seen_at(s: &Seen, name: &str, within: Duration) -> anyhow::Result<Instant> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(at) = s.lock().expect("not poisoned").get(name) {
+            return Ok(*at);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{name} not seen within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// The change of each counter from `before` to `after`, largest first, zeros left out.
+fn delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Vec<(String, f64)> {
+    let mut d: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
+    d.sort_by(|a, b| b.1.total_cmp(&a.1));
+    d
+}
+
+/// The operator's requests that run a reconcile, leaving out its watches (long-lived, one per
+/// kind) and its leader election's Lease renewals, which happen whether or not it works.
+fn reconcile_requests(d: &[(String, f64)]) -> Vec<(String, f64)> {
+    d.iter()
+        .filter(|(k, _)| !k.starts_with("WATCH ") && !k.ends_with(" leases"))
+        .cloned()
+        .collect()
+}
+
+fn sum(d: &[(String, f64)]) -> f64 {
+    d.iter().map(|(_, v)| v).sum()
 }
 
 fn is_ready(fs: &FaasService) -> bool {
@@ -149,7 +198,11 @@ where
         .api::<K>()
         .list(&ListParams::default().labels("app.kubernetes.io/managed-by=faas-operator"))
         .await?;
-    for obj in list.items {
+    for obj in list
+        .items
+        .into_iter()
+        .filter(|o| o.name_any().starts_with("svc-"))
+    {
         let mut v = serde_json::to_value(&obj)?;
         let meta = v["metadata"].clone();
         v["metadata"] = json!({
@@ -179,6 +232,10 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
+    let idle: usize = std::env::var("FAAS_BENCH_IDLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
     let concurrency: usize = std::env::var("FAAS_BENCH_APPLY_CONCURRENCY")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -222,26 +279,55 @@ async fn main() -> anyhow::Result<()> {
             }
         });
     }
+    let api = ns.api::<FaasService>();
+    let fs_doc = |name: &str, i: usize| {
+        json!({
+            "apiVersion": "faas.motadata.io/v1alpha1",
+            "kind": "FaasService",
+            "metadata": { "name": name },
+            "spec": { "component": "gateway", "replicas": 1, "config": { "FAAS_INDEX": i } },
+        })
+    };
+    // Idle: one at a time, each once the one before is Ready.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut idle_latencies = Vec::new();
+    for i in 0..idle {
+        let name = format!("idle-{i:03}");
+        let start = Instant::now();
+        api.patch(
+            &name,
+            &PatchParams::apply("faas-bench"),
+            &Patch::Apply(&fs_doc(&name, i)),
+        )
+        .await
+        .with_context(|| format!("applying {name}"))?;
+        let at = seen_at(&deployments, &name, long).await?;
+        idle_latencies.push(at.saturating_duration_since(start));
+        seen_at(&ready, &name, long).await?;
+    }
+    idle_latencies.sort();
+    eprintln!(
+        "[bench] idle: apply → Deployment p50 {} p99 {}",
+        ms(percentile(&idle_latencies, 50.0)),
+        ms(percentile(&idle_latencies, 99.0))
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
     let rss_idle = rss_kib(pid, "VmRSS:");
     let requests_before = request_totals(&ns.client).await?;
     let reconciles_before = op.reconciles().await?;
+    let operator_before = op.api_requests().await?;
 
     // Apply.
-    let api = ns.api::<FaasService>();
     let applied: Seen = Arc::default();
     let t0 = Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {
             let api = api.clone();
             let applied = applied.clone();
+            let fs = fs_doc(&format!("svc-{i:05}"), i);
             async move {
-                let name = format!("svc-{i:04}");
-                let fs = json!({
-                    "apiVersion": "faas.motadata.io/v1alpha1",
-                    "kind": "FaasService",
-                    "metadata": { "name": name },
-                    "spec": { "component": "gateway", "replicas": 1, "config": { "FAAS_INDEX": i } },
-                });
+                let name = format!("svc-{i:05}");
                 let start = Instant::now();
                 api.patch(&name, &PatchParams::apply("faas-bench"), &Patch::Apply(&fs))
                     .await
@@ -286,6 +372,40 @@ async fn main() -> anyhow::Result<()> {
 
     let requests_after = request_totals(&ns.client).await?;
     let reconciles = op.reconciles().await? - reconciles_before;
+    let operator_after = op.api_requests().await?;
+
+    // Steady state: an annotation on each asks the operator for nothing new.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let steady_before = op.api_requests().await?;
+    let steady_reconciles_before = op.reconciles().await?;
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let name = format!("svc-{i:05}");
+                let touch =
+                    json!({"metadata": {"annotations": {"bench.motadata.io/touched": "1"}}});
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&touch))
+                    .await
+                    .with_context(|| format!("touching {name}"))?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    wait_for("every touch reconciled", long, || async {
+        let done = op.reconciles().await.map_err(|e| e.to_string())? - steady_reconciles_before;
+        if done >= n as f64 {
+            Ok(())
+        } else {
+            Err(format!("{done} reconciles"))
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let steady_reconciles = op.reconciles().await? - steady_reconciles_before;
+    let steady = reconcile_requests(&delta(&steady_before, &op.api_requests().await?));
     let rss_peak = *peak_rss.lock().expect("not poisoned");
     let rss_hwm = rss_kib(pid, "VmHWM:");
     let rss_end = rss_kib(pid, "VmRSS:");
@@ -300,42 +420,24 @@ async fn main() -> anyhow::Result<()> {
     };
     latencies.sort();
 
-    // Requests during the run, by verb and resource (every client, not only the operator).
-    let mut delta: Vec<(String, f64)> = requests_after
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v - requests_before.get(k).copied().unwrap_or(0.0),
-            )
-        })
-        .filter(|(_, d)| *d > 0.0)
-        .collect();
-    delta.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let total: f64 = delta.iter().map(|(_, d)| d).sum();
-    // Requests only the operator makes: reads of the referenced Secrets, its status writes, and
-    // reads, applies and deletes of the kinds it generates (other controllers watch those
-    // kinds from their caches and write only status), and its pod lists.
-    let generated = [
-        "deployments",
-        "services",
-        "configmaps",
-        "serviceaccounts",
-        "horizontalpodautoscalers",
-        "ingresses",
-        "poddisruptionbudgets",
-    ];
-    let operator_only: f64 = delta
+    // Requests during the run, by verb and resource: every client's, and the operator's own.
+    let delta_all = delta(&requests_before, &requests_after);
+    let total = sum(&delta_all);
+    let operator = reconcile_requests(&delta(&operator_before, &operator_after));
+    let operator_total = sum(&operator);
+    // What kubectl makes too: one apply of each of the four children.
+    let children_applies: f64 = operator
         .iter()
         .filter(|(k, _)| {
-            let (verb, resource) = k.split_once(' ').unwrap_or_default();
-            (verb == "GET" && resource == "secrets")
-                || (verb == "LIST" && resource == "pods")
-                || (matches!(verb, "APPLY" | "PATCH") && resource == "faasservices/status")
-                || (matches!(verb, "GET" | "APPLY" | "PATCH" | "DELETE")
-                    && generated.contains(&resource))
+            matches!(
+                k.as_str(),
+                "APPLY deployments"
+                    | "APPLY services"
+                    | "APPLY configmaps"
+                    | "APPLY serviceaccounts"
+            )
         })
-        .map(|(_, d)| d)
+        .map(|(_, v)| v)
         .sum();
 
     // Floor: the same children, pre-rendered, applied with kubectl in one go.
@@ -400,6 +502,12 @@ async fn main() -> anyhow::Result<()> {
     println!("| measure | value |");
     println!("|---|---|");
     println!(
+        "| idle cluster, one at a time ({idle}): apply → Deployment created, p50 / p99 / max | {} / {} / {} |",
+        ms(percentile(&idle_latencies, 50.0)),
+        ms(percentile(&idle_latencies, 99.0)),
+        ms(idle_latencies.last().copied().unwrap_or_default())
+    );
+    println!(
         "| apply of {n} FaasServices (server-side, {concurrency} at a time) | {} |",
         secs(t_applied)
     );
@@ -436,8 +544,19 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| API requests during the run, all clients | {total:.0} |");
     println!(
-        "| API requests only the operator makes, per reconcile | {:.1} |",
-        operator_only / reconciles.max(1.0)
+        "| operator requests (no watches, no Lease) | {operator_total:.0}: {:.2} per reconcile, {:.2} per FaasService |",
+        operator_total / reconciles.max(1.0),
+        operator_total / n as f64
+    );
+    println!(
+        "| of which not the four child applies kubectl makes too | {:.0}: {:.2} per reconcile, {:.2} per FaasService |",
+        operator_total - children_applies,
+        (operator_total - children_applies) / reconciles.max(1.0),
+        (operator_total - children_applies) / n as f64
+    );
+    println!(
+        "| steady state: {n} annotation changes → {steady_reconciles:.0} reconciles, operator requests | {:.0} |",
+        sum(&steady)
     );
     println!(
         "| floor: `kubectl apply --server-side` of the {} pre-rendered children | {} |",
@@ -449,16 +568,28 @@ async fn main() -> anyhow::Result<()> {
         secs(t_floor_ready)
     );
     println!();
+    println!("The operator's requests during the burst, by verb and resource:");
+    println!();
+    println!("| verb resource | requests |");
+    println!("|---|---|");
+    for (k, d) in &operator {
+        println!("| {k} | {d:.0} |");
+    }
+    if !steady.is_empty() {
+        println!();
+        println!("The operator's requests in steady state: {steady:?}");
+    }
+    println!();
     println!("Requests during the operator run by verb and resource (all clients), top 20:");
     println!();
     println!("| verb resource | requests |");
     println!("|---|---|");
-    for (k, d) in delta.iter().take(20) {
+    for (k, d) in delta_all.iter().take(20) {
         println!("| {k} | {d:.0} |");
     }
     println!();
     println!(
-        "Machine: {cpus} CPUs; operator debug build: {}",
+        "Machine: {cpus} CPUs; operator binary: {}",
         faas_e2e::operator_bin().display()
     );
     drop(floor_ns);
