@@ -29,13 +29,12 @@ pub async fn apply(
     desired: Children,
 ) -> Result<Deployment> {
     let name = fs.name_any();
-    // The pods' ServiceAccount and ConfigMap first, so the Deployment's pods never wait for
-    // them; the other children do not depend on each other and are applied at once.
-    let ((sa, _), (cm, _)) = futures::try_join!(
+    // All at once: the Deployment's pods name the ServiceAccount and the ConfigMap, but they
+    // are made two controllers later (a ReplicaSet first, then its pods), by when both exist,
+    // and a pod refused for a missing ServiceAccount is made again.
+    let ((sa, _), (cm, _), (deploy, deployment), (svc, _), hpa, ingress, pdb) = futures::try_join!(
         ensure(ctx, ns, &desired.service_account),
         ensure(ctx, ns, &desired.config_map),
-    )?;
-    let ((deploy, deployment), (svc, _), hpa, ingress, pdb) = futures::try_join!(
         ensure(ctx, ns, &desired.deployment),
         ensure(ctx, ns, &desired.service),
         ensure_optional(ctx, ns, fs, &name, desired.hpa.as_ref()),

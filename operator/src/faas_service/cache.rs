@@ -38,8 +38,7 @@ pub struct Caches {
     /// The runtime's pods, without their spec.
     pub pods: Store<Pod>,
     pub agents: Store<Agent>,
-    /// Filled by the controller's own watch of FaasServices; until it is set, dependsOn reads
-    /// find nothing.
+    /// The controller's own watch of FaasServices, which dependsOn is resolved from.
     pub faas_services: Store<FaasService>,
 }
 

@@ -13,7 +13,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
 use super::cache::{self, Cached, Caches, Reads};
@@ -95,11 +95,15 @@ pub async fn run(
     let pods_of_ours = everything
         .clone()
         .labels("app.kubernetes.io/name=faas-runtime");
-    let (mut caches, w) = cache::caches();
-    let controller = Controller::new(api::<FaasService>(client, ns), watcher::Config::default());
-    caches.faas_services = controller.store();
+    let (caches, w) = cache::caches();
+    // FaasServices are kept without their managed fields, like every other cached object.
+    let own = watcher(api::<FaasService>(client, ns), watcher::Config::default())
+        .default_backoff()
+        .modify(|fs: &mut FaasService| fs.metadata.managed_fields = None)
+        .reflect(w.faas_services)
+        .applied_objects();
     let services = caches.faas_services.clone();
-    let controller = controller
+    let controller = Controller::for_stream(own, caches.faas_services.clone())
         .owns_stream(children::<Deployment>(client, ns, w.deployments))
         .owns_stream(children::<Service>(client, ns, w.services))
         .owns_stream(children::<ConfigMap>(client, ns, w.config_maps))
@@ -125,7 +129,6 @@ pub async fn run(
             ),
             move |agent| services_of_agent(&services, &agent),
         );
-    drop(w.faas_services);
     let ctx = Arc::new(Context::with_caches(
         base.client.clone(),
         base.recorder.clone(),

@@ -14,7 +14,9 @@
 //!
 //! Usage: FAAS_E2E_KUBECONFIG=<admin kubeconfig> cargo run -p faas-e2e --bin faas-bench
 //! Environment: FAAS_BENCH_COUNT (default 1000), FAAS_BENCH_IDLE (default 50),
-//! FAAS_BENCH_APPLY_CONCURRENCY (default 8).
+//! FAAS_BENCH_APPLY_CONCURRENCY (default 8), FAAS_BENCH_WAIT_READY (default 1; 0 stops at
+//! the children, for runs so large that the controller manager and kwok making the pods
+//! Ready would take most of the time, and the floor then stops at kubectl's apply).
 //! Both runs' pods stay scheduled at once, so the cluster needs room for 2×N pods: with the
 //! local control plane, start it with CLUSTER_NODES=6 for N=1000.
 
@@ -106,7 +108,7 @@ fn reconcile_requests(d: &[(String, f64)]) -> Vec<(String, f64)> {
 }
 
 fn sum(d: &[(String, f64)]) -> f64 {
-    d.iter().map(|(_, v)| v).sum()
+    d.iter().map(|(_, v)| v).fold(0.0, |a, b| a + b)
 }
 
 fn is_ready(fs: &FaasService) -> bool {
@@ -232,6 +234,7 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
+    let wait_ready = std::env::var("FAAS_BENCH_WAIT_READY").as_deref() != Ok("0");
     let idle: usize = std::env::var("FAAS_BENCH_IDLE")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -358,15 +361,17 @@ async fn main() -> anyhow::Result<()> {
     .await;
     let t_children = t0.elapsed();
     eprintln!("[bench] every child exists after {}", secs(t_children));
-    wait_for("every FaasService Ready", long, || async {
-        let r = count(&ready);
-        if r >= n {
-            Ok(())
-        } else {
-            Err(format!("{r} Ready"))
-        }
-    })
-    .await;
+    if wait_ready {
+        wait_for("every FaasService Ready", long, || async {
+            let r = count(&ready);
+            if r >= n {
+                Ok(())
+            } else {
+                Err(format!("{r} Ready"))
+            }
+        })
+        .await;
+    }
     let t_ready = t0.elapsed();
     eprintln!("[bench] every FaasService Ready after {}", secs(t_ready));
 
@@ -374,38 +379,44 @@ async fn main() -> anyhow::Result<()> {
     let reconciles = op.reconciles().await? - reconciles_before;
     let operator_after = op.api_requests().await?;
 
-    // Steady state: an annotation on each asks the operator for nothing new.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let steady_before = op.api_requests().await?;
-    let steady_reconciles_before = op.reconciles().await?;
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let api = api.clone();
-            async move {
-                let name = format!("svc-{i:05}");
-                let touch =
-                    json!({"metadata": {"annotations": {"bench.motadata.io/touched": "1"}}});
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&touch))
-                    .await
-                    .with_context(|| format!("touching {name}"))?;
-                anyhow::Ok(())
+    // Steady state, once everything is Ready: an annotation on each asks the operator for
+    // nothing new.
+    let steady = if wait_ready {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let steady_before = op.api_requests().await?;
+        let steady_reconciles_before = op.reconciles().await?;
+        futures::stream::iter(0..n)
+            .map(|i| {
+                let api = api.clone();
+                async move {
+                    let name = format!("svc-{i:05}");
+                    let touch =
+                        json!({"metadata": {"annotations": {"bench.motadata.io/touched": "1"}}});
+                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&touch))
+                        .await
+                        .with_context(|| format!("touching {name}"))?;
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(concurrency)
+            .try_collect::<Vec<()>>()
+            .await?;
+        wait_for("every touch reconciled", long, || async {
+            let done = op.reconciles().await.map_err(|e| e.to_string())? - steady_reconciles_before;
+            if done >= n as f64 {
+                Ok(())
+            } else {
+                Err(format!("{done} reconciles"))
             }
         })
-        .buffer_unordered(concurrency)
-        .try_collect::<Vec<()>>()
-        .await?;
-    wait_for("every touch reconciled", long, || async {
-        let done = op.reconciles().await.map_err(|e| e.to_string())? - steady_reconciles_before;
-        if done >= n as f64 {
-            Ok(())
-        } else {
-            Err(format!("{done} reconciles"))
-        }
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let steady_reconciles = op.reconciles().await? - steady_reconciles_before;
-    let steady = reconcile_requests(&delta(&steady_before, &op.api_requests().await?));
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let steady_reconciles = op.reconciles().await? - steady_reconciles_before;
+        let steady = reconcile_requests(&delta(&steady_before, &op.api_requests().await?));
+        Some((steady_reconciles, steady))
+    } else {
+        None
+    };
     let rss_peak = *peak_rss.lock().expect("not poisoned");
     let rss_hwm = rss_kib(pid, "VmHWM:");
     let rss_end = rss_kib(pid, "VmRSS:");
@@ -479,15 +490,17 @@ async fn main() -> anyhow::Result<()> {
         docs.len(),
         secs(t_floor_apply)
     );
-    wait_for("floor Deployments Available", long, || async {
-        let r = count(&floor_available);
-        if r >= n {
-            Ok(())
-        } else {
-            Err(format!("{r} Available"))
-        }
-    })
-    .await;
+    if wait_ready {
+        wait_for("floor Deployments Available", long, || async {
+            let r = count(&floor_available);
+            if r >= n {
+                Ok(())
+            } else {
+                Err(format!("{r} Available"))
+            }
+        })
+        .await;
+    }
     let t_floor_ready = t1.elapsed();
     eprintln!(
         "[bench] floor: every Deployment Available after {}",
@@ -517,7 +530,11 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "| first apply → every FaasService Ready (kwok pods Ready) | {} |",
-        secs(t_ready)
+        if wait_ready {
+            secs(t_ready)
+        } else {
+            "not waited for".into()
+        }
     );
     println!(
         "| apply → Deployment created, p50 | {} |",
@@ -554,10 +571,12 @@ async fn main() -> anyhow::Result<()> {
         (operator_total - children_applies) / reconciles.max(1.0),
         (operator_total - children_applies) / n as f64
     );
-    println!(
-        "| steady state: {n} annotation changes → {steady_reconciles:.0} reconciles, operator requests | {:.0} |",
-        sum(&steady)
-    );
+    if let Some((steady_reconciles, steady)) = &steady {
+        println!(
+            "| steady state: {n} annotation changes → {steady_reconciles:.0} reconciles, operator requests | {:.0} |",
+            sum(steady)
+        );
+    }
     println!(
         "| floor: `kubectl apply --server-side` of the {} pre-rendered children | {} |",
         docs.len(),
@@ -565,7 +584,11 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "| floor: apply → every Deployment Available | {} |",
-        secs(t_floor_ready)
+        if wait_ready {
+            secs(t_floor_ready)
+        } else {
+            "not waited for".into()
+        }
     );
     println!();
     println!("The operator's requests during the burst, by verb and resource:");
@@ -575,7 +598,7 @@ async fn main() -> anyhow::Result<()> {
     for (k, d) in &operator {
         println!("| {k} | {d:.0} |");
     }
-    if !steady.is_empty() {
+    if let Some((_, steady)) = steady.as_ref().filter(|(_, s)| !s.is_empty()) {
         println!();
         println!("The operator's requests in steady state: {steady:?}");
     }
