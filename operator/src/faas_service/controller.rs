@@ -90,11 +90,10 @@ pub async fn run(
 ) {
     let client = &base.client.clone();
     let ns = namespace.as_deref();
-    // The first lists are served from the API server's watch cache.
-    let everything = watcher::Config::default().any_semantic();
-    let pods_of_ours = everything
-        .clone()
-        .labels("app.kubernetes.io/name=faas-runtime");
+    // Lists are paged (500 objects a page), so a restart among thousands of objects never
+    // holds one huge answer in memory.
+    let everything = watcher::Config::default();
+    let pods_of_ours = watcher::Config::default().labels("app.kubernetes.io/name=faas-runtime");
     let (caches, w) = cache::caches();
     // FaasServices are kept without their managed fields, like every other cached object.
     let own = watcher(api::<FaasService>(client, ns), watcher::Config::default())
@@ -161,7 +160,7 @@ fn children<K: Cached>(
     ns: Option<&str>,
     writer: Writer<K>,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
-    let everything = watcher::Config::default().any_semantic();
+    let everything = watcher::Config::default();
     cached(
         api::<K>(client, ns),
         everything,
