@@ -557,10 +557,24 @@ async fn missing_secret_is_reported_and_waits() {
     h.reconcile().await;
     assert_eq!(h.api.writes(), Vec::<String>::new());
 
-    // Once the Secrets exist the service is built, by the first check after a missing
-    // Secret's absence is no longer taken for granted.
+    // Once the Secrets exist the service is built. Within ABSENT_FOR nobody looks; the first
+    // check after it still answers "missing" at once, without waiting, and reads again in
+    // the background; the check after that sees the Secrets.
     let h = h.with_secrets();
+    h.reconcile().await;
+    assert!(h.api.get(DEPLOY).is_none());
     tokio::time::sleep(faas_operator::kit::secret_keys::ABSENT_FOR).await;
+    h.api.clear_calls();
+    h.reconcile().await;
+    assert!(h.api.get(DEPLOY).is_none());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let reads = h
+        .api
+        .calls()
+        .iter()
+        .filter(|c| c.path.contains("/secrets/"))
+        .count();
+    assert_eq!(reads, 4, "each Secret is read again once");
     h.reconcile().await;
     assert!(h.api.get(DEPLOY).is_some());
     assert_eq!(h.condition(DEGRADED), ("False".into(), "AsExpected".into()));

@@ -58,8 +58,9 @@ wildcard. The Lease rules for leader election are in leader-election-rbac.yaml.
   verbs: ["list", "watch"]
 # Only the Secrets a FaasService or an Agent references (database, cache, NATS, JWT key,
 # tool headers) are read, by name, to check that they exist and hold the named key; their
-# values are never used, and only key names are kept (for a few seconds, shared by every
-# FaasService naming the Secret). No list or watch, so the operator cannot enumerate Secrets.
+# values are never used, and only key names are kept (read again after 30 s, shared by
+# every FaasService naming the Secret). No list or watch, so the operator cannot enumerate
+# Secrets.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]

@@ -35,9 +35,9 @@ use update_status::Outcome;
 pub const CONTROLLER: &str = "faasservice";
 /// How often a FaasService with an unresolved reference is checked again. Secrets are not
 /// watched (the operator may only read the ones it is told about), so this is how a Secret
-/// created later is noticed; a change of the FaasService itself is noticed at once. The
-/// check reads a missing Secret at most once per [`ABSENT_FOR`](crate::kit::secret_keys::ABSENT_FOR) for all the
-/// FaasServices naming it.
+/// created later is noticed, within two checks: the first reads it again in the background
+/// (see [`SecretKeys`](crate::kit::SecretKeys)), the second finds it. A change of the
+/// FaasService itself is noticed at once.
 pub const INVALID_RECHECK: Duration = Duration::from_secs(10);
 /// How soon a FaasService whose rollout is under way is reconciled again without an event.
 pub const PROGRESS_RECHECK: Duration = Duration::from_secs(30);
