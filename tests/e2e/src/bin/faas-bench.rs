@@ -130,27 +130,15 @@ async fn request_totals(client: &Client) -> anyhow::Result<BTreeMap<String, f64>
     let req = http::Request::get("/metrics").body(Vec::new())?;
     let text = client.request_text(req).await?;
     let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let label = |k: &str| {
-            labels
-                .split(',')
-                .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
-                .map(|v| v.trim_end_matches('"').to_string())
-                .unwrap_or_default()
-        };
+    for (labels, value) in faas_e2e::samples(&text, "apiserver_request_total") {
+        let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
         let mut resource = label("resource");
         let sub = label("subresource");
         if !sub.is_empty() {
             resource = format!("{resource}/{sub}");
         }
-        let key = format!("{} {}", label("verb"), resource);
-        *out.entry(key).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
+        *out.entry(format!("{} {}", label("verb"), resource))
+            .or_default() += value;
     }
     Ok(out)
 }
