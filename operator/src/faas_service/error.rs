@@ -11,8 +11,8 @@ pub enum Error {
     #[error("{0} has no namespace")]
     MissingNamespace(String),
 
-    /// The Secrets or FaasServices the spec references, or the Agents an agent service
-    /// serves, could not be read.
+    /// The Secrets the spec references could not be read (the FaasServices of dependsOn and
+    /// the Agents an agent service serves come from the watch caches).
     #[error("cannot read the objects the spec references: {0}")]
     Dereference(#[source] kube::Error),
 
