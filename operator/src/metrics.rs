@@ -23,69 +23,10 @@ pub struct FailureLabels {
     pub category: &'static str,
 }
 
-/// Labels of the API request counter: the verb as the API server names it (GET, LIST, WATCH,
-/// CREATE, APPLY, PATCH, UPDATE, DELETE) and the resource, with its subresource
-/// (`deployments`, `faasservices/status`).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub verb: &'static str,
-    pub resource: String,
-}
-
-impl RequestLabels {
-    /// The labels of a request to the API server, from its method, path (`/api/v1/...` or
-    /// `/apis/<group>/<version>/...`), query and content type.
-    pub fn of<B>(request: &http::Request<B>) -> Self {
-        let uri = request.uri();
-        let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
-        let rest: &[&str] = match segments.as_slice() {
-            ["api", _version, rest @ ..] => rest,
-            ["apis", _group, _version, rest @ ..] => rest,
-            _ => &[],
-        };
-        // A namespaced path, unless it names the namespace itself.
-        let rest = match rest {
-            ["namespaces", _ns, resource, tail @ ..] => {
-                let mut r = vec![*resource];
-                r.extend_from_slice(tail);
-                r
-            }
-            other => other.to_vec(),
-        };
-        let resource = match rest.as_slice() {
-            [] => "other".to_string(),
-            [resource] | [resource, _] => resource.to_string(),
-            [resource, _, sub, ..] => format!("{resource}/{sub}"),
-        };
-        let named = rest.len() >= 2;
-        let watch = uri
-            .query()
-            .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
-        let apply = request
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"));
-        let verb = match *request.method() {
-            http::Method::GET if watch => "WATCH",
-            http::Method::GET if named => "GET",
-            http::Method::GET => "LIST",
-            http::Method::POST => "CREATE",
-            http::Method::PUT => "UPDATE",
-            http::Method::PATCH if apply => "APPLY",
-            http::Method::PATCH => "PATCH",
-            http::Method::DELETE => "DELETE",
-            _ => "OTHER",
-        };
-        Self { verb, resource }
-    }
-}
-
 /// Metrics shared by all controllers.
 #[derive(Clone)]
 pub struct Metrics {
     pub reconciles: Family<ControllerLabels, Counter>,
-    /// Requests the operator sent to the API server.
-    pub api_requests: Family<RequestLabels, Counter>,
     pub failures: Family<FailureLabels, Counter>,
     pub duration: Family<ControllerLabels, Histogram>,
     pub leader: Gauge,
@@ -101,13 +42,7 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.005, 2.0, 12))
         });
         let leader = Gauge::default();
-        let api_requests = Family::<RequestLabels, Counter>::default();
         registry.register("reconcile", "Reconciles run", reconciles.clone());
-        registry.register(
-            "api_requests",
-            "Requests sent to the Kubernetes API server, by verb and resource",
-            api_requests.clone(),
-        );
         registry.register(
             "reconcile_failures",
             "Reconciles that failed, by error category",
@@ -125,7 +60,6 @@ impl Default for Metrics {
         );
         Self {
             reconciles,
-            api_requests,
             failures,
             duration,
             leader,
@@ -145,13 +79,6 @@ impl Metrics {
             controller,
             metrics: self.clone(),
         }
-    }
-
-    /// Counts a request to the API server.
-    pub fn api_request<B>(&self, request: &http::Request<B>) {
-        self.api_requests
-            .get_or_create(&RequestLabels::of(request))
-            .inc();
     }
 
     /// Counts a failed reconcile.
@@ -194,87 +121,6 @@ impl Drop for ReconcileTimer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn labels(method: &str, uri: &str, content_type: Option<&str>) -> (&'static str, String) {
-        let mut request = http::Request::builder().method(method).uri(uri);
-        if let Some(ct) = content_type {
-            request = request.header("content-type", ct);
-        }
-        let l = RequestLabels::of(&request.body(()).unwrap());
-        (l.verb, l.resource)
-    }
-
-    #[test]
-    fn names_requests_as_the_api_server_does() {
-        let cases = [
-            (
-                ("GET", "/api/v1/namespaces/a/secrets/db", None),
-                ("GET", "secrets"),
-            ),
-            (
-                (
-                    "GET",
-                    "/apis/apps/v1/namespaces/a/deployments?labelSelector=x",
-                    None,
-                ),
-                ("LIST", "deployments"),
-            ),
-            (
-                (
-                    "GET",
-                    "/apis/apps/v1/deployments?watch=true&resourceVersion=1",
-                    None,
-                ),
-                ("WATCH", "deployments"),
-            ),
-            (("GET", "/api/v1/pods", None), ("LIST", "pods")),
-            (
-                (
-                    "PATCH",
-                    "/apis/faas.motadata.io/v1alpha1/namespaces/a/faasservices/x/status?fieldManager=f",
-                    Some("application/apply-patch+yaml"),
-                ),
-                ("APPLY", "faasservices/status"),
-            ),
-            (
-                (
-                    "PATCH",
-                    "/api/v1/namespaces/a/configmaps/c",
-                    Some("application/merge-patch+json"),
-                ),
-                ("PATCH", "configmaps"),
-            ),
-            (
-                ("POST", "/apis/events.k8s.io/v1/namespaces/a/events", None),
-                ("CREATE", "events"),
-            ),
-            (
-                (
-                    "PUT",
-                    "/apis/coordination.k8s.io/v1/namespaces/a/leases/l",
-                    None,
-                ),
-                ("UPDATE", "leases"),
-            ),
-            (
-                (
-                    "DELETE",
-                    "/apis/policy/v1/namespaces/a/poddisruptionbudgets/p",
-                    None,
-                ),
-                ("DELETE", "poddisruptionbudgets"),
-            ),
-            (("GET", "/api/v1/namespaces/a", None), ("GET", "namespaces")),
-            (("GET", "/version", None), ("LIST", "other")),
-        ];
-        for ((method, uri, ct), (verb, resource)) in cases {
-            assert_eq!(
-                labels(method, uri, ct),
-                (verb, resource.to_string()),
-                "{method} {uri}"
-            );
-        }
-    }
 
     #[test]
     fn counts_and_times_reconciles() {

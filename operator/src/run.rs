@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use futures::FutureExt;
 use futures::channel::oneshot;
 use kube::Client;
-use kube::client::ClientBuilder;
 use kube::runtime::events::{Recorder, Reporter};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
@@ -24,8 +23,10 @@ use crate::server::{self, Health};
 
 /// Runs the operator until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
     let metrics = Metrics::default();
-    let client = client(&metrics).await?;
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(signal_stop(stop_tx));
@@ -111,24 +112,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = http.await;
     info!("stopped");
     result
-}
-
-/// A client from the in-cluster config or KUBECONFIG that counts every request it sends in
-/// `faas_operator_api_requests_total`.
-async fn client(metrics: &Metrics) -> anyhow::Result<Client> {
-    let config = kube::Config::infer()
-        .await
-        .context("cannot find a Kubernetes client config (in-cluster or KUBECONFIG)")?;
-    let metrics = metrics.clone();
-    let counted =
-        tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
-            metrics.api_request(&request);
-            request
-        });
-    Ok(ClientBuilder::try_from(config)
-        .context("cannot build a Kubernetes client")?
-        .with_layer(&counted)
-        .build())
 }
 
 /// What each controller shares between its reconciles.

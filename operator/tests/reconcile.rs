@@ -3,18 +3,13 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use faas_crds::FaasService;
 use faas_crds::conditions::{DEGRADED, PROGRESSING, READY, find};
-use faas_operator::faas_service::cache::{self, Writers};
 use faas_operator::faas_service::{self, Context, Defaults};
 use faas_operator::metrics::Metrics;
-use kube::Resource;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::store::Writer;
-use kube::runtime::watcher::Event;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use support::FakeApi;
 
@@ -31,24 +26,6 @@ const PDB: &str = "/apis/policy/v1/namespaces/team-a/poddisruptionbudgets/llm";
 struct Harness {
     api: FakeApi,
     ctx: Arc<Context>,
-    /// Fill the context's caches from the fake API's objects, as the watches would.
-    writers: Mutex<Writers>,
-}
-
-/// Replaces what `writer`'s store holds with the objects of `collection`, each slimmed as the
-/// controller's watch slims it.
-fn fill<K>(api: &FakeApi, collection: &str, writer: &mut Writer<K>, slim: fn(&mut K))
-where
-    K: Resource<DynamicType = ()> + DeserializeOwned + Clone,
-{
-    writer.apply_watcher_event(&Event::Init);
-    for object in api.objects_in(collection) {
-        let mut k: K = serde_json::from_value(object).expect("a stored object decodes");
-        k.meta_mut().managed_fields = None;
-        slim(&mut k);
-        writer.apply_watcher_event(&Event::InitApply(k));
-    }
-    writer.apply_watcher_event(&Event::InitDone);
 }
 
 impl Harness {
@@ -58,77 +35,13 @@ impl Harness {
             controller: "faas-operator".into(),
             instance: Some("test".into()),
         };
-        let (caches, writers) = cache::caches();
-        let ctx = Arc::new(Context::with_caches(
+        let ctx = Arc::new(Context::new(
             client.clone(),
             Recorder::new(client, reporter),
             Defaults::default(),
             Metrics::default(),
-            caches,
         ));
-        Self {
-            api,
-            ctx,
-            writers: Mutex::new(writers),
-        }
-    }
-
-    /// Brings the caches up to what the fake API holds, without a request.
-    fn sync(&self) {
-        let api = &self.api;
-        let w = &mut *self.writers.lock().unwrap();
-        let core = format!("/api/v1/namespaces/{NS}");
-        let faas = format!("/apis/faas.motadata.io/v1alpha1/namespaces/{NS}");
-        fill(
-            api,
-            &format!("/apis/apps/v1/namespaces/{NS}/deployments"),
-            &mut w.deployments,
-            cache::slim_child,
-        );
-        fill(
-            api,
-            &format!("{core}/services"),
-            &mut w.services,
-            cache::slim_child,
-        );
-        fill(
-            api,
-            &format!("{core}/configmaps"),
-            &mut w.config_maps,
-            cache::slim_child,
-        );
-        fill(
-            api,
-            &format!("{core}/serviceaccounts"),
-            &mut w.service_accounts,
-            cache::slim_child,
-        );
-        fill(
-            api,
-            &format!("/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers"),
-            &mut w.hpas,
-            cache::slim_child,
-        );
-        fill(
-            api,
-            &format!("/apis/networking.k8s.io/v1/namespaces/{NS}/ingresses"),
-            &mut w.ingresses,
-            cache::slim_child,
-        );
-        fill(
-            api,
-            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets"),
-            &mut w.pdbs,
-            cache::slim_child,
-        );
-        fill(api, &format!("{core}/pods"), &mut w.pods, cache::slim_pod);
-        fill(api, &format!("{faas}/agents"), &mut w.agents, cache::keep);
-        fill(
-            api,
-            &format!("{faas}/faasservices"),
-            &mut w.faas_services,
-            cache::keep,
-        );
+        Self { api, ctx }
     }
 
     fn with_secrets(self) -> Self {
@@ -171,7 +84,6 @@ impl Harness {
     }
 
     async fn reconcile(&self) -> kube::runtime::controller::Action {
-        self.sync();
         faas_service::reconcile(Arc::new(self.current()), self.ctx.clone())
             .await
             .expect("reconcile succeeds")
@@ -292,15 +204,18 @@ async fn becomes_ready_then_writes_nothing_in_steady_state() {
     for _ in 0..3 {
         h.reconcile().await;
     }
-    // Children and pods come from the caches and the Secrets' key names were read moments
-    // ago: nothing is asked of the API server at all.
-    let calls: Vec<String> = h
-        .api
-        .calls()
-        .iter()
-        .map(|c| format!("{} {}", c.method, c.path))
-        .collect();
-    assert_eq!(calls, Vec::<String>::new(), "steady state makes no request");
+    assert_eq!(
+        h.api.writes(),
+        Vec::<String>::new(),
+        "steady state writes nothing"
+    );
+    assert!(!h.api.calls().is_empty());
+    assert!(
+        !h.api.calls().iter().any(|c| c.path.ends_with("/pods")),
+        "pods are not listed while every replica is ready"
+    );
+    let deployment_reads = h.api.calls().iter().filter(|c| c.path == DEPLOY).count();
+    assert_eq!(deployment_reads, 3, "one Deployment read per reconcile");
     let still = find(&h.current().status.unwrap().conditions, READY)
         .unwrap()
         .last_transition_time
@@ -557,27 +472,18 @@ async fn missing_secret_is_reported_and_waits() {
     h.reconcile().await;
     assert_eq!(h.api.writes(), Vec::<String>::new());
 
-    // Once the Secrets exist the service is built. Within ABSENT_FOR nobody looks; the first
-    // check after it still answers "missing" at once, without waiting, and reads again in
-    // the background; the check after that sees the Secrets.
-    let h = h.with_secrets();
-    h.reconcile().await;
-    assert!(h.api.get(DEPLOY).is_none());
-    tokio::time::sleep(faas_operator::kit::secret_keys::ABSENT_FOR).await;
-    h.api.clear_calls();
-    h.reconcile().await;
-    assert!(h.api.get(DEPLOY).is_none());
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let reads = h
-        .api
-        .calls()
-        .iter()
-        .filter(|c| c.path.contains("/secrets/"))
-        .count();
-    assert_eq!(reads, 4, "each Secret is read again once");
-    h.reconcile().await;
-    assert!(h.api.get(DEPLOY).is_some());
-    assert_eq!(h.condition(DEGRADED), ("False".into(), "AsExpected".into()));
+    // Once the Secrets exist the service is built.
+    let h2 = Harness {
+        api: h.api.clone(),
+        ctx: h.ctx.clone(),
+    }
+    .with_secrets();
+    h2.reconcile().await;
+    assert!(h2.api.get(DEPLOY).is_some());
+    assert_eq!(
+        h2.condition(DEGRADED),
+        ("False".into(), "AsExpected".into())
+    );
 }
 
 #[tokio::test]
@@ -769,60 +675,4 @@ async fn an_agent_service_follows_the_secret_keys_its_agents_name() {
         .as_array()
         .unwrap();
     assert!(!env.iter().any(|e| e["name"] == "FAAS_AGENT_SECRETS_DIR"));
-}
-
-#[tokio::test]
-async fn creating_asks_only_for_the_secrets_besides_what_it_writes() {
-    let h = Harness::new().with_secrets();
-    h.create(json!({"component": "gateway", "replicas": 1}));
-    h.api.clear_calls();
-    h.reconcile().await;
-    let mut calls: Vec<String> = h
-        .api
-        .calls()
-        .iter()
-        .map(|c| format!("{} {}", c.method, c.path))
-        .collect();
-    calls.sort();
-    let secret = |name: &str| format!("GET /api/v1/namespaces/{NS}/secrets/{name}");
-    let mut expected = vec![
-        secret("faas-auth"),
-        secret("faas-cache"),
-        secret("faas-database"),
-        secret("faas-nats"),
-        format!("PATCH {SA}"),
-        format!("PATCH {CONFIGMAP}"),
-        format!("PATCH {DEPLOY}"),
-        format!("PATCH {SERVICE}"),
-        format!("PATCH {FS_PATH}/status"),
-        format!("POST /apis/events.k8s.io/v1/namespaces/{NS}/events"),
-    ];
-    expected.sort();
-    assert_eq!(calls, expected);
-
-    // A second FaasService naming the same Secrets reads none of them again.
-    let other = FS_PATH.replace("/llm", "/other");
-    h.api.put(
-        &other,
-        json!({
-            "apiVersion": "faas.motadata.io/v1alpha1", "kind": "FaasService",
-            "metadata": {"name": "other", "namespace": NS, "generation": 1},
-            "spec": {"component": "cache"},
-        }),
-    );
-    h.api.clear_calls();
-    h.sync();
-    let fs: FaasService = serde_json::from_value(h.api.get(&other).unwrap()).unwrap();
-    faas_service::reconcile(Arc::new(fs), h.ctx.clone())
-        .await
-        .expect("reconcile succeeds");
-    let reads: Vec<String> = h
-        .api
-        .calls()
-        .iter()
-        .filter(|c| c.path.contains("/secrets/"))
-        .map(|c| c.path.clone())
-        .collect();
-    assert_eq!(reads, Vec::<String>::new());
-    assert!(h.api.get(&DEPLOY.replace("/llm", "/other")).is_some());
 }

@@ -31,26 +31,24 @@ wildcard. The Lease rules for leader election are in leader-election-rbac.yaml.
 - apiGroups: ["faas.motadata.io"]
   resources: ["agents/status", "prompttemplates/status"]
   verbs: ["patch"]
-# Children of a FaasService. list/watch: the controller keeps a watch cache of every object
-# of these kinds (not only its own, so that a name someone else holds is seen and never taken
-# over) and reads children from it, never with a get. create/patch: server-side apply of the
-# desired object, and drift repair. delete: prune children no longer wanted (ingress or
-# autoscaling removed from the spec).
+# Children of a FaasService. get/list/watch: the controller watches what it owns and
+# repairs drift. create/patch: server-side apply of the desired object. delete: prune
+# children no longer wanted (ingress or autoscaling removed from the spec).
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services", "configmaps", "serviceaccounts"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Pods are only observed, to tell failing pods (e.g. CrashLoopBackOff) for the Degraded
 # condition. Read-only.
 - apiGroups: [""]
@@ -58,9 +56,7 @@ wildcard. The Lease rules for leader election are in leader-election-rbac.yaml.
   verbs: ["list", "watch"]
 # Only the Secrets a FaasService or an Agent references (database, cache, NATS, JWT key,
 # tool headers) are read, by name, to check that they exist and hold the named key; their
-# values are never used, and only key names are kept (read again after 30 s, shared by
-# every FaasService naming the Secret). No list or watch, so the operator cannot enumerate
-# Secrets.
+# values are never used. No list or watch, so the operator cannot enumerate Secrets.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]

@@ -1,6 +1,5 @@
-//! Applies the desired children with server-side apply, skipping those the watch caches show
-//! up to date, and deletes the optional children the spec no longer asks for. In steady state
-//! it makes no request.
+//! Applies the desired children with server-side apply, skipping those already up to date, and
+//! deletes the optional children the spec no longer asks for.
 
 use faas_crds::FaasService;
 use k8s_openapi::Resource as _;
@@ -9,14 +8,13 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::ResourceExt;
 use kube::runtime::events::EventType;
+use kube::{Client, ResourceExt};
 use tracing::info;
 
 use super::build::Children;
-use super::cache::Cached;
 use super::{Context, Error, Result};
-use crate::kit::{self, events};
+use crate::kit::{self, Child, events};
 
 /// Applies every child; returns the live Deployment. When something was out of date, a Normal
 /// Event says what was updated. A child whose name another object holds stops the apply with
@@ -28,18 +26,20 @@ pub async fn apply(
     fs: &FaasService,
     desired: Children,
 ) -> Result<Deployment> {
+    let client = &ctx.client;
     let name = fs.name_any();
-    // All at once: the Deployment's pods name the ServiceAccount and the ConfigMap, but they
-    // are made two controllers later (a ReplicaSet first, then its pods), by when both exist,
-    // and a pod refused for a missing ServiceAccount is made again.
-    let ((sa, _), (cm, _), (deploy, deployment), (svc, _), hpa, ingress, pdb) = futures::try_join!(
-        ensure(ctx, ns, &desired.service_account),
-        ensure(ctx, ns, &desired.config_map),
-        ensure(ctx, ns, &desired.deployment),
-        ensure(ctx, ns, &desired.service),
-        ensure_optional(ctx, ns, fs, &name, desired.hpa.as_ref()),
-        ensure_optional(ctx, ns, fs, &name, desired.ingress.as_ref()),
-        ensure_optional(ctx, ns, fs, &name, desired.pdb.as_ref()),
+    // The pods' ServiceAccount and ConfigMap first, so the Deployment's pods never wait for
+    // them; the other children do not depend on each other and are applied at once.
+    let ((sa, _), (cm, _)) = futures::try_join!(
+        ensure(client, ns, &desired.service_account),
+        ensure(client, ns, &desired.config_map),
+    )?;
+    let ((deploy, deployment), (svc, _), hpa, ingress, pdb) = futures::try_join!(
+        ensure(client, ns, &desired.deployment),
+        ensure(client, ns, &desired.service),
+        ensure_optional(client, ns, fs, &name, desired.hpa.as_ref()),
+        ensure_optional(client, ns, fs, &name, desired.ingress.as_ref()),
+        ensure_optional(client, ns, fs, &name, desired.pdb.as_ref()),
     )?;
     let changed: Vec<&str> = [
         (sa, ServiceAccount::KIND),
@@ -69,40 +69,33 @@ pub async fn apply(
     Ok(deployment)
 }
 
-/// Applies a child unless the cache shows it up to date; returns whether it applied, and the
-/// live object.
-async fn ensure<K: Cached>(ctx: &Context, ns: &str, desired: &K) -> Result<(bool, K)> {
-    let live = ctx.caches.child::<K>(ns, &desired.name_any());
-    kit::ensure(&ctx.client, ns, desired, live.as_deref())
-        .await
-        .map_err(|e| match e {
-            kit::EnsureError::Conflict(conflict) => Error::ChildConflict(conflict),
-            kit::EnsureError::Api(source) => Error::Apply {
-                kind: K::kind(&()).into_owned(),
-                source,
-            },
-        })
+/// Applies a child unless it is up to date; returns whether it applied, and the live object.
+async fn ensure<K: Child>(client: &Client, ns: &str, desired: &K) -> Result<(bool, K)> {
+    kit::ensure(client, ns, desired).await.map_err(|e| match e {
+        kit::EnsureError::Conflict(conflict) => Error::ChildConflict(conflict),
+        kit::EnsureError::Api(source) => Error::Apply {
+            kind: K::kind(&()).into_owned(),
+            source,
+        },
+    })
 }
 
 /// Applies an optional child, or deletes it (when this FaasService owns it) when it is no
 /// longer wanted. Returns whether it changed anything.
-async fn ensure_optional<K: Cached>(
-    ctx: &Context,
+async fn ensure_optional<K: Child>(
+    client: &Client,
     ns: &str,
     fs: &FaasService,
     name: &str,
     desired: Option<&K>,
 ) -> Result<bool> {
     match desired {
-        Some(desired) => Ok(ensure(ctx, ns, desired).await?.0),
-        None => {
-            let live = ctx.caches.child::<K>(ns, name);
-            kit::prune(&ctx.client, ns, live.as_deref(), fs)
-                .await
-                .map_err(|source| Error::Prune {
-                    kind: K::kind(&()).into_owned(),
-                    source,
-                })
-        }
+        Some(desired) => Ok(ensure(client, ns, desired).await?.0),
+        None => kit::prune::<K>(client, ns, name, fs)
+            .await
+            .map_err(|source| Error::Prune {
+                kind: K::kind(&()).into_owned(),
+                source,
+            }),
     }
 }

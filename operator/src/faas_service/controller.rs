@@ -2,9 +2,10 @@
 //! failed reconcile is retried.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use faas_crds::{Agent, Component, FaasService};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
@@ -12,15 +13,14 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use super::cache::{self, Cached, Caches, Reads};
 use super::{CONTROLLER, Defaults, Error, reconcile};
 use crate::kit::Backoff;
 use crate::kit::backoff::Failure;
-use crate::kit::watch::{self, api, cached};
+use crate::kit::watch::{self, api};
 use crate::metrics::Metrics;
 
 /// What every reconcile shares.
@@ -29,37 +29,18 @@ pub struct Context {
     pub recorder: Recorder,
     pub defaults: Defaults,
     pub metrics: Metrics,
-    /// The watch caches of this run of the controller.
-    pub caches: Caches,
-    /// Secret key names, read by name.
-    pub reads: Reads,
     /// Consecutive failures per object, for exponential backoff.
     pub(super) backoff: Backoff<FaasService>,
 }
 
 impl Context {
-    /// A context for the given client, with empty caches that nothing fills: [`run`] makes
-    /// one with watched caches for each run, and a test may fill these with
-    /// [`Context::with_caches`].
+    /// A context for the given client.
     pub fn new(client: Client, recorder: Recorder, defaults: Defaults, metrics: Metrics) -> Self {
-        Self::with_caches(client, recorder, defaults, metrics, cache::caches().0)
-    }
-
-    /// A context reading from the given caches.
-    pub fn with_caches(
-        client: Client,
-        recorder: Recorder,
-        defaults: Defaults,
-        metrics: Metrics,
-        caches: Caches,
-    ) -> Self {
         Self {
             client,
             recorder,
             defaults,
             metrics,
-            caches,
-            reads: Reads::default(),
             backoff: Backoff::default(),
         }
     }
@@ -77,96 +58,44 @@ pub fn error_policy(fs: Arc<FaasService>, error: &Error, ctx: Arc<Context>) -> A
 }
 
 /// Runs the FaasService controller over one namespace, or all when `namespace` is `None`,
-/// until `shutdown` resolves. `base` gives the client, recorder, defaults and metrics; the
-/// caches are this run's own, filled by its watches: of every object of the child kinds (its
-/// own children trigger a reconcile of their owner), of the runtime's pods, whose failures
-/// the status explains, and of Agents, whose tools' Secret keys the pods of an agent service
-/// mount. No reconcile runs before every cache has listed what exists.
+/// until `shutdown` resolves. It watches the children it labels as managed, the runtime's
+/// pods, whose failures the status explains, and Agents, whose tools' Secret keys the pods of
+/// an agent service mount.
 pub async fn run(
-    base: Arc<Context>,
+    ctx: Arc<Context>,
     namespace: Option<String>,
     concurrency: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let client = &base.client.clone();
+    let client = &ctx.client.clone();
     let ns = namespace.as_deref();
-    // Lists are paged (500 objects a page), so a restart among thousands of objects never
-    // holds one huge answer in memory.
-    let everything = watcher::Config::default();
+    let managed = watcher::Config::default().labels("app.kubernetes.io/managed-by=faas-operator");
     let pods_of_ours = watcher::Config::default().labels("app.kubernetes.io/name=faas-runtime");
-    let (caches, w) = cache::caches();
-    // FaasServices are kept without their managed fields, like every other cached object.
-    let own = watcher(api::<FaasService>(client, ns), watcher::Config::default())
-        .default_backoff()
-        .modify(|fs: &mut FaasService| fs.metadata.managed_fields = None)
-        .reflect(w.faas_services)
-        .applied_objects();
-    let services = caches.faas_services.clone();
-    let controller = Controller::for_stream(own, caches.faas_services.clone())
-        .owns_stream(children::<Deployment>(client, ns, w.deployments))
-        .owns_stream(children::<Service>(client, ns, w.services))
-        .owns_stream(children::<ConfigMap>(client, ns, w.config_maps))
-        .owns_stream(children::<ServiceAccount>(client, ns, w.service_accounts))
-        .owns_stream(children::<HorizontalPodAutoscaler>(client, ns, w.hpas))
-        .owns_stream(children::<Ingress>(client, ns, w.ingresses))
-        .owns_stream(children::<PodDisruptionBudget>(client, ns, w.pdbs))
-        .watches_stream(
-            cached(
-                api::<Pod>(client, ns),
-                pods_of_ours,
-                w.pods,
-                cache::slim_pod,
-            ),
-            service_of_pod,
-        )
-        .watches_stream(
-            cached(
-                api::<Agent>(client, ns),
-                everything.clone(),
-                w.agents,
-                cache::keep,
-            ),
-            move |agent| services_of_agent(&services, &agent),
-        );
-    let ctx = Arc::new(Context::with_caches(
-        base.client.clone(),
-        base.recorder.clone(),
-        base.defaults.clone(),
-        base.metrics.clone(),
-        caches,
-    ));
+    let controller = Controller::new(api::<FaasService>(client, ns), watcher::Config::default());
+    let services = controller.store();
     controller
-        .with_config(controller::Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |fs, ctx: Arc<Context>| async move {
-                // Returns at once after the first lists; until then the reconcile waits, since
-                // a child missing from a cache not yet filled would look absent.
-                if ctx.caches.ready().await.is_err() {
-                    return Err(Error::CachesGone);
-                }
-                reconcile(fs, ctx).await
-            },
-            error_policy,
-            ctx,
+        .owns(api::<Deployment>(client, ns), managed.clone())
+        .owns(api::<Service>(client, ns), managed.clone())
+        .owns(api::<ConfigMap>(client, ns), managed.clone())
+        .owns(api::<ServiceAccount>(client, ns), managed.clone())
+        .owns(api::<HorizontalPodAutoscaler>(client, ns), managed.clone())
+        .owns(api::<Ingress>(client, ns), managed.clone())
+        .owns(api::<PodDisruptionBudget>(client, ns), managed)
+        .watches(api::<Pod>(client, ns), pods_of_ours, service_of_pod)
+        .watches(
+            api::<Agent>(client, ns),
+            watcher::Config::default(),
+            move |agent| services_of_agent(&services, &agent),
         )
+        .with_config(
+            controller::Config::default()
+                .concurrency(concurrency)
+                .debounce(Duration::from_millis(500)),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
         .for_each(watch::log_result)
         .await;
-}
-
-/// The watch of every object of a child kind in the namespace(s), kept in the cache.
-fn children<K: Cached>(
-    client: &Client,
-    ns: Option<&str>,
-    writer: Writer<K>,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
-    let everything = watcher::Config::default();
-    cached(
-        api::<K>(client, ns),
-        everything,
-        writer,
-        cache::slim_child::<K>,
-    )
 }
 
 /// The FaasService a runtime pod belongs to, from its instance label.

@@ -11,8 +11,8 @@ pub enum Error {
     #[error("{0} has no namespace")]
     MissingNamespace(String),
 
-    /// The Secrets the spec references could not be read (the FaasServices of dependsOn and
-    /// the Agents an agent service serves come from the watch caches).
+    /// The Secrets or FaasServices the spec references, or the Agents an agent service
+    /// serves, could not be read.
     #[error("cannot read the objects the spec references: {0}")]
     Dereference(#[source] kube::Error),
 
@@ -29,10 +29,9 @@ pub enum Error {
     #[error("cannot delete the {kind} no longer wanted: {source}")]
     Prune { kind: String, source: kube::Error },
 
-    /// The controller's watch caches went away before they were filled: the controller is
-    /// stopping.
-    #[error("the watch caches stopped before they were filled")]
-    CachesGone,
+    /// The Deployment or its pods could not be read.
+    #[error("cannot read the state of the Deployment and its pods: {0}")]
+    Observe(#[source] kube::Error),
 
     /// The status could not be written.
     #[error("cannot write the status: {0}")]
@@ -45,10 +44,10 @@ impl Error {
         match self {
             Error::MissingNamespace(_) => Category::InvalidObject,
             Error::ChildConflict(_) => Category::Conflict,
-            Error::CachesGone => Category::Transport,
             Error::Dereference(e)
             | Error::Apply { source: e, .. }
             | Error::Prune { source: e, .. }
+            | Error::Observe(e)
             | Error::UpdateStatus(e) => Category::of(e),
         }
         .as_str()

@@ -3,14 +3,12 @@
 //! Each reconcile runs the same steps, one file each: [`dereference`] what the spec references
 //! → [`validate`] (pure) → [`build`] the desired children (pure) → [`apply`] them, skipping
 //! those already up to date, refusing names other objects hold, and deleting those no longer
-//! wanted → [`observe`] the Deployment and its pods → [`update_status`], written only when it
-//! changed. Children, pods, Agents and FaasServices are read from the watch caches of
-//! [`cache`], never fetched, so a reconcile with nothing to change makes no request.
-//! [`controller`] sets up the watches; [`error`] names what can fail.
+//! wanted → [`observe`] the Deployment
+//! and its pods → [`update_status`], written only when it changed. [`controller`] sets up the
+//! watches; [`error`] names what can fail.
 
 pub mod apply;
 pub mod build;
-pub mod cache;
 pub mod controller;
 pub mod dereference;
 pub mod error;
@@ -35,10 +33,8 @@ use update_status::Outcome;
 pub const CONTROLLER: &str = "faasservice";
 /// How often a FaasService with an unresolved reference is checked again. Secrets are not
 /// watched (the operator may only read the ones it is told about), so this is how a Secret
-/// created later is noticed, within two checks: the first reads it again in the background
-/// (see [`SecretKeys`](crate::kit::SecretKeys)), the second finds it. A change of the
-/// FaasService itself is noticed at once.
-pub const INVALID_RECHECK: Duration = Duration::from_secs(10);
+/// created later is noticed; a change of the FaasService itself is noticed at once.
+pub const INVALID_RECHECK: Duration = Duration::from_secs(120);
 /// How soon a FaasService whose rollout is under way is reconciled again without an event.
 pub const PROGRESS_RECHECK: Duration = Duration::from_secs(30);
 /// How often a healthy FaasService is reconciled even when nothing happens.
@@ -92,7 +88,7 @@ pub async fn reconcile(fs: Arc<FaasService>, ctx: Arc<Context>) -> Result<Action
         return Ok(Action::await_change());
     }
 
-    let resolved = dereference::dereference(&ctx, &ns, &fs).await?;
+    let resolved = dereference::dereference(&ctx.client, &ns, &fs, &ctx.defaults).await?;
     let (outcome, deployment) = match validate::validate(&fs, &ctx.defaults, &resolved) {
         Err(invalid) => (Outcome::Invalid(invalid), None),
         Ok(_) if fs.spec.paused => (Outcome::Paused, None),
@@ -105,7 +101,7 @@ pub async fn reconcile(fs: Arc<FaasService>, ctx: Arc<Context>) -> Result<Action
             }
         }
     };
-    let observed = observe::observe(&ctx.caches, &ns, &fs, deployment);
+    let observed = observe::observe(&ctx.client, &ns, &fs, deployment).await?;
     let progressing = match update_status::update_status(&ctx, &ns, &fs, &outcome, &observed).await
     {
         // Deleted while this reconcile ran: there is nothing left to report to, and its

@@ -1,13 +1,14 @@
-//! The state of the children the status reports on, from the watch caches: the Deployment
-//! and, while replicas are not ready, its pods, and which of them are failing.
+//! Reads the state of the children the status reports on: the Deployment and, while replicas
+//! are not ready, its pods, and tells which pods are failing.
 
 use faas_crds::FaasService;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
-use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
 
 use super::build;
-use super::cache::Caches;
+use super::{Error, Result};
 use crate::kit;
 
 /// The children's state the status is computed from.
@@ -24,21 +25,25 @@ impl Observed {
     }
 }
 
-/// What the status is computed from, from the caches; `applied` is the Deployment as the
-/// apply just left it, newer than the cache may be.
-pub fn observe(
-    caches: &Caches,
+/// Reads what the status is computed from; `applied` is the Deployment as the apply just left
+/// it, so it is not read again.
+pub async fn observe(
+    client: &Client,
     ns: &str,
     fs: &FaasService,
     applied: Option<Deployment>,
-) -> Observed {
-    let deployment = applied
-        .or_else(|| {
-            caches
-                .child::<Deployment>(ns, &fs.name_any())
-                .map(|d| (*d).clone())
-        })
-        .filter(|d| kit::owned_by(d, fs));
+) -> Result<Observed> {
+    let deployment = match applied {
+        Some(d) => Some(d),
+        None => {
+            let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+            deployments
+                .get_opt(&fs.name_any())
+                .await
+                .map_err(Error::Observe)?
+        }
+    }
+    .filter(|d| kit::owned_by(d, fs));
     // Pods are only looked at to explain replicas that are not ready.
     let all_ready = deployment.as_ref().is_some_and(|d| {
         let wanted = d.spec.replicas.unwrap_or(1);
@@ -46,15 +51,15 @@ pub fn observe(
         st.ready_replicas.unwrap_or(0) >= wanted && st.replicas.unwrap_or(0) == wanted
     });
     let pods = if deployment.is_some() && !all_ready {
-        caches
-            .pods(ns, &build::selector_labels(fs))
-            .into_iter()
-            .map(|p| (*p).clone())
-            .collect()
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        pods.list(&ListParams::default().labels(&build::selector_string(fs)))
+            .await
+            .map_err(Error::Observe)?
+            .items
     } else {
         Vec::new()
     };
-    Observed { deployment, pods }
+    Ok(Observed { deployment, pods })
 }
 
 /// Container waiting reasons that mean the pod will not become ready by itself.

@@ -89,30 +89,28 @@ pub enum EnsureError {
     Api(#[from] kube::Error),
 }
 
-/// Applies `desired` unless `live`, the object of that name as the controller's watch cache
-/// holds it, already matches it. Returns whether it applied, and the live object afterwards.
-/// When `desired` names a controller and `live` is not controlled by it (someone else made it,
-/// or an earlier owner of the same name whose children the garbage collector has yet to
-/// delete), nothing is written. The cache holds every object of the kind in the watched
-/// namespaces, not only the operator's, so an object made by someone else is found there.
+/// Applies `desired` unless the live object already matches it. Returns whether it applied,
+/// and the live object afterwards. When `desired` names a controller and a live object of that
+/// name is not controlled by it (someone else made it, or an earlier owner of the same name
+/// whose children the garbage collector has yet to delete), nothing is written.
 pub async fn ensure<K: Child>(
     client: &Client,
     ns: &str,
     desired: &K,
-    live: Option<&K>,
 ) -> Result<(bool, K), EnsureError> {
-    if let Some(actual) = live {
-        if let Some(conflict) = taken(desired, actual) {
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let name = desired.name_any();
+    if let Some(actual) = api.get_opt(&name).await? {
+        if let Some(conflict) = taken(desired, &actual) {
             return Err(EnsureError::Conflict(conflict));
         }
-        if up_to_date(desired, actual) {
-            return Ok((false, actual.clone()));
+        if up_to_date(desired, &actual) {
+            return Ok((false, actual));
         }
     }
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
     let applied = api
         .patch(
-            &desired.name_any(),
+            &name,
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(desired),
         )

@@ -10,12 +10,11 @@
 //! - [`events`]: Kubernetes Events when conditions change
 //! - [`backoff`]: exponential backoff of failed reconciles, per object
 //! - [`finalizer`]: a finalizer for cleanup outside the cluster, added and removed safely
-//! - [`secret_keys`]: the key names of referenced Secrets, read once for many reconciles
 //! - [`database`]: the Postgres pool, tenant-scoped transactions, failures as conditions
 //! - [`tenant`]: which tenant ids rows may be written under
 //! - [`text`]: text cut to the size a condition or an Event can hold
 //! - [`error`]: bounded categories of Kubernetes API failures, for metrics and logs
-//! - [`watch`]: the scoped APIs, watch caches and result logging of a kube-runtime controller
+//! - [`watch`]: the scoped APIs and result logging of a kube-runtime controller
 
 pub mod apply;
 pub mod backoff;
@@ -25,7 +24,6 @@ pub mod error;
 pub mod events;
 pub mod finalizer;
 pub mod prune;
-pub mod secret_keys;
 pub mod status;
 pub mod tenant;
 pub mod text;
@@ -38,4 +36,3 @@ pub use apply::{
 pub use backoff::Backoff;
 pub use error::Category;
 pub use prune::{owned_by, prune};
-pub use secret_keys::SecretKeys;

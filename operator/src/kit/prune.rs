@@ -12,23 +12,22 @@ pub fn owned_by(obj: &impl Resource, owner: &impl Resource) -> bool {
         .any(|o| Some(&o.uid) == owner.meta().uid.as_ref() && o.controller == Some(true))
 }
 
-/// Deletes `live`, the child of kind `K` as the controller's watch cache holds it, when
-/// `owner` controls it; an object someone else made under that name is left alone, and a child
-/// the cache does not hold costs no request. Returns whether it deleted.
+/// Deletes the child `name` of kind `K` when `owner` controls it; an object someone else made
+/// under that name is left alone. Returns whether it deleted.
 pub async fn prune<K: Child>(
     client: &Client,
     ns: &str,
-    live: Option<&K>,
+    name: &str,
     owner: &impl Resource,
 ) -> Result<bool, kube::Error> {
-    let Some(actual) = live.filter(|actual| owned_by(*actual, owner)) else {
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let Some(actual) = api.get_opt(name).await? else {
         return Ok(false);
     };
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    match api
-        .delete(&actual.name_any(), &DeleteParams::background())
-        .await
-    {
+    if !owned_by(&actual, owner) {
+        return Ok(false);
+    }
+    match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(e) => Err(e),

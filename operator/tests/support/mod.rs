@@ -89,24 +89,6 @@ impl FakeApi {
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
     }
 
-    /// The objects of a collection (`/api/v1/namespaces/a/pods`), read without a request, as
-    /// a watch would have delivered them.
-    #[allow(
-        dead_code,
-        reason = "used by the FaasService tests, not by every test binary"
-    )]
-    pub fn objects_in(&self, collection: &str) -> Vec<Value> {
-        let prefix = format!("{collection}/");
-        self.state
-            .lock()
-            .unwrap()
-            .objects
-            .iter()
-            .filter(|(p, _)| p.starts_with(&prefix) && !p[prefix.len()..].contains('/'))
-            .map(|(_, o)| o.clone())
-            .collect()
-    }
-
     /// Every call made so far.
     pub fn calls(&self) -> Vec<Call> {
         self.state.lock().unwrap().calls.clone()

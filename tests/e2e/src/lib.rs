@@ -81,24 +81,6 @@ pub fn tool(name: &str, env: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The samples of the labelled metric `name` in a Prometheus text exposition: each sample's
-/// labels and value. Label values holding a comma or an escaped quote are not expected.
-pub fn samples(text: &str, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
-    let prefix = format!("{name}{{");
-    text.lines()
-        .filter_map(|line| line.strip_prefix(&prefix))
-        .filter_map(|rest| rest.rsplit_once("} "))
-        .map(|(labels, value)| {
-            let labels = labels
-                .split(',')
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-                .collect();
-            (labels, value.trim().parse::<f64>().unwrap_or(0.0))
-        })
-        .collect()
-}
-
 /// The operator binary: `FAAS_OPERATOR_BIN`, else `<target dir>/debug/faas-operator`.
 pub fn operator_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("FAAS_OPERATOR_BIN").filter(|p| !p.is_empty()) {
@@ -655,22 +637,6 @@ impl Operator {
             .metric("faas_operator_reconcile_total{")
             .await?
             .unwrap_or(0.0))
-    }
-
-    /// Requests this replica sent to the API server, by "VERB resource"
-    /// (`faas_operator_api_requests_total`).
-    pub async fn api_requests(&self) -> anyhow::Result<BTreeMap<String, f64>> {
-        let (status, body) = self.http_get("/metrics").await?;
-        if status != 200 {
-            bail!("/metrics answered {status}");
-        }
-        let mut out = BTreeMap::new();
-        for (labels, value) in samples(&body, "faas_operator_api_requests_total") {
-            let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
-            *out.entry(format!("{} {}", label("verb"), label("resource")))
-                .or_default() += value;
-        }
-        Ok(out)
     }
 
     /// Waits until /readyz answers 200.

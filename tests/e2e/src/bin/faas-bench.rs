@@ -1,22 +1,15 @@
-//! Operator benchmark on a real API server (not a test). With the operator running as a local
-//! process under the chart's ServiceAccount, it first applies FaasServices one at a time to an
-//! idle cluster (default 50), each once the one before is Ready, then N at once (default
-//! 1,000) to the same namespace, then touches each of the N with an annotation (a change that
-//! asks for nothing new), and reports
-//!   - p50/p99 of apply → Deployment created (as seen by a watch), idle and under the burst,
+//! Operator benchmark on a real API server (not a test): applies N FaasServices (default 1,000)
+//! to one namespace with the operator running as a local process under the chart's
+//! ServiceAccount, and reports
 //!   - time until every child exists and until every FaasService is Ready,
-//!   - the operator's RSS,
-//!   - the requests the operator sent, by verb and resource (its own
-//!     faas_operator_api_requests_total), per reconcile and per FaasService, for the burst and
-//!     for the touches (steady state), and every client's (apiserver_request_total),
+//!   - p50/p99 of apply → Deployment created (as seen by a watch),
+//!   - the operator's peak RSS,
+//!   - API requests per reconcile (from the API server's apiserver_request_total),
 //!   - the floor: `kubectl apply --server-side` of the same children, pre-rendered, into a
 //!     second namespace, and the time until those Deployments are Available.
 //!
 //! Usage: FAAS_E2E_KUBECONFIG=<admin kubeconfig> cargo run -p faas-e2e --bin faas-bench
-//! Environment: FAAS_BENCH_COUNT (default 1000), FAAS_BENCH_IDLE (default 50),
-//! FAAS_BENCH_APPLY_CONCURRENCY (default 8), FAAS_BENCH_WAIT_READY (default 1; 0 stops at
-//! the children, for runs so large that the controller manager and kwok making the pods
-//! Ready would take most of the time, and the floor then stops at kubectl's apply).
+//! Environment: FAAS_BENCH_COUNT (default 1000), FAAS_BENCH_APPLY_CONCURRENCY (default 8).
 //! Both runs' pods stay scheduled at once, so the cluster needs room for 2×N pods: with the
 //! local control plane, start it with CLUSTER_NODES=6 for N=1000.
 
@@ -63,52 +56,8 @@ where
     seen
 }
 
-/// How many of the bench's burst (names `svc-…`) were seen.
 fn count(s: &Seen) -> usize {
-    s.lock()
-        .expect("not poisoned")
-        .keys()
-        .filter(|k| k.starts_with("svc-"))
-        .count()
-}
-
-/// When `name` was first seen, waiting for it up to `within`.
-async fn seen_at(s: &Seen, name: &str, within: Duration) -> anyhow::Result<Instant> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(at) = s.lock().expect("not poisoned").get(name) {
-            return Ok(*at);
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{name} not seen within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-/// The change of each counter from `before` to `after`, largest first, zeros left out.
-fn delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Vec<(String, f64)> {
-    let mut d: Vec<(String, f64)> = after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
-        .filter(|(_, d)| *d > 0.0)
-        .collect();
-    d.sort_by(|a, b| b.1.total_cmp(&a.1));
-    d
-}
-
-/// The operator's requests that run a reconcile, leaving out its watches (long-lived, one per
-/// kind) and its leader election's Lease renewals, which happen whether or not it works.
-fn reconcile_requests(d: &[(String, f64)]) -> Vec<(String, f64)> {
-    d.iter()
-        .filter(|(k, _)| !k.starts_with("WATCH ") && !k.ends_with(" leases"))
-        .cloned()
-        .collect()
-}
-
-fn sum(d: &[(String, f64)]) -> f64 {
-    d.iter().map(|(_, v)| v).fold(0.0, |a, b| a + b)
+    s.lock().expect("not poisoned").len()
 }
 
 fn is_ready(fs: &FaasService) -> bool {
@@ -130,15 +79,27 @@ async fn request_totals(client: &Client) -> anyhow::Result<BTreeMap<String, f64>
     let req = http::Request::get("/metrics").body(Vec::new())?;
     let text = client.request_text(req).await?;
     let mut out = BTreeMap::new();
-    for (labels, value) in faas_e2e::samples(&text, "apiserver_request_total") {
-        let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |k: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
         let mut resource = label("resource");
         let sub = label("subresource");
         if !sub.is_empty() {
             resource = format!("{resource}/{sub}");
         }
-        *out.entry(format!("{} {}", label("verb"), resource))
-            .or_default() += value;
+        let key = format!("{} {}", label("verb"), resource);
+        *out.entry(key).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
     }
     Ok(out)
 }
@@ -188,11 +149,7 @@ where
         .api::<K>()
         .list(&ListParams::default().labels("app.kubernetes.io/managed-by=faas-operator"))
         .await?;
-    for obj in list
-        .items
-        .into_iter()
-        .filter(|o| o.name_any().starts_with("svc-"))
-    {
+    for obj in list.items {
         let mut v = serde_json::to_value(&obj)?;
         let meta = v["metadata"].clone();
         v["metadata"] = json!({
@@ -222,11 +179,6 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let wait_ready = std::env::var("FAAS_BENCH_WAIT_READY").as_deref() != Ok("0");
-    let idle: usize = std::env::var("FAAS_BENCH_IDLE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
     let concurrency: usize = std::env::var("FAAS_BENCH_APPLY_CONCURRENCY")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -270,55 +222,26 @@ async fn main() -> anyhow::Result<()> {
             }
         });
     }
-    let api = ns.api::<FaasService>();
-    let fs_doc = |name: &str, i: usize| {
-        json!({
-            "apiVersion": "faas.motadata.io/v1alpha1",
-            "kind": "FaasService",
-            "metadata": { "name": name },
-            "spec": { "component": "gateway", "replicas": 1, "config": { "FAAS_INDEX": i } },
-        })
-    };
-    // Idle: one at a time, each once the one before is Ready.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut idle_latencies = Vec::new();
-    for i in 0..idle {
-        let name = format!("idle-{i:03}");
-        let start = Instant::now();
-        api.patch(
-            &name,
-            &PatchParams::apply("faas-bench"),
-            &Patch::Apply(&fs_doc(&name, i)),
-        )
-        .await
-        .with_context(|| format!("applying {name}"))?;
-        let at = seen_at(&deployments, &name, long).await?;
-        idle_latencies.push(at.saturating_duration_since(start));
-        seen_at(&ready, &name, long).await?;
-    }
-    idle_latencies.sort();
-    eprintln!(
-        "[bench] idle: apply → Deployment p50 {} p99 {}",
-        ms(percentile(&idle_latencies, 50.0)),
-        ms(percentile(&idle_latencies, 99.0))
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
     let rss_idle = rss_kib(pid, "VmRSS:");
     let requests_before = request_totals(&ns.client).await?;
     let reconciles_before = op.reconciles().await?;
-    let operator_before = op.api_requests().await?;
 
     // Apply.
+    let api = ns.api::<FaasService>();
     let applied: Seen = Arc::default();
     let t0 = Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {
             let api = api.clone();
             let applied = applied.clone();
-            let fs = fs_doc(&format!("svc-{i:05}"), i);
             async move {
-                let name = format!("svc-{i:05}");
+                let name = format!("svc-{i:04}");
+                let fs = json!({
+                    "apiVersion": "faas.motadata.io/v1alpha1",
+                    "kind": "FaasService",
+                    "metadata": { "name": name },
+                    "spec": { "component": "gateway", "replicas": 1, "config": { "FAAS_INDEX": i } },
+                });
                 let start = Instant::now();
                 api.patch(&name, &PatchParams::apply("faas-bench"), &Patch::Apply(&fs))
                     .await
@@ -349,62 +272,20 @@ async fn main() -> anyhow::Result<()> {
     .await;
     let t_children = t0.elapsed();
     eprintln!("[bench] every child exists after {}", secs(t_children));
-    if wait_ready {
-        wait_for("every FaasService Ready", long, || async {
-            let r = count(&ready);
-            if r >= n {
-                Ok(())
-            } else {
-                Err(format!("{r} Ready"))
-            }
-        })
-        .await;
-    }
+    wait_for("every FaasService Ready", long, || async {
+        let r = count(&ready);
+        if r >= n {
+            Ok(())
+        } else {
+            Err(format!("{r} Ready"))
+        }
+    })
+    .await;
     let t_ready = t0.elapsed();
     eprintln!("[bench] every FaasService Ready after {}", secs(t_ready));
 
     let requests_after = request_totals(&ns.client).await?;
     let reconciles = op.reconciles().await? - reconciles_before;
-    let operator_after = op.api_requests().await?;
-
-    // Steady state, once everything is Ready: an annotation on each asks the operator for
-    // nothing new.
-    let steady = if wait_ready {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let steady_before = op.api_requests().await?;
-        let steady_reconciles_before = op.reconciles().await?;
-        futures::stream::iter(0..n)
-            .map(|i| {
-                let api = api.clone();
-                async move {
-                    let name = format!("svc-{i:05}");
-                    let touch =
-                        json!({"metadata": {"annotations": {"bench.motadata.io/touched": "1"}}});
-                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&touch))
-                        .await
-                        .with_context(|| format!("touching {name}"))?;
-                    anyhow::Ok(())
-                }
-            })
-            .buffer_unordered(concurrency)
-            .try_collect::<Vec<()>>()
-            .await?;
-        wait_for("every touch reconciled", long, || async {
-            let done = op.reconciles().await.map_err(|e| e.to_string())? - steady_reconciles_before;
-            if done >= n as f64 {
-                Ok(())
-            } else {
-                Err(format!("{done} reconciles"))
-            }
-        })
-        .await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let steady_reconciles = op.reconciles().await? - steady_reconciles_before;
-        let steady = reconcile_requests(&delta(&steady_before, &op.api_requests().await?));
-        Some((steady_reconciles, steady))
-    } else {
-        None
-    };
     let rss_peak = *peak_rss.lock().expect("not poisoned");
     let rss_hwm = rss_kib(pid, "VmHWM:");
     let rss_end = rss_kib(pid, "VmRSS:");
@@ -419,24 +300,42 @@ async fn main() -> anyhow::Result<()> {
     };
     latencies.sort();
 
-    // Requests during the run, by verb and resource: every client's, and the operator's own.
-    let delta_all = delta(&requests_before, &requests_after);
-    let total = sum(&delta_all);
-    let operator = reconcile_requests(&delta(&operator_before, &operator_after));
-    let operator_total = sum(&operator);
-    // What kubectl makes too: one apply of each of the four children.
-    let children_applies: f64 = operator
+    // Requests during the run, by verb and resource (every client, not only the operator).
+    let mut delta: Vec<(String, f64)> = requests_after
         .iter()
-        .filter(|(k, _)| {
-            matches!(
-                k.as_str(),
-                "APPLY deployments"
-                    | "APPLY services"
-                    | "APPLY configmaps"
-                    | "APPLY serviceaccounts"
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v - requests_before.get(k).copied().unwrap_or(0.0),
             )
         })
-        .map(|(_, v)| v)
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
+    delta.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = delta.iter().map(|(_, d)| d).sum();
+    // Requests only the operator makes: reads of the referenced Secrets, its status writes, and
+    // reads, applies and deletes of the kinds it generates (other controllers watch those
+    // kinds from their caches and write only status), and its pod lists.
+    let generated = [
+        "deployments",
+        "services",
+        "configmaps",
+        "serviceaccounts",
+        "horizontalpodautoscalers",
+        "ingresses",
+        "poddisruptionbudgets",
+    ];
+    let operator_only: f64 = delta
+        .iter()
+        .filter(|(k, _)| {
+            let (verb, resource) = k.split_once(' ').unwrap_or_default();
+            (verb == "GET" && resource == "secrets")
+                || (verb == "LIST" && resource == "pods")
+                || (matches!(verb, "APPLY" | "PATCH") && resource == "faasservices/status")
+                || (matches!(verb, "GET" | "APPLY" | "PATCH" | "DELETE")
+                    && generated.contains(&resource))
+        })
+        .map(|(_, d)| d)
         .sum();
 
     // Floor: the same children, pre-rendered, applied with kubectl in one go.
@@ -478,17 +377,15 @@ async fn main() -> anyhow::Result<()> {
         docs.len(),
         secs(t_floor_apply)
     );
-    if wait_ready {
-        wait_for("floor Deployments Available", long, || async {
-            let r = count(&floor_available);
-            if r >= n {
-                Ok(())
-            } else {
-                Err(format!("{r} Available"))
-            }
-        })
-        .await;
-    }
+    wait_for("floor Deployments Available", long, || async {
+        let r = count(&floor_available);
+        if r >= n {
+            Ok(())
+        } else {
+            Err(format!("{r} Available"))
+        }
+    })
+    .await;
     let t_floor_ready = t1.elapsed();
     eprintln!(
         "[bench] floor: every Deployment Available after {}",
@@ -503,12 +400,6 @@ async fn main() -> anyhow::Result<()> {
     println!("| measure | value |");
     println!("|---|---|");
     println!(
-        "| idle cluster, one at a time ({idle}): apply → Deployment created, p50 / p99 / max | {} / {} / {} |",
-        ms(percentile(&idle_latencies, 50.0)),
-        ms(percentile(&idle_latencies, 99.0)),
-        ms(idle_latencies.last().copied().unwrap_or_default())
-    );
-    println!(
         "| apply of {n} FaasServices (server-side, {concurrency} at a time) | {} |",
         secs(t_applied)
     );
@@ -518,11 +409,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "| first apply → every FaasService Ready (kwok pods Ready) | {} |",
-        if wait_ready {
-            secs(t_ready)
-        } else {
-            "not waited for".into()
-        }
+        secs(t_ready)
     );
     println!(
         "| apply → Deployment created, p50 | {} |",
@@ -549,22 +436,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| API requests during the run, all clients | {total:.0} |");
     println!(
-        "| operator requests (no watches, no Lease) | {operator_total:.0}: {:.2} per reconcile, {:.2} per FaasService |",
-        operator_total / reconciles.max(1.0),
-        operator_total / n as f64
+        "| API requests only the operator makes, per reconcile | {:.1} |",
+        operator_only / reconciles.max(1.0)
     );
-    println!(
-        "| of which not the four child applies kubectl makes too | {:.0}: {:.2} per reconcile, {:.2} per FaasService |",
-        operator_total - children_applies,
-        (operator_total - children_applies) / reconciles.max(1.0),
-        (operator_total - children_applies) / n as f64
-    );
-    if let Some((steady_reconciles, steady)) = &steady {
-        println!(
-            "| steady state: {n} annotation changes → {steady_reconciles:.0} reconciles, operator requests | {:.0} |",
-            sum(steady)
-        );
-    }
     println!(
         "| floor: `kubectl apply --server-side` of the {} pre-rendered children | {} |",
         docs.len(),
@@ -572,35 +446,19 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "| floor: apply → every Deployment Available | {} |",
-        if wait_ready {
-            secs(t_floor_ready)
-        } else {
-            "not waited for".into()
-        }
+        secs(t_floor_ready)
     );
-    println!();
-    println!("The operator's requests during the burst, by verb and resource:");
-    println!();
-    println!("| verb resource | requests |");
-    println!("|---|---|");
-    for (k, d) in &operator {
-        println!("| {k} | {d:.0} |");
-    }
-    if let Some((_, steady)) = steady.as_ref().filter(|(_, s)| !s.is_empty()) {
-        println!();
-        println!("The operator's requests in steady state: {steady:?}");
-    }
     println!();
     println!("Requests during the operator run by verb and resource (all clients), top 20:");
     println!();
     println!("| verb resource | requests |");
     println!("|---|---|");
-    for (k, d) in delta_all.iter().take(20) {
+    for (k, d) in delta.iter().take(20) {
         println!("| {k} | {d:.0} |");
     }
     println!();
     println!(
-        "Machine: {cpus} CPUs; operator binary: {}",
+        "Machine: {cpus} CPUs; operator debug build: {}",
         faas_e2e::operator_bin().display()
     );
     drop(floor_ns);
