@@ -10,14 +10,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use faas_crds::FaasService;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Resource, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{Operator, TestNs, repo_root};
 
@@ -68,9 +68,7 @@ impl ControlPlane {
             over: false,
         }
     }
-}
 
-impl ControlPlane {
     /// Stops `component` (SIGTERM) and starts it again.
     pub fn restart(&self, component: &str) {
         self.cluster_sh(&["stop", component]);
@@ -291,38 +289,8 @@ pub fn observer(op: &Operator) -> Operator {
     }
 }
 
-/// The sum of every sample of a metric family on the operator's /metrics (all label sets).
-pub async fn metric_sum(op: &Operator, family: &str) -> anyhow::Result<f64> {
-    let (status, body) = op.http_get("/metrics").await?;
-    if status != 200 {
-        bail!("/metrics answered {status}");
-    }
-    Ok(body
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(family)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum())
-}
-
 /// Failed reconciles the operator counted, of every controller and category.
 pub async fn reconcile_failures(op: &Operator) -> anyhow::Result<f64> {
-    metric_sum(op, "faas_operator_reconcile_failures_total").await
-}
-
-/// A FaasService's condition as JSON-ish text, for messages.
-pub fn conditions_text(fs: &FaasService) -> Value {
-    json!(
-        fs.status
-            .as_ref()
-            .map(|s| s
-                .conditions
-                .iter()
-                .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
-                .collect::<Vec<_>>())
-            .unwrap_or_default()
-    )
+    op.metric_sum("faas_operator_reconcile_failures_total")
+        .await
 }

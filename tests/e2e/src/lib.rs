@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
+use faas_crds::FaasService;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -20,7 +21,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config, Resource};
+use kube::{Client, Config, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -81,23 +82,59 @@ pub fn tool(name: &str, env: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The operator binary: `FAAS_OPERATOR_BIN`, else `<target dir>/debug/faas-operator`.
-pub fn operator_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("FAAS_OPERATOR_BIN").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let target = match std::env::var_os("CARGO_TARGET_DIR").filter(|p| !p.is_empty()) {
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the repository when relative),
+/// else `<repo>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|p| !p.is_empty()) {
         Some(t) if Path::new(&t).is_absolute() => PathBuf::from(t),
         Some(t) => repo_root().join(t),
         None => repo_root().join("target"),
-    };
-    let bin = target.join("debug/faas-operator");
+    }
+}
+
+/// A binary of the workspace: `$env`, else `<target dir>/debug/<name>`, which must exist.
+fn workspace_bin(name: &str, env: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let bin = target_dir().join("debug").join(name);
     assert!(
         bin.is_file(),
-        "operator binary {} not found: run `cargo build -p faas-operator` or set FAAS_OPERATOR_BIN",
+        "{name} binary {} not found: run `cargo build -p {name}` or set {env}",
         bin.display()
     );
     bin
+}
+
+/// The operator binary: `FAAS_OPERATOR_BIN`, else `<target dir>/debug/faas-operator`.
+pub fn operator_bin() -> PathBuf {
+    workspace_bin("faas-operator", "FAAS_OPERATOR_BIN")
+}
+
+/// The runtime binary: `FAAS_RUNTIME_BIN`, else `<target dir>/debug/faas-runtime`.
+pub fn runtime_bin() -> PathBuf {
+    workspace_bin("faas-runtime", "FAAS_RUNTIME_BIN")
+}
+
+/// A one-line summary of a FaasService's status, for timeouts and failed checks.
+pub fn describe(fs: &FaasService) -> String {
+    match &fs.status {
+        None => "no status".into(),
+        Some(s) => {
+            let conds: Vec<String> = s
+                .conditions
+                .iter()
+                .map(|c| format!("{}={} ({}: {})", c.type_, c.status, c.reason, c.message))
+                .collect();
+            format!(
+                "observedGeneration={:?} generation={:?} conditions=[{}] url={:?}",
+                s.observed_generation,
+                fs.metadata.generation,
+                conds.join("; "),
+                s.url
+            )
+        }
+    }
 }
 
 /// A short random-enough suffix for names (time, process id and a counter).
@@ -233,6 +270,21 @@ impl TestNs {
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
     {
         Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Creates `object` in the namespace; panics with the API server's answer when refused.
+    pub async fn create<K>(&self, object: &K) -> K
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        self.api::<K>()
+            .create(&PostParams::default(), object)
+            .await
+            .unwrap_or_else(|e| panic!("creating the {} {}: {e}", K::kind(&()), object.name_any()))
     }
 
     /// Creates the Secrets the operator's defaults name: faas-database, faas-cache and
@@ -631,10 +683,28 @@ impl Operator {
         Ok(self.metric("faas_operator_leader ").await? == Some(1.0))
     }
 
-    /// Reconciles this replica ran (`faas_operator_reconcile_total`).
+    /// The sum of every sample of a metric family on /metrics (all label sets).
+    pub async fn metric_sum(&self, family: &str) -> anyhow::Result<f64> {
+        let (status, body) = self.http_get("/metrics").await?;
+        if status != 200 {
+            bail!("/metrics answered {status}");
+        }
+        Ok(body
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.strip_prefix(family)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum())
+    }
+
+    /// FaasService reconciles this replica ran (`faas_operator_reconcile_total` of the
+    /// faasservice controller, not the first controller /metrics happens to list).
     pub async fn reconciles(&self) -> anyhow::Result<f64> {
         Ok(self
-            .metric("faas_operator_reconcile_total{")
+            .metric("faas_operator_reconcile_total{controller=\"faasservice\"}")
             .await?
             .unwrap_or(0.0))
     }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use faas_crds::FaasService;
+pub use faas_e2e::describe;
 use faas_e2e::{TestNs, WAIT, wait_for};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -48,27 +49,6 @@ pub fn condition(fs: &FaasService, type_: &str) -> Option<(String, String, Strin
         .iter()
         .find(|c| c.type_ == type_)
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-/// A one-line summary of a FaasService's status, for timeouts.
-pub fn describe(fs: &FaasService) -> String {
-    match &fs.status {
-        None => "no status".into(),
-        Some(s) => {
-            let conds: Vec<String> = s
-                .conditions
-                .iter()
-                .map(|c| format!("{}={} ({}: {})", c.type_, c.status, c.reason, c.message))
-                .collect();
-            format!(
-                "observedGeneration={:?} generation={:?} conditions=[{}] url={:?}",
-                s.observed_generation,
-                fs.metadata.generation,
-                conds.join("; "),
-                s.url
-            )
-        }
-    }
 }
 
 /// Waits until `pred` holds for the FaasService (status written for the current generation).

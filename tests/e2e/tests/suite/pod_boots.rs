@@ -13,16 +13,18 @@
 //! the volumes' mount paths are moved under the scratch root).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use faas_crds::Component;
-use faas_e2e::{Database, TestNs, free_port, repo_root};
+use faas_e2e::{Database, TestNs, free_port, runtime_bin};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar, PodSpec, Secret};
-use kube::api::{ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, EnvVar, KeyToPath, PodSpec, Secret, Volume,
+};
+use kube::api::ObjectMeta;
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -37,37 +39,6 @@ fn require_env(name: &str) -> String {
             "{name} is not set: tests/e2e/run.sh sets it (scripts/services.sh, scripts/models.sh)"
         )
     })
-}
-
-fn runtime_binary() -> PathBuf {
-    let bin = std::env::var("FAAS_RUNTIME_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::env::var("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| repo_root().join("target"))
-                .join("debug/faas-runtime")
-        });
-    assert!(
-        bin.is_file(),
-        "no runtime binary at {}: cargo build -p faas-runtime (tests/e2e/run.sh does)",
-        bin.display()
-    );
-    bin
-}
-
-async fn create<K>(ns: &TestNs, object: K)
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    ns.api::<K>()
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap_or_else(|e| panic!("creating {}: {e}", K::kind(&())));
 }
 
 fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
@@ -122,7 +93,7 @@ fn write_files(
     dir: &Path,
     source: &str,
     data: Option<BTreeMap<String, String>>,
-    items: Option<&Vec<k8s_openapi::api::core::v1::KeyToPath>>,
+    items: Option<&Vec<KeyToPath>>,
     optional: bool,
 ) {
     let Some(data) = data else {
@@ -173,7 +144,7 @@ async fn files(
     dir: &Path,
     kind: Kind,
     name: &str,
-    items: Option<&Vec<k8s_openapi::api::core::v1::KeyToPath>>,
+    items: Option<&Vec<KeyToPath>>,
     optional: bool,
 ) {
     let data = match kind {
@@ -181,6 +152,60 @@ async fn files(
         Kind::Secret => secret_data(ns, name).await,
     };
     write_files(dir, &format!("{kind:?} {name}"), data, items, optional);
+}
+
+/// A ConfigMap or Secret a volume's files come from: its kind, name, items, and whether it is
+/// optional.
+type Source<'a> = (Kind, &'a str, Option<&'a Vec<KeyToPath>>, bool);
+
+/// The sources of a volume's files (none for an emptyDir).
+fn sources(v: &Volume) -> Vec<Source<'_>> {
+    let optional = |o: Option<bool>| o == Some(true);
+    if v.empty_dir.is_some() {
+        Vec::new()
+    } else if let Some(cm) = &v.config_map {
+        vec![(
+            Kind::ConfigMap,
+            &cm.name,
+            cm.items.as_ref(),
+            optional(cm.optional),
+        )]
+    } else if let Some(s) = &v.secret {
+        let name = s
+            .secret_name
+            .as_deref()
+            .expect("a Secret volume names its Secret");
+        vec![(Kind::Secret, name, s.items.as_ref(), optional(s.optional))]
+    } else if let Some(p) = &v.projected {
+        p.sources
+            .iter()
+            .flatten()
+            .map(|source| {
+                if let Some(s) = &source.secret {
+                    (
+                        Kind::Secret,
+                        s.name.as_str(),
+                        s.items.as_ref(),
+                        optional(s.optional),
+                    )
+                } else if let Some(cm) = &source.config_map {
+                    (
+                        Kind::ConfigMap,
+                        cm.name.as_str(),
+                        cm.items.as_ref(),
+                        optional(cm.optional),
+                    )
+                } else {
+                    panic!("a projected source this test does not materialise: {source:?}")
+                }
+            })
+            .collect()
+    } else {
+        panic!(
+            "volume {} is of a kind this test does not materialise: {v:?}",
+            v.name
+        )
+    }
 }
 
 async fn materialise(ns: &TestNs, pod: &PodSpec, c: &Container, root: &Path) -> Materialised {
@@ -201,50 +226,8 @@ async fn materialise(ns: &TestNs, pod: &PodSpec, c: &Container, root: &Path) -> 
             .unwrap_or_else(|| panic!("the mount {} names no volume of the pod", m.name));
         let dir = root.join(m.mount_path.trim_start_matches('/'));
         std::fs::create_dir_all(&dir).unwrap();
-        if v.empty_dir.is_some() {
-        } else if let Some(cm) = &v.config_map {
-            let optional = cm.optional == Some(true);
-            files(
-                ns,
-                &dir,
-                Kind::ConfigMap,
-                &cm.name,
-                cm.items.as_ref(),
-                optional,
-            )
-            .await;
-        } else if let Some(s) = &v.secret {
-            let name = s
-                .secret_name
-                .as_deref()
-                .expect("a Secret volume names its Secret");
-            let optional = s.optional == Some(true);
-            files(ns, &dir, Kind::Secret, name, s.items.as_ref(), optional).await;
-        } else if let Some(p) = &v.projected {
-            for source in p.sources.iter().flatten() {
-                if let Some(s) = &source.secret {
-                    let optional = s.optional == Some(true);
-                    files(ns, &dir, Kind::Secret, &s.name, s.items.as_ref(), optional).await;
-                } else if let Some(cm) = &source.config_map {
-                    let optional = cm.optional == Some(true);
-                    files(
-                        ns,
-                        &dir,
-                        Kind::ConfigMap,
-                        &cm.name,
-                        cm.items.as_ref(),
-                        optional,
-                    )
-                    .await;
-                } else {
-                    panic!("a projected source this test does not materialise: {source:?}");
-                }
-            }
-        } else {
-            panic!(
-                "volume {} is of a kind this test does not materialise: {v:?}",
-                v.name
-            );
+        for (kind, name, items, optional) in sources(v) {
+            files(ns, &dir, kind, name, items, optional).await;
         }
         mounts.push(m.mount_path.clone());
     }
@@ -422,7 +405,7 @@ async fn boot(ns: &TestNs, component: Component, deployment: &Deployment) {
     }
     let log_path = ns.dir.join(format!("runtime-{component}.log"));
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = tokio::process::Command::new(runtime_binary())
+    let mut child = tokio::process::Command::new(runtime_bin())
         .args(c.args.clone().unwrap_or_default())
         .env_clear()
         .envs(&env)
@@ -514,7 +497,7 @@ async fn every_component_boots_from_the_pod_template_the_operator_generates() {
             ],
         ),
     ] {
-        create(&ns, s).await;
+        ns.create(&s).await;
     }
     // An Agent served by the agent service, whose tool names a Secret key: its pods mount it.
     let agent: faas_crds::Agent = serde_json::from_value(json!({
@@ -529,7 +512,7 @@ async fn every_component_boots_from_the_pod_template_the_operator_generates() {
         }
     }))
     .unwrap();
-    create(&ns, agent).await;
+    ns.create(&agent).await;
     let op = ns.start_operator("faas-operator-e2e", "op-boots").await;
     op.wait_ready().await;
 

@@ -4,7 +4,7 @@
 
 use faas_crds::{Agent, PromptTemplate};
 use faas_e2e::{Database, Relay, TestNs, WAIT, wait_for};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -26,10 +26,7 @@ where
         "spec": spec,
     }))
     .unwrap_or_else(|e| panic!("a {kind}: {e}"));
-    ns.api::<K>()
-        .create(&PostParams::default(), &obj)
-        .await
-        .unwrap_or_else(|e| panic!("creating {kind} {name}: {e}"))
+    ns.create(&obj).await
 }
 
 fn conditions(list: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> String {

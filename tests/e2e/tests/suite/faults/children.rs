@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use faas_crds::FaasService;
-use faas_e2e::faults::{children_problems, conditions_text, managed_children, reconcile_failures};
+use faas_e2e::faults::{children_problems, managed_children, reconcile_failures};
 use faas_e2e::{TestNs, WAIT, api_error, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -186,7 +186,7 @@ async fn deleted_in_flight_deleted_by_hand_and_names_taken_by_others() {
         assert!(
             message.contains(&format!("{kind} {child}")) && message.contains("has no controller"),
             "{}",
-            conditions_text(&fs)
+            describe(&fs)
         );
         assert_eq!(
             condition(&fs, "Degraded").map(|c| (c.0, c.1)),
