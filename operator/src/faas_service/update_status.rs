@@ -38,9 +38,8 @@ impl Conditions for FaasServiceStatus {
     }
 }
 
-/// Computes the status and writes it when it changed; then announces the transitions of
-/// Ready and Degraded.
-/// Writes the status when it changed; whether it says the service is still progressing.
+/// Computes the status, writes it when it changed and announces the transitions of Ready and
+/// Degraded; returns whether the status says the rollout is still progressing.
 pub async fn update_status(
     ctx: &Context,
     ns: &str,
