@@ -159,9 +159,11 @@ start() {
   say "started $c (pid $pid, log $logs/$c.log)"
 }
 
+# Only whether the process lives: right after `start` its pid may still be the subshell that
+# has not yet exec'd the binary, whose command line does not name the state directory.
 check_alive() {
   local c=$1
-  is_ours "$(pid_of "$c")" || {
+  alive "$(pid_of "$c")" || {
     tail -n 20 "$logs/$c.log" >&2 2>/dev/null || true
     die "$c exited during start-up (see $logs/$c.log)"
   }
